@@ -1,0 +1,49 @@
+"""The one wire schema of moldlab: messages, topics, signals and the codec. No I/O.
+
+Exceptions::
+
+    ContractError            (ValueError)
+    ├── TopicError           a topic that is not moldlab/v1/{site}/{area}/{line}/{machine}/{kind}
+    └── DecodeError          a payload that is not a valid message of the kind it claims
+"""
+
+from contracts.broker import BrokerUrl
+from contracts.codec import DecodeError, decode, encode
+from contracts.errors import ContractError
+from contracts.messages import (
+    SCHEMA_VERSION,
+    CycleRecord,
+    EdgeStatus,
+    Message,
+    MessageKind,
+    PartQuality,
+    Reading,
+    StateChange,
+    TelemetryBatch,
+)
+from contracts.signals import CYCLE_PARAMETERS, SIGNALS, MachineState, SignalSpec, signal_spec
+from contracts.topics import Topic, TopicError
+
+__all__ = [
+    "CYCLE_PARAMETERS",
+    "SCHEMA_VERSION",
+    "SIGNALS",
+    "BrokerUrl",
+    "ContractError",
+    "CycleRecord",
+    "DecodeError",
+    "EdgeStatus",
+    "MachineState",
+    "Message",
+    "MessageKind",
+    "PartQuality",
+    "Reading",
+    "SignalSpec",
+    "StateChange",
+    "TelemetryBatch",
+    "Topic",
+    "TopicError",
+    "decode",
+    "encode",
+    "signal_spec",
+]

@@ -1,0 +1,59 @@
+"""The unified-namespace topic: moldlab/v1/{site}/{area}/{line}/{machine}/{kind}."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from contracts.errors import ContractError
+from contracts.messages import MessageKind
+
+PREFIX = "moldlab/v1"
+_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class TopicError(ContractError):
+    """A topic or topic segment that does not follow the moldlab namespace."""
+
+
+def check_segment(field: str, value: str) -> str:
+    """Return `value` if it can stand as one topic segment, else raise TopicError."""
+    if not _SEGMENT.match(value):
+        raise TopicError(
+            f"{field} {value!r} is not a valid topic segment "
+            "(1-64 of A-Z a-z 0-9 _ . -, starting with a letter or digit)"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    site: str
+    area: str
+    line: str
+    machine: str
+    kind: MessageKind
+
+    def __post_init__(self) -> None:
+        for field in ("site", "area", "line", "machine"):
+            check_segment(field, getattr(self, field))
+
+    def __str__(self) -> str:
+        return f"{PREFIX}/{self.site}/{self.area}/{self.line}/{self.machine}/{self.kind.value}"
+
+    @classmethod
+    def parse(cls, topic: str) -> Topic:
+        parts = topic.split("/")
+        if len(parts) != 7 or "/".join(parts[:2]) != PREFIX:
+            raise TopicError(f"topic {topic!r} is not {PREFIX}/site/area/line/machine/kind")
+        try:
+            kind = MessageKind(parts[6])
+        except ValueError:
+            kinds = ", ".join(k.value for k in MessageKind)
+            raise TopicError(f"topic {topic!r} has unknown kind {parts[6]!r} ({kinds})") from None
+        return cls(parts[2], parts[3], parts[4], parts[5], kind)
+
+    @staticmethod
+    def subscription(site: str = "+") -> str:
+        """The filter that matches every message of a site (all sites by default)."""
+        return f"{PREFIX}/{site}/+/+/+/+"

@@ -1,0 +1,57 @@
+"""The FastAPI app factory: REST, the live WebSocket and the visitor page."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from importlib.metadata import version
+from importlib.resources import files
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from psycopg_pool import AsyncConnectionPool
+
+from dashboard_api.live import LiveHub
+from dashboard_api.routes import health, live, machines
+from dashboard_api.settings import ApiSettings
+
+_STATIC = files("dashboard_api") / "static"
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    """A new app bound to `settings`; its pool and live hub live in the lifespan."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        pool = AsyncConnectionPool(settings.database_url, min_size=1, max_size=8, open=False)
+        # Not waiting: the API starts (and /health says why) while the database is down.
+        await pool.open(wait=False)
+        hub = LiveHub(pool, settings.live_interval_s)
+        poller = asyncio.create_task(hub.run(), name="live-hub")
+        try:
+            yield {"pool": pool, "hub": hub}
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+            await pool.close()
+
+    app = FastAPI(
+        title="moldlab",
+        version=version("moldlab"),
+        summary="Live telemetry and production performance of an injection-moulding floor.",
+        lifespan=lifespan,
+    )
+    app.include_router(health.router, prefix="/api/v1")
+    app.include_router(machines.router, prefix="/api/v1")
+    app.include_router(live.router, prefix="/api/v1")
+    app.mount("/static", StaticFiles(directory=str(_STATIC)), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def visitor_page() -> FileResponse:
+        return FileResponse(str(_STATIC / "index.html"))
+
+    return app

@@ -1,0 +1,82 @@
+"""The live hub: one poller of the database, fanned out to every WebSocket client as diffs."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+from analytics import machine_overview
+
+log = logging.getLogger(__name__)
+
+Update = dict[str, Any]
+
+
+def diff(before: dict[str, Update], after: dict[str, Update]) -> list[Update]:
+    """Per machine, the fields and signals that changed (machine_id always kept)."""
+    changes = []
+    for key, now in after.items():
+        was = before.get(key, {})
+        changed: Update = {f: v for f, v in now.items() if f != "signals" and was.get(f) != v}
+        old_signals = was.get("signals", {})
+        signals = {s: v for s, v in now["signals"].items() if old_signals.get(s) != v}
+        if changed or signals:
+            changed["machine_id"] = key
+            if signals:
+                changed["signals"] = signals
+            changes.append(changed)
+    return changes
+
+
+class LiveHub:
+    """Polls the machine overview every `interval_s` and broadcasts what changed."""
+
+    def __init__(self, pool: AsyncConnectionPool, interval_s: float) -> None:
+        self._pool = pool
+        self._interval_s = interval_s
+        self._clients: set[asyncio.Queue[Update]] = set()
+        self._last: dict[str, Update] = {}
+
+    def subscribe(self) -> asyncio.Queue[Update]:
+        queue: asyncio.Queue[Update] = asyncio.Queue(maxsize=64)
+        self._clients.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[Update]) -> None:
+        self._clients.discard(queue)
+
+    def is_subscribed(self, queue: asyncio.Queue[Update]) -> bool:
+        return queue in self._clients
+
+    async def run(self) -> None:
+        failing = False
+        while True:
+            try:
+                async with self._pool.connection() as conn:
+                    machines = await machine_overview(conn)
+            except Exception as exc:  # the supervisor of the poll: log once, keep going
+                if not failing:
+                    log.warning("live updates paused: database query failed (%s)", exc)
+                failing = True
+            else:
+                if failing:
+                    log.info("live updates resumed")
+                failing = False
+                now = {m.machine_id: m.model_dump(mode="json") for m in machines}
+                changes = diff(self._last, now)
+                self._last = now
+                if changes:
+                    self._broadcast({"type": "update", "machines": changes})
+            await asyncio.sleep(self._interval_s)
+
+    def _broadcast(self, update: Update) -> None:
+        for queue in list(self._clients):
+            try:
+                queue.put_nowait(update)
+            except asyncio.QueueFull:
+                # A client this far behind resyncs from /api/v1/machines when it reconnects.
+                log.info("dropping a live client that fell behind")
+                self._clients.discard(queue)

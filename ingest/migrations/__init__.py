@@ -1,0 +1,1 @@
+"""Alembic migrations of the moldlab database (run by `moldlab db upgrade`)."""

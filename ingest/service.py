@@ -1,0 +1,176 @@
+"""The ingest service: MQTT (persistent session, QoS 1) -> batches -> PostgreSQL, then ack.
+
+A message is acknowledged to the broker only after its rows are committed, so a crash at
+any moment loses nothing: the broker redelivers, and message_log drops what was written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from datetime import UTC, datetime
+
+import aiomqtt
+import psycopg
+
+from contracts import BrokerUrl, Topic
+from ingest.settings import IngestSettings
+from ingest.validation import Inbound, Limits
+from ingest.writer import BatchResult, Writer
+
+log = logging.getLogger(__name__)
+
+
+class Backoff:
+    """Jittered exponential backoff: 0.5 s doubling to 30 s."""
+
+    def __init__(self, first_s: float = 0.5, max_s: float = 30.0) -> None:
+        self._first_s = first_s
+        self._max_s = max_s
+        self._next_s = first_s
+
+    def reset(self) -> None:
+        self._next_s = self._first_s
+
+    async def wait(self, stop: asyncio.Event) -> None:
+        delay = self._next_s * random.uniform(0.5, 1.5)
+        self._next_s = min(self._next_s * 2, self._max_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+
+
+class Database:
+    """One connection with its Writer, reconnected with backoff when it breaks."""
+
+    def __init__(self, url: str, limits: Limits) -> None:
+        self._url = url
+        self._limits = limits
+        self._conn: psycopg.AsyncConnection | None = None
+        self._writer: Writer | None = None
+        self._backoff = Backoff()
+
+    async def write(self, batch: list[Inbound], stop: asyncio.Event) -> BatchResult | None:
+        """Write `batch`, retrying through outages; None if `stop` came first."""
+        while not stop.is_set():
+            try:
+                writer = await self._connect()
+                result = await writer.write(batch)
+            except psycopg.OperationalError as exc:
+                log.warning("database unavailable (%s); retrying", str(exc).strip())
+                await self.close()
+                await self._backoff.wait(stop)
+                continue
+            self._backoff.reset()
+            return result
+        return None
+
+    async def _connect(self) -> Writer:
+        if self._conn is None or self._conn.closed or self._writer is None:
+            self._conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+            self._writer = Writer(self._conn, self._limits)
+            log.info("connected to the database")
+        return self._writer
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+        self._conn = None
+        self._writer = None
+
+
+async def run_ingest(settings: IngestSettings, stop: asyncio.Event) -> None:
+    """Consume the broker into the database until `stop` is set."""
+    broker = BrokerUrl.parse(settings.mqtt_url)
+    limits = Limits(max_payload_bytes=settings.ingest_max_payload_bytes)
+    database = Database(settings.database_url, limits)
+    backoff = Backoff()
+    subscription = Topic.subscription(settings.ingest_site)
+    try:
+        while not stop.is_set():
+            try:
+                async with aiomqtt.Client(
+                    broker.host,
+                    broker.port,
+                    username=broker.username,
+                    password=broker.password,
+                    identifier=settings.ingest_client_id,
+                    clean_session=False,
+                    tls_params=aiomqtt.TLSParameters() if broker.tls else None,
+                ) as client:
+                    # aiomqtt has no public switch for manual acknowledgement: paho's is used.
+                    client._client.manual_ack_set(True)
+                    await client.subscribe(subscription, qos=1)
+                    log.info("subscribed to %s on %s", subscription, broker)
+                    backoff.reset()
+                    await _pump(client, database, settings, stop)
+            except* aiomqtt.MqttError as group:
+                log.warning("lost the broker %s (%s); reconnecting", broker, group.exceptions[0])
+                await backoff.wait(stop)
+    finally:
+        await database.close()
+    log.info("ingest stopped")
+
+
+async def _pump(
+    client: aiomqtt.Client, database: Database, settings: IngestSettings, stop: asyncio.Event
+) -> None:
+    """Batch, write and acknowledge until `stop` is set or the broker goes away."""
+    inbox: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
+
+    async def receive() -> None:
+        # Bounded by the broker: it sends no more than its in-flight window of unacked messages.
+        async for message in client.messages:
+            inbox.put_nowait(message)
+
+    async with asyncio.TaskGroup() as tg:
+        receiver = tg.create_task(receive(), name="ingest-receive")
+        while not stop.is_set():
+            batch = await _collect(inbox, settings, stop)
+            if not batch:
+                continue
+            now = datetime.now(UTC)
+            inbound = [Inbound(str(m.topic), _payload(m), now) for m in batch]
+            started = time.monotonic()
+            result = await database.write(inbound, stop)
+            if result is None:
+                break  # stopping before commit: the broker keeps these for the next run
+            for m in batch:
+                client._client.ack(m.mid, m.qos)
+            log.debug(
+                "committed %d messages (%d readings, %d duplicates, %d rejected) in %.0f ms",
+                result.messages,
+                result.readings,
+                result.duplicates,
+                result.rejected,
+                (time.monotonic() - started) * 1000,
+            )
+        receiver.cancel()
+
+
+async def _collect(
+    inbox: asyncio.Queue[aiomqtt.Message], settings: IngestSettings, stop: asyncio.Event
+) -> list[aiomqtt.Message]:
+    """Up to batch_max_messages, waiting at most batch_max_wait_s after the first one."""
+    batch: list[aiomqtt.Message] = []
+    deadline = time.monotonic() + settings.ingest_batch_max_wait_s
+    while len(batch) < settings.ingest_batch_max_messages and not stop.is_set():
+        # An empty batch waits in short steps so that `stop` is seen promptly.
+        timeout = deadline - time.monotonic() if batch else 0.5
+        if timeout <= 0:
+            break
+        try:
+            batch.append(await asyncio.wait_for(inbox.get(), timeout))
+        except TimeoutError:
+            if not batch:
+                deadline = time.monotonic() + settings.ingest_batch_max_wait_s
+    return batch
+
+
+def _payload(message: aiomqtt.Message) -> bytes:
+    payload = message.payload
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    return str(payload).encode()

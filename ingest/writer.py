@@ -1,0 +1,211 @@
+"""Writes validated batches to PostgreSQL in one transaction each, exactly once per message."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+
+from contracts import (
+    CycleRecord,
+    EdgeStatus,
+    StateChange,
+    TelemetryBatch,
+    Topic,
+    signal_spec,
+)
+from contracts.codec import AnyMessage
+from ingest.validation import Inbound, Limits, RejectedMessage, validate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class BatchResult:
+    messages: int = 0
+    readings: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+
+
+@dataclass(slots=True)
+class _Rows:
+    """The rows one batch adds, table by table."""
+
+    telemetry: list[tuple[datetime, int, int, float]] = field(default_factory=list)
+    latest: dict[tuple[int, int], tuple[datetime, float]] = field(default_factory=dict)
+    cycles: list[tuple[object, ...]] = field(default_factory=list)
+    states: list[tuple[object, ...]] = field(default_factory=list)
+    statuses: list[tuple[object, ...]] = field(default_factory=list)
+    last_seen: dict[int, datetime] = field(default_factory=dict)
+
+
+class Writer:
+    """Holds the dimension caches for one database connection."""
+
+    def __init__(self, conn: AsyncConnection, limits: Limits | None = None) -> None:
+        self._conn = conn
+        self._limits = limits or Limits()
+        self._machines: dict[str, int] = {}
+        self._signals: dict[str, int] = {}
+
+    async def write(self, batch: list[Inbound]) -> BatchResult:
+        """Validate and write `batch` in one transaction; bad messages become rejected rows."""
+        result = BatchResult()
+        valid: dict[tuple[str, int], tuple[Topic, AnyMessage]] = {}
+        rejected: list[tuple[str, bytes, str]] = []
+        for inbound in batch:
+            try:
+                topic, message = validate(inbound, self._limits)
+            except RejectedMessage as exc:
+                rejected.append((inbound.topic, inbound.payload, str(exc)))
+                continue
+            key = (message.source, message.seq)
+            if key in valid:
+                result.duplicates += 1
+            valid[key] = (topic, message)
+        new_machines: dict[str, int] = {}
+        new_signals: dict[str, int] = {}
+        async with self._conn.transaction():
+            fresh = await self._claim(list(valid))
+            result.duplicates += len(valid) - len(fresh)
+            rows = _Rows()
+            for key in fresh:
+                topic, message = valid[key]
+                if isinstance(message, EdgeStatus):
+                    rows.statuses.append(_status_row(message))
+                    continue
+                machine_id = await self._machine_id(topic, new_machines)
+                seen = rows.last_seen.get(machine_id)
+                rows.last_seen[machine_id] = message.ts if seen is None else max(seen, message.ts)
+                if isinstance(message, TelemetryBatch):
+                    for reading in message.readings:
+                        signal_id = await self._signal_id(reading.signal, new_signals)
+                        ts = message.ts + timedelta(milliseconds=reading.offset_ms)
+                        rows.telemetry.append((ts, machine_id, signal_id, reading.value))
+                        last = rows.latest.get((machine_id, signal_id))
+                        if last is None or last[0] <= ts:
+                            rows.latest[(machine_id, signal_id)] = (ts, reading.value)
+                        if ts > rows.last_seen[machine_id]:
+                            rows.last_seen[machine_id] = ts
+                elif isinstance(message, CycleRecord):
+                    rows.cycles.append(_cycle_row(machine_id, message))
+                elif isinstance(message, StateChange):
+                    rows.states.append(_state_row(machine_id, message))
+                result.messages += 1
+            await self._insert(rows, rejected)
+        # Only a committed transaction makes the new ids real.
+        self._machines.update(new_machines)
+        self._signals.update(new_signals)
+        result.readings = len(rows.telemetry)
+        result.rejected = len(rejected)
+        for topic_name, _payload, reason in rejected:
+            log.warning("rejected a message on %s: %s", topic_name, reason)
+        return result
+
+    async def _claim(self, keys: list[tuple[str, int]]) -> list[tuple[str, int]]:
+        """Record (source, seq) of each message; returns those not written before, in order."""
+        if not keys:
+            return []
+        cur = await self._conn.execute(
+            "INSERT INTO message_log (source, seq) SELECT * FROM unnest(%s::text[], %s::bigint[])"
+            " ON CONFLICT DO NOTHING RETURNING source, seq",
+            ([k[0] for k in keys], [k[1] for k in keys]),
+        )
+        claimed = {(str(s), int(q)) for s, q in await cur.fetchall()}
+        return [k for k in keys if k in claimed]
+
+    async def _machine_id(self, topic: Topic, new: dict[str, int]) -> int:
+        known = self._machines.get(topic.machine) or new.get(topic.machine)
+        if known is not None:
+            return known
+        cur = await self._conn.execute(
+            "INSERT INTO machine (machine_key, site, area, line) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (machine_key) DO UPDATE"
+            " SET site = EXCLUDED.site, area = EXCLUDED.area, line = EXCLUDED.line RETURNING id",
+            (topic.machine, topic.site, topic.area, topic.line),
+        )
+        row = await cur.fetchone()
+        assert row is not None  # RETURNING always yields the row
+        new[topic.machine] = int(row[0])
+        return new[topic.machine]
+
+    async def _signal_id(self, name: str, new: dict[str, int]) -> int:
+        known = self._signals.get(name) or new.get(name)
+        if known is not None:
+            return known
+        spec = signal_spec(name)
+        cur = await self._conn.execute(
+            "INSERT INTO signal (name, unit) VALUES (%s, %s)"
+            " ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
+            (name, spec.unit if spec else None),
+        )
+        row = await cur.fetchone()
+        assert row is not None  # RETURNING always yields the row
+        new[name] = int(row[0])
+        return new[name]
+
+    async def _insert(self, rows: _Rows, rejected: list[tuple[str, bytes, str]]) -> None:
+        conn = self._conn
+        async with conn.cursor() as cur:
+            if rows.telemetry:
+                async with cur.copy(
+                    "COPY telemetry (time, machine_id, signal_id, value) FROM STDIN (FORMAT BINARY)"
+                ) as copy:
+                    copy.set_types(["timestamptz", "int4", "int4", "float8"])
+                    for row in rows.telemetry:
+                        await copy.write_row(row)
+            if rows.latest:
+                await cur.executemany(
+                    "INSERT INTO latest_value (machine_id, signal_id, time, value)"
+                    " VALUES (%s, %s, %s, %s) ON CONFLICT (machine_id, signal_id) DO UPDATE"
+                    " SET time = EXCLUDED.time, value = EXCLUDED.value"
+                    " WHERE latest_value.time <= EXCLUDED.time",
+                    [(m, s, t, v) for (m, s), (t, v) in rows.latest.items()],
+                )
+            if rows.cycles:
+                await cur.executemany(
+                    "INSERT INTO cycle (time, machine_id, shot, quality, parts, cycle_time_s,"
+                    " parameters, source, seq) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    rows.cycles,
+                )
+            if rows.states:
+                await cur.executemany(
+                    "INSERT INTO machine_state (time, machine_id, state, reason, source, seq)"
+                    " VALUES (%s, %s, %s, %s, %s, %s)",
+                    rows.states,
+                )
+            if rows.statuses:
+                await cur.executemany(
+                    "INSERT INTO edge_status (time, edge_key, online, detail, source, seq)"
+                    " VALUES (%s, %s, %s, %s, %s, %s)",
+                    rows.statuses,
+                )
+            if rows.last_seen:
+                await cur.executemany(
+                    "UPDATE machine SET last_seen = GREATEST(last_seen, %s) WHERE id = %s",
+                    [(t, m) for m, t in rows.last_seen.items()],
+                )
+            if rejected:
+                await cur.executemany(
+                    "INSERT INTO rejected_message (topic, payload, reason) VALUES (%s, %s, %s)",
+                    rejected,
+                )
+
+
+def _cycle_row(machine_id: int, m: CycleRecord) -> tuple[object, ...]:
+    return (
+        m.ts, machine_id, m.shot, m.quality.value, m.parts, m.parameters["CycleTime"],
+        Jsonb(m.parameters), m.source, m.seq,
+    )  # fmt: skip
+
+
+def _state_row(machine_id: int, m: StateChange) -> tuple[object, ...]:
+    return (m.ts, machine_id, m.state.value, m.reason, m.source, m.seq)
+
+
+def _status_row(m: EdgeStatus) -> tuple[object, ...]:
+    return (m.ts, m.machine_id, m.online, m.detail, m.source, m.seq)

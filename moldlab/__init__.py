@@ -1,0 +1,1 @@
+"""The moldlab command line and the composition root of `moldlab demo`."""

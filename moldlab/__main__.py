@@ -1,0 +1,3 @@
+from moldlab.cli import main
+
+raise SystemExit(main())

