@@ -88,6 +88,8 @@ def _ensure_database(server_url: str, name: str) -> str:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as sock:
+        # As uvicorn binds: a port left in TIME_WAIT by a previous run is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:

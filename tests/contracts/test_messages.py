@@ -1,0 +1,132 @@
+"""The wire contract: golden messages, validation errors and topics."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from contracts import (
+    CycleRecord,
+    DecodeError,
+    EdgeStatus,
+    MachineState,
+    MessageKind,
+    StateChange,
+    TelemetryBatch,
+    Topic,
+    TopicError,
+    decode,
+    encode,
+)
+from contracts.broker import BrokerUrl
+from contracts.errors import ContractError
+
+GOLDEN = Path(__file__).parents[1] / "fixtures" / "messages"
+
+
+@pytest.mark.parametrize(
+    ("name", "model"),
+    [
+        ("telemetry", TelemetryBatch),
+        ("cycle", CycleRecord),
+        ("state", StateChange),
+        ("status", EdgeStatus),
+    ],
+)
+def test_golden_messages_decode_and_round_trip(name: str, model: type) -> None:
+    payload = (GOLDEN / f"{name}.json").read_bytes()
+    message = decode(payload)
+    assert isinstance(message, model)
+    assert message.kind == MessageKind(name)
+    assert message.ts.tzinfo is UTC
+    assert decode(encode(message)) == message
+
+
+def test_timestamps_are_normalised_to_utc() -> None:
+    message = decode((GOLDEN / "state.json").read_bytes())
+    assert message.ts == datetime(2026, 11, 21, 7, 1, tzinfo=UTC)
+    assert b'"ts":"2026-11-21T07:01:00Z"' in encode(message)
+    assert isinstance(message, StateChange)
+    assert message.state is MachineState.UNPLANNED_STOP
+
+
+def _golden(name: str) -> dict[str, object]:
+    loaded: dict[str, object] = json.loads((GOLDEN / f"{name}.json").read_text())
+    return loaded
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"schema_version": 2}, "schema_version"),
+        ({"kind": "alarm"}, "does not match any of the expected tags"),
+        ({"ts": "2026-11-21T08:00:00"}, "timezone"),
+        ({"machine_id": "imm/01"}, "machine_id"),
+        ({"seq": -1}, "seq"),
+        ({"readings": []}, "readings"),
+        ({"extra": 1}, "extra"),
+        ({"readings": [{"signal": "TempZone2", "offset_ms": 0, "value": "hot"}]}, "value"),
+    ],
+)
+def test_invalid_telemetry_is_refused_with_the_reason(
+    change: dict[str, object], reason: str
+) -> None:
+    raw = {**_golden("telemetry"), **change}
+    with pytest.raises(DecodeError, match=reason):
+        decode(orjson.dumps(raw))
+
+
+@pytest.mark.parametrize("bad", [b"NaN", b"Infinity", b"1e999"])
+def test_non_finite_values_are_refused(bad: bytes) -> None:
+    payload = (GOLDEN / "telemetry.json").read_bytes().replace(b"200.4", bad)
+    with pytest.raises(DecodeError):
+        decode(payload)
+
+
+def test_invalid_json_is_refused() -> None:
+    with pytest.raises(DecodeError, match="invalid JSON"):
+        decode(b'{"kind": "telemetry",')
+
+
+def test_unknown_cycle_parameter_is_refused() -> None:
+    raw = _golden("cycle")
+    raw["parameters"] = {"CycleTime": 15.0, "Colour": 3.0}
+    with pytest.raises(DecodeError, match="Colour"):
+        decode(orjson.dumps(raw))
+
+
+def test_topic_round_trip() -> None:
+    topic = Topic("plant-1", "hall-a", "line-1", "imm-01", MessageKind.CYCLE)
+    assert str(topic) == "moldlab/v1/plant-1/hall-a/line-1/imm-01/cycle"
+    assert Topic.parse(str(topic)) == topic
+    assert Topic.subscription() == "moldlab/v1/+/+/+/+/+"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "moldlab/v2/s/a/l/m/cycle",
+        "moldlab/v1/s/a/l/m",
+        "moldlab/v1/s/a/l/m/alarm",
+        "moldlab/v1/s/a/l/m+/cycle",
+        "moldlab/v1/s//l/m/cycle",
+    ],
+)
+def test_bad_topics_are_refused(bad: str) -> None:
+    with pytest.raises(TopicError):
+        Topic.parse(bad)
+
+
+def test_broker_url() -> None:
+    url = BrokerUrl.parse("mqtts://ingest:s%40cret@broker.plant:8884")
+    assert (url.host, url.port, url.tls, url.username, url.password) == (
+        "broker.plant", 8884, True, "ingest", "s@cret",
+    )  # fmt: skip
+    assert "s@cret" not in str(url)
+    assert BrokerUrl.parse("mqtt://localhost").port == 1883
+    with pytest.raises(ContractError):
+        BrokerUrl.parse("http://localhost")

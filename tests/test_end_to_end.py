@@ -1,0 +1,105 @@
+"""Simulator -> mosquitto -> ingest -> PostgreSQL -> API and live WebSocket, all real."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+import uvicorn
+import websockets
+
+from contracts import BrokerUrl
+from dashboard_api import ApiSettings, create_app
+from ingest import IngestSettings, run_ingest
+from moldlab.servers.process import free_port
+from simulators import demo_floor, run_simulation
+
+pytestmark = [pytest.mark.infra, pytest.mark.slow]
+
+
+@pytest.fixture
+async def api_url(database_url: str) -> AsyncIterator[str]:
+    port = free_port()
+    settings = ApiSettings(database_url=database_url, api_port=port, live_interval_s=0.2)
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), port=port, log_config=None, ws="websockets-sansio")
+    )
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # pytest owns signals
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.05)
+    yield f"127.0.0.1:{port}"
+    server.should_exit = True
+    await task
+
+
+async def _until(predicate: object, timeout_s: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not await predicate():  # type: ignore[operator]
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.2)
+
+
+async def test_simulated_machines_reach_the_api_and_the_live_socket(
+    database_url: str, mqtt_url: str, api_url: str
+) -> None:
+    site = f"e2e-{uuid.uuid4().hex[:6]}"
+    specs = demo_floor(2, site=site)
+    stop = asyncio.Event()
+    ingest_settings = IngestSettings(
+        database_url=database_url, mqtt_url=mqtt_url, ingest_site=site,
+        ingest_client_id=f"ingest-{site}", ingest_batch_max_wait_s=0.05,
+    )  # fmt: skip
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(run_ingest(ingest_settings, stop))
+        await asyncio.sleep(0.5)  # the ingest session subscribes before machines publish
+        tg.create_task(
+            run_simulation(
+                specs, BrokerUrl.parse(mqtt_url), stop, speed=20.0, telemetry_interval_s=1.0
+            )
+        )
+        try:
+            async with (
+                websockets.connect(f"ws://{api_url}/api/v1/live") as ws,
+                httpx.AsyncClient(base_url=f"http://{api_url}") as http,
+            ):
+
+                async def every_machine_live() -> bool:
+                    body = (await http.get("/api/v1/machines")).json()
+                    ours = [m for m in body["machines"] if m["site"] == site]
+                    return len(ours) == 2 and all(
+                        m["signals"].get("TempNozzle") and m["state"] and m["last_cycle"]
+                        for m in ours
+                    )
+
+                await _until(every_machine_live)
+                body = (await http.get("/api/v1/machines")).json()
+                machine = next(m for m in body["machines"] if m["machine_id"] == "imm-01")
+                assert 200 < machine["signals"]["TempNozzle"]["value"] < 260
+                assert machine["signals"]["TempNozzle"]["unit"] == "degC"
+                assert machine["state"] in {"running", "unplanned_stop"}
+                assert machine["last_cycle"]["cycle_time_s"] > 10
+
+                # The socket pushes new values as they are written, without a reload.
+                seen: dict[str, float] = {}
+                while len(seen) < 2:
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                    for update in frame.get("machines", []):
+                        if "TempNozzle" in update.get("signals", {}):
+                            seen[update["machine_id"]] = update["signals"]["TempNozzle"]["value"]
+                assert set(seen) == {"imm-01", "imm-02"}
+
+                health = (await http.get("/api/v1/health")).json()
+                assert health["status"] == "ok"
+                assert health["storage_backend"] in {"postgresql", "timescaledb"}
+                history = await http.get(
+                    "/api/v1/machines/imm-01/signals/TempNozzle/history", params={"minutes": 5}
+                )
+                assert history.status_code == 200
+                assert history.json()["points"][0]["samples"] >= 1
+        finally:
+            stop.set()
