@@ -45,9 +45,10 @@ def _parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser(
         "sim",
-        help="simulated injection-moulding machines publishing over MQTT",
+        help="simulated injection-moulding machines (MQTT-native or Modbus TCP servers)",
         description="Run N simulated MQTT-native machines, each its own MQTT client publishing "
-        "telemetry batches, cycle records and state changes. " + _ENV_HELP,
+        "telemetry batches, cycle records and state changes; or, with --modbus-port, serve "
+        "them as Modbus TCP servers for the edge agent to poll. " + _ENV_HELP,
     )
     sim.add_argument("--machines", type=int, default=3, help="how many machines (default 3)")
     sim.add_argument("--mqtt-url", help="broker, e.g. mqtt://127.0.0.1:1883 (MOLDLAB_MQTT_URL)")
@@ -58,6 +59,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     sim.add_argument(
         "--interval-s", type=float, default=1.0, help="telemetry batch interval (default 1 s)"
+    )
+    sim.add_argument(
+        "--modbus-port", type=int, metavar="BASE",
+        help="serve the machines over Modbus TCP on ports BASE, BASE+1, ... instead of "
+        "publishing over MQTT (for the edge agent); register map: contracts/registers.yaml",
+    )  # fmt: skip
+    sim.add_argument(
+        "--modbus-host", default="127.0.0.1", help="address the Modbus servers listen on"
     )
 
     edge = sub.add_parser(
@@ -157,9 +166,23 @@ def _sim(args: argparse.Namespace) -> int:
     from contracts import BrokerUrl
     from simulators import demo_floor, run_simulation
 
+    specs = demo_floor(args.machines, site=args.site)
+    if args.modbus_port is not None:
+        from simulators.floor import ModbusFloor
+        from simulators.modbus import load_register_map
+
+        floor = ModbusFloor(
+            specs, load_register_map(), host=args.modbus_host, base_port=args.modbus_port,
+            seed=args.seed, speed=args.speed,
+        )  # fmt: skip
+
+        async def _serve(stop: asyncio.Event) -> None:
+            async with floor:
+                await floor.run(stop)
+
+        return run_until_signalled(_serve)
     url = args.mqtt_url or os.environ.get("MOLDLAB_MQTT_URL", "mqtt://127.0.0.1:1883")
     broker = BrokerUrl.parse(url)
-    specs = demo_floor(args.machines, site=args.site)
 
     async def _run(stop: asyncio.Event) -> None:
         await run_simulation(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -10,8 +11,10 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from contracts import MachineState
 from contracts.registers import RegisterMap
-from simulators.model import MachineModel, MachineSpec
+from simulators import demo_floor
+from simulators.floor import ModbusFloor
 from simulators.modbus import ModbusMachineServer, load_register_map
+from simulators.model import MachineModel, MachineSpec
 
 pytestmark = pytest.mark.infra
 
@@ -81,3 +84,22 @@ async def test_restart_serves_on_the_same_port() -> None:
         assert (await _read_all(port, register_map))["State"] == 1
     finally:
         await server.stop()
+
+
+async def test_floor_serves_each_machine_on_its_own_port_with_moving_values() -> None:
+    register_map = load_register_map()
+    stop = asyncio.Event()
+    floor = ModbusFloor(
+        demo_floor(2), register_map, base_port=0, speed=50.0, update_interval_s=0.05
+    )
+    async with floor, asyncio.TaskGroup() as tg:
+        tg.create_task(floor.run(stop))
+        ports = [server.port for server in floor.servers]
+        first = [await _read_all(port, register_map) for port in ports]
+        await asyncio.sleep(1.5)  # 75 simulated seconds: several cycles
+        second = [await _read_all(port, register_map) for port in ports]
+        stop.set()
+    assert len(set(ports)) == 2
+    for before, after in zip(first, second, strict=True):
+        assert 190 < before["TempZone2"] < 210
+        assert after["CounterShots"] > before["CounterShots"]

@@ -1,0 +1,187 @@
+"""The Modbus holding-register map shared by simulators and edge, declared in registers.yaml.
+
+Pure: the caller reads the YAML (the packaged default is `contracts/registers.yaml`) and
+passes the parsed dict to `RegisterMap.model_validate`; this module only validates the map
+and converts values to and from 16-bit register words.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from contracts.errors import ContractError
+from contracts.signals import MachineState, signal_spec
+
+STATE = "State"
+STANDSTILL_REASON = "StandstillReason"
+MAX_READ_REGISTERS = 125  # the most one Modbus read-holding-registers request may ask for
+
+_Code = Annotated[int, Field(ge=0, le=65535)]
+_Reason = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class RegisterType(StrEnum):
+    UINT16 = "uint16"
+    UINT32 = "uint32"
+    FLOAT32 = "float32"
+
+
+# struct format, number of 16-bit words, significant digits the raw type carries
+_LAYOUT: dict[RegisterType, tuple[str, int, int]] = {
+    RegisterType.UINT16: ("H", 1, 5),
+    RegisterType.UINT32: ("I", 2, 10),
+    RegisterType.FLOAT32: ("f", 2, 7),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One read request: `count` registers from `start`."""
+
+    start: int
+    count: int
+
+
+class Register(BaseModel):
+    """One value in holding registers: value = raw * scale, in the signal's contract unit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    address: int = Field(ge=0, le=65535)
+    type: RegisterType
+    word_order: Literal["ABCD", "CDAB"] = "ABCD"  # ABCD: high word at the lower address
+    scale: float = 1.0
+    unit: str = "1"
+
+    @property
+    def width(self) -> int:
+        return _LAYOUT[self.type][1]
+
+    @property
+    def end(self) -> int:
+        """The first address after this register."""
+        return self.address + self.width
+
+    @model_validator(mode="after")
+    def _check(self) -> Register:
+        if self.name in (STATE, STANDSTILL_REASON):
+            if self.type is not RegisterType.UINT16 or self.scale != 1:
+                raise ValueError(f"{self.name} must be a uint16 with scale 1")
+        elif (spec := signal_spec(self.name)) is None:
+            raise ValueError(f"{self.name!r} is neither a signal of contracts.SIGNALS nor {STATE}")
+        elif self.unit != spec.unit:
+            raise ValueError(
+                f"{self.name} is in {spec.unit!r}, not {self.unit!r}; convert by scale"
+            )
+        if not math.isfinite(self.scale) or self.scale == 0:
+            raise ValueError(f"{self.name}: scale must be finite and non-zero")
+        if self.end > 65536:
+            raise ValueError(f"{self.name} at {self.address} runs past register 65535")
+        return self
+
+    def decode(self, words: Sequence[int]) -> float:
+        fmt, width, digits = _LAYOUT[self.type]
+        ordered = list(words) if self.word_order == "ABCD" else list(reversed(words))
+        (raw,) = struct.unpack(f">{fmt}", struct.pack(f">{width}H", *ordered))
+        # Rounded to the digits the raw type carries: 45.37, not float32's 45.369998931884766.
+        return float(f"{raw * self.scale:.{digits}g}")
+
+    def encode(self, value: float) -> list[int]:
+        fmt, width, _ = _LAYOUT[self.type]
+        raw = value / self.scale
+        try:
+            data = struct.pack(f">{fmt}", raw if fmt == "f" else round(raw))
+        except (struct.error, OverflowError, ValueError) as exc:
+            raise ContractError(f"{self.name} = {value} does not fit a {self.type}") from exc
+        words = list(struct.unpack(f">{width}H", data))
+        return words if self.word_order == "ABCD" else words[::-1]
+
+
+class RegisterMap(BaseModel):
+    """A machine's holding registers and the codes of its State and StandstillReason words."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    registers: tuple[Register, ...] = Field(min_length=1)
+    states: dict[_Code, MachineState] = Field(default_factory=dict)
+    reasons: dict[Annotated[int, Field(ge=1, le=65535)], _Reason] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self) -> RegisterMap:
+        names = [r.name for r in self.registers]
+        if dupes := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"registers named more than once: {dupes}")
+        ordered = sorted(self.registers, key=lambda r: r.address)
+        for before, after in itertools.pairwise(ordered):
+            if after.address < before.end:
+                raise ValueError(
+                    f"{before.name} ({before.address}-{before.end - 1}) overlaps "
+                    f"{after.name} ({after.address}-{after.end - 1})"
+                )
+        if STATE in names and not self.states:
+            raise ValueError(f"a {STATE} register needs a `states` table (code: state)")
+        return self
+
+    def blocks(self, max_registers: int = MAX_READ_REGISTERS) -> list[Block]:
+        """Reads that cover every register: contiguous runs of at most `max_registers`."""
+        if not 2 <= max_registers <= MAX_READ_REGISTERS:
+            raise ValueError(f"max_registers must be 2..{MAX_READ_REGISTERS}")
+        blocks: list[Block] = []
+        for reg in sorted(self.registers, key=lambda r: r.address):
+            last = blocks[-1] if blocks else None
+            if (
+                last
+                and last.start + last.count == reg.address
+                and (last.count + reg.width <= max_registers)
+            ):
+                blocks[-1] = Block(last.start, last.count + reg.width)
+            else:
+                blocks.append(Block(reg.address, reg.width))
+        return blocks
+
+    def decode(self, block_start: int, registers: Sequence[int]) -> dict[str, float]:
+        """The values of every register lying wholly in `registers`, read from `block_start`."""
+        end = block_start + len(registers)
+        return {
+            r.name: r.decode(registers[r.address - block_start : r.end - block_start])
+            for r in self.registers
+            if block_start <= r.address and r.end <= end
+        }
+
+    def encode(self, values: Mapping[str, float]) -> dict[int, list[int]]:
+        """Register words by start address for each value the map has (others are ignored)."""
+        return {r.address: r.encode(values[r.name]) for r in self.registers if r.name in values}
+
+    def state_code(self, state: MachineState) -> int:
+        for code, known in self.states.items():
+            if known is state:
+                return code
+        raise ContractError(f"the register map has no code for state {state.value!r}")
+
+    def reason_code(self, reason: str | None) -> int:
+        if reason is None:
+            return 0
+        for code, known in self.reasons.items():
+            if known == reason:
+                return code
+        raise ContractError(f"the register map has no code for standstill reason {reason!r}")
+
+    def state_from(self, values: Mapping[str, float]) -> tuple[MachineState, str | None] | None:
+        """The state and standstill reason in decoded `values`; None if the map has no State."""
+        if STATE not in values:
+            return None
+        code = int(values[STATE])
+        if code not in self.states:
+            raise ContractError(f"unknown {STATE} code {code}; known: {sorted(self.states)}")
+        reason_code = int(values.get(STANDSTILL_REASON, 0))
+        reason = self.reasons.get(reason_code, f"code_{reason_code}") if reason_code else None
+        return self.states[code], reason

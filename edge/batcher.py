@@ -1,0 +1,81 @@
+"""One machine's snapshots as messages: a telemetry batch per interval, state changes."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from contracts import MachineState, Reading, StateChange, TelemetryBatch
+from contracts.codec import AnyMessage
+from edge.modbus import Snapshot
+
+
+class Batcher:
+    """Collects a machine's readings into one TelemetryBatch per `interval_s`.
+
+    A new state (or standstill reason) first sends the readings before it, then a
+    StateChange; the first snapshot announces the state the machine is in.
+    """
+
+    def __init__(
+        self,
+        machine_id: str,
+        source: str,
+        next_seq: Callable[[], int],
+        emit: Callable[[AnyMessage], None],
+        *,
+        interval_s: float,
+        poll_interval_s: float,
+    ) -> None:
+        self.machine_id = machine_id
+        self.source = source
+        self.interval_s = interval_s
+        self.poll_interval_s = poll_interval_s
+        self._next_seq = next_seq
+        self._emit = emit
+        self._state: tuple[MachineState, str | None] | None = None
+        self._batch_ts: datetime | None = None
+        self._readings: list[Reading] = []
+
+    def add(self, snapshot: Snapshot) -> None:
+        ts = snapshot.ts
+        if snapshot.state is not None and (snapshot.state, snapshot.reason) != self._state:
+            self.flush()
+            self._state = (snapshot.state, snapshot.reason)
+            self._emit(
+                StateChange(**self._header(ts), state=snapshot.state, reason=snapshot.reason)
+            )
+        # A broken sensor may read NaN; the contract carries only real numbers.
+        values = {k: v for k, v in snapshot.values.items() if math.isfinite(v)}
+        if not values:
+            return
+        if self._batch_ts is not None:
+            elapsed_s = (ts - self._batch_ts).total_seconds()
+            if not 0 <= elapsed_s < self.interval_s:  # a late poll, or the clock was set back
+                self.flush()
+        self._batch_ts = self._batch_ts or ts
+        elapsed_s = (ts - self._batch_ts).total_seconds()
+        offset_ms = round(elapsed_s * 1000)
+        self._readings += [
+            Reading(signal=k, offset_ms=offset_ms, value=v) for k, v in values.items()
+        ]
+        # Send now if the next poll falls into the next interval (half a poll of slack for
+        # jitter), rather than holding the batch back one more poll.
+        if elapsed_s + 1.5 * self.poll_interval_s > self.interval_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send the readings collected so far, if any."""
+        if self._batch_ts is not None and self._readings:
+            self._emit(TelemetryBatch(**self._header(self._batch_ts), readings=self._readings))
+        self._batch_ts, self._readings = None, []
+
+    def _header(self, ts: datetime) -> dict[str, Any]:
+        return {
+            "machine_id": self.machine_id,
+            "ts": ts,
+            "source": self.source,
+            "seq": self._next_seq(),
+        }

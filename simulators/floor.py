@@ -1,0 +1,84 @@
+"""A floor of simulated machines served as Modbus TCP servers, one port per machine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Self
+
+from contracts.registers import RegisterMap
+from simulators.modbus import ModbusMachineServer
+from simulators.model import MachineModel, MachineSpec, StateEntered
+
+log = logging.getLogger(__name__)
+
+
+class ModbusFloor:
+    """Machine i on base_port + i (base_port 0: ports the OS picks), fed by its model."""
+
+    def __init__(
+        self,
+        specs: list[MachineSpec],
+        register_map: RegisterMap,
+        *,
+        host: str = "127.0.0.1",
+        base_port: int = 5020,
+        seed: int = 1,
+        speed: float = 1.0,
+        update_interval_s: float = 0.5,
+    ) -> None:
+        self._start = datetime.now(UTC)
+        self._models = [
+            MachineModel(spec, random.Random(seed * 1000 + i), self._start)
+            for i, spec in enumerate(specs)
+        ]
+        self._reasons: list[str | None] = [None] * len(specs)
+        self.servers = [
+            ModbusMachineServer(register_map, host=host, port=base_port + i if base_port else 0)
+            for i in range(len(specs))
+        ]
+        self._speed = speed
+        self._update_interval_s = update_interval_s
+        self._stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> Self:
+        async with contextlib.AsyncExitStack() as stack:
+            for model, server in zip(self._models, self.servers, strict=True):
+                await stack.enter_async_context(server)
+                log.info(
+                    "machine %s serves Modbus TCP on %s:%d",
+                    model.spec.machine_id, server.host, server.port,
+                )  # fmt: skip
+            self._stack = stack.pop_all()
+        self._update(self._start)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._stack.aclose()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Advance the models in (sped-up) real time and update the registers until `stop`."""
+        real_start = time.monotonic()
+        while not stop.is_set():
+            self._update(
+                self._start + timedelta(seconds=(time.monotonic() - real_start) * self._speed)
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._update_interval_s)
+
+    def _update(self, now: datetime) -> None:
+        for i, (model, server) in enumerate(zip(self._models, self.servers, strict=True)):
+            for event in model.advance(now):
+                if isinstance(event, StateEntered):
+                    self._reasons[i] = event.reason
+            server.update(model.sample(), model.state, self._reasons[i])

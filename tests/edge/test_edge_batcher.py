@@ -1,0 +1,93 @@
+"""Snapshots into messages: batching per interval, state changes, sequence numbers (pure)."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+
+from contracts import MachineState, StateChange, TelemetryBatch
+from contracts.codec import AnyMessage
+from edge import Snapshot
+from edge.batcher import Batcher
+
+T0 = datetime(2025, 3, 3, 6, 0, tzinfo=UTC)
+
+
+def _batcher(
+    interval_s: float = 1.0, poll_interval_s: float = 0.25
+) -> tuple[Batcher, list[AnyMessage]]:
+    sent: list[AnyMessage] = []
+    seq = itertools.count(100)
+    batcher = Batcher(
+        "imm-01",
+        "pi-1",
+        lambda: next(seq),
+        sent.append,
+        interval_s=interval_s,
+        poll_interval_s=poll_interval_s,
+    )
+    return batcher, sent
+
+
+def _at(
+    seconds: float, state: MachineState | None = MachineState.RUNNING, **values: float
+) -> Snapshot:
+    return Snapshot(T0 + timedelta(seconds=seconds), values or {"TempOil": 42.0}, state)
+
+
+def test_one_batch_per_interval_with_offsets() -> None:
+    batcher, sent = _batcher()
+    for i in range(8):
+        batcher.add(_at(i * 0.25, TempOil=40.0 + i))
+    assert isinstance(sent[0], StateChange)
+    assert sent[0].state is MachineState.RUNNING
+    batches = [m for m in sent if isinstance(m, TelemetryBatch)]
+    assert [b.ts for b in batches] == [T0, T0 + timedelta(seconds=1)]
+    assert [(r.offset_ms, r.value) for r in batches[1].readings] == [
+        (0, 44.0),
+        (250, 45.0),
+        (500, 46.0),
+        (750, 47.0),
+    ]
+    assert [m.seq for m in sent] == [100, 101, 102]
+    assert all(m.source == "pi-1" and m.machine_id == "imm-01" for m in sent)
+
+
+def test_a_state_change_sends_the_readings_before_it_first() -> None:
+    batcher, sent = _batcher()
+    batcher.add(_at(0.0))
+    batcher.add(_at(0.25))
+    batcher.add(Snapshot(T0 + timedelta(seconds=0.5), state=MachineState.OFFLINE))
+    batcher.add(_at(3.0))
+    kinds = [(type(m).__name__, getattr(m, "state", None)) for m in sent]
+    assert kinds == [
+        ("StateChange", MachineState.RUNNING),
+        ("TelemetryBatch", None),
+        ("StateChange", MachineState.OFFLINE),
+        ("StateChange", MachineState.RUNNING),
+    ]
+    batcher.flush()
+    assert isinstance(sent[-1], TelemetryBatch)
+    assert sent[-1].ts == T0 + timedelta(seconds=3)
+
+
+def test_a_new_standstill_reason_is_a_state_change() -> None:
+    batcher, sent = _batcher()
+    for i, reason in enumerate(["mould_fault", "mould_fault", "robot_fault"]):
+        batcher.add(Snapshot(T0 + timedelta(seconds=i), {}, MachineState.UNPLANNED_STOP, reason))
+    assert [m.reason for m in sent if isinstance(m, StateChange)] == ["mould_fault", "robot_fault"]
+
+
+def test_nan_readings_are_left_out_and_a_late_poll_starts_a_new_batch() -> None:
+    batcher, sent = _batcher(interval_s=1.0, poll_interval_s=0.1)
+    batcher.add(_at(0.0, None, TempOil=float("nan"), TempMould=45.0))
+    batcher.add(_at(5.0, None, TempMould=46.0))  # the clock jumped or the poll stalled
+    batcher.add(_at(-60.0, None, TempMould=47.0))  # the clock was set back
+    batcher.flush()
+    assert [
+        [(r.signal, r.value) for r in m.readings] for m in sent if isinstance(m, TelemetryBatch)
+    ] == [
+        [("TempMould", 45.0)],
+        [("TempMould", 46.0)],
+        [("TempMould", 47.0)],
+    ]
