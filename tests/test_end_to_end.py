@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,6 +17,7 @@ import websockets
 from contracts import BrokerUrl
 from dashboard_api import ApiSettings, create_app
 from ingest import IngestSettings, run_ingest
+from moldlab.servers import LocalPythonBroker
 from moldlab.servers.process import free_port
 from simulators import demo_floor, run_simulation
 
@@ -44,9 +47,20 @@ async def _until(predicate: object, timeout_s: float = 30.0) -> None:
         await asyncio.sleep(0.2)
 
 
+@pytest.fixture(params=["mosquitto", "python-broker"])
+def broker_url(request: pytest.FixtureRequest, scratch_dir: Path) -> Iterator[str]:
+    """The test broker, and the in-process Python broker the demo falls back to."""
+    if request.param == "mosquitto":
+        yield request.getfixturevalue("mqtt_url")
+        return
+    with LocalPythonBroker(Path(tempfile.mkdtemp(dir=scratch_dir)) / "amqtt") as broker:
+        yield broker.url
+
+
 async def test_simulated_machines_reach_the_api_and_the_live_socket(
-    database_url: str, mqtt_url: str, api_url: str
+    database_url: str, broker_url: str, api_url: str
 ) -> None:
+    mqtt_url = broker_url
     site = f"e2e-{uuid.uuid4().hex[:6]}"
     specs = demo_floor(2, site=site)
     stop = asyncio.Event()
