@@ -80,7 +80,7 @@ class CycleRecord(_Message):
     """One moulding cycle: EUROMAP 77 cycle parameters and the quality of its parts."""
 
     kind: Literal[MessageKind.CYCLE] = MessageKind.CYCLE
-    shot: int = Field(ge=0, description="the machine's shot counter after this cycle")
+    shot: int = Field(ge=0, lt=2**63, description="the machine's shot counter after this cycle")
     quality: PartQuality
     parts: int = Field(default=1, ge=0, le=1024, description="parts made (active cavities)")
     parameters: dict[str, float] = Field(

@@ -57,7 +57,15 @@ class Database:
         while not stop.is_set():
             try:
                 writer = await self._connect()
-                result = await writer.write(batch)
+                try:
+                    result = await writer.write(batch)
+                except psycopg.OperationalError:
+                    raise
+                except psycopg.Error as exc:
+                    log.error(
+                        "the database refused a batch (%s); writing it message by message", exc
+                    )
+                    result = await _write_singly(writer, batch)
             except psycopg.OperationalError as exc:
                 log.warning("database unavailable (%s); retrying", str(exc).strip())
                 await self.close()
@@ -79,6 +87,19 @@ class Database:
             await self._conn.close()
         self._conn = None
         self._writer = None
+
+
+async def _write_singly(writer: Writer, batch: list[Inbound]) -> BatchResult:
+    """Write each message alone, so one the database refuses takes no other down with it."""
+    total = BatchResult()
+    for inbound in batch:
+        try:
+            total += await writer.write([inbound])
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as exc:
+            total += await writer.reject(inbound, f"database refused it: {exc}")
+    return total
 
 
 async def run_ingest(settings: IngestSettings, stop: asyncio.Event) -> None:

@@ -30,6 +30,13 @@ class BatchResult:
     duplicates: int = 0
     rejected: int = 0
 
+    def __iadd__(self, other: BatchResult) -> BatchResult:
+        self.messages += other.messages
+        self.readings += other.readings
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+        return self
+
 
 @dataclass(slots=True)
 class _Rows:
@@ -105,6 +112,15 @@ class Writer:
         for topic_name, _payload, reason in rejected:
             log.warning("rejected a message on %s: %s", topic_name, reason)
         return result
+
+    async def reject(self, inbound: Inbound, reason: str) -> BatchResult:
+        """Record `inbound` as rejected for `reason` (the database refused it)."""
+        await self._conn.execute(
+            "INSERT INTO rejected_message (topic, payload, reason) VALUES (%s, %s, %s)",
+            (inbound.topic, inbound.payload, reason),
+        )
+        log.warning("rejected a message on %s: %s", inbound.topic, reason)
+        return BatchResult(rejected=1)
 
     async def _claim(self, keys: list[tuple[str, int]]) -> list[tuple[str, int]]:
         """Record (source, seq) of each message; returns those not written before, in order."""

