@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
+from typing import TypedDict
 from urllib.parse import unquote, urlsplit
 
 from contracts.errors import ContractError
+
+
+class ClientOptions(TypedDict):
+    """The connection keywords of aiomqtt.Client, as one broker URL gives them."""
+
+    hostname: str
+    port: int
+    username: str | None
+    password: str | None
+    tls_context: ssl.SSLContext | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +45,16 @@ class BrokerUrl:
             tls=tls,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
+        )
+
+    def client_options(self) -> ClientOptions:
+        """Keywords for aiomqtt.Client: `aiomqtt.Client(**url.client_options(), ...)`."""
+        return ClientOptions(
+            hostname=self.host,
+            port=self.port,
+            username=self.username,
+            password=self.password,
+            tls_context=ssl.create_default_context() if self.tls else None,
         )
 
     def __str__(self) -> str:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import random
-import ssl
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -88,13 +87,9 @@ class MqttPublisher:
 
     def _client(self, will: bytes) -> aiomqtt.Client:
         return aiomqtt.Client(
-            self.broker.host,
-            self.broker.port,
-            username=self.broker.username,
-            password=self.broker.password,
+            **self.broker.client_options(),
             identifier=self.client_id,
             will=aiomqtt.Will(self.topic, will, qos=1, retain=True),
-            tls_context=ssl.create_default_context() if self.broker.tls else None,
         )
 
     def _status(self, seq: int, *, online: bool, detail: str | None = None) -> bytes:

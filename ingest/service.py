@@ -113,13 +113,9 @@ async def run_ingest(settings: IngestSettings, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
                 async with aiomqtt.Client(
-                    broker.host,
-                    broker.port,
-                    username=broker.username,
-                    password=broker.password,
+                    **broker.client_options(),
                     identifier=settings.ingest_client_id,
                     clean_session=False,
-                    tls_params=aiomqtt.TLSParameters() if broker.tls else None,
                 ) as client:
                     # aiomqtt has no public switch for manual acknowledgement: paho's is used.
                     client._client.manual_ack_set(True)

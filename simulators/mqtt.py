@@ -128,13 +128,9 @@ async def run_machine(
         )
         try:
             async with aiomqtt.Client(
-                broker.host,
-                broker.port,
-                username=broker.username,
-                password=broker.password,
+                **broker.client_options(),
                 identifier=machine.source,
                 will=will,
-                tls_params=aiomqtt.TLSParameters() if broker.tls else None,
             ) as client:
                 log.info("machine %s connected to %s", machine.spec.machine_id, broker)
                 backoff_s = 1.0
