@@ -54,6 +54,10 @@ class LiveHub:
     async def run(self) -> None:
         failing = False
         while True:
+            if not self._clients:
+                # Nobody watching: no queries. The next client resyncs from /api/v1/machines.
+                await asyncio.sleep(self._interval_s)
+                continue
             try:
                 async with self._pool.connection() as conn:
                     machines = await machine_overview(conn)

@@ -23,6 +23,8 @@ from ingest.writer import BatchResult, Writer
 
 log = logging.getLogger(__name__)
 
+_REPORT_EVERY_S = 60.0
+
 
 class Backoff:
     """Jittered exponential backoff: 0.5 s doubling to 30 s."""
@@ -142,6 +144,8 @@ async def _pump(
         async for message in client.messages:
             inbox.put_nowait(message)
 
+    window = BatchResult()
+    window_started = time.monotonic()
     async with asyncio.TaskGroup() as tg:
         receiver = tg.create_task(receive(), name="ingest-receive")
         while not stop.is_set():
@@ -164,6 +168,14 @@ async def _pump(
                 result.rejected,
                 (time.monotonic() - started) * 1000,
             )
+            window += result
+            if (elapsed_s := time.monotonic() - window_started) >= _REPORT_EVERY_S:
+                log.info(
+                    "last %.0f s: %d messages, %d readings (%.0f/s), %d duplicates, %d rejected",
+                    elapsed_s, window.messages, window.readings, window.readings / elapsed_s,
+                    window.duplicates, window.rejected,
+                )  # fmt: skip
+                window, window_started = BatchResult(), time.monotonic()
         receiver.cancel()
 
 
