@@ -114,13 +114,15 @@ async def run_ingest(settings: IngestSettings, stop: asyncio.Event) -> None:
     try:
         while not stop.is_set():
             try:
-                async with aiomqtt.Client(
+                client = aiomqtt.Client(
                     **broker.client_options(),
                     identifier=settings.ingest_client_id,
                     clean_session=False,
-                ) as client:
-                    # aiomqtt has no public switch for manual acknowledgement: paho's is used.
-                    client._client.manual_ack_set(True)
+                )
+                # aiomqtt has no public switch for manual acknowledgement, so paho's is used;
+                # before connecting, or the session's queued messages would be acked unwritten.
+                client._client.manual_ack_set(True)
+                async with client:
                     await client.subscribe(subscription, qos=1)
                     log.info("subscribed to %s on %s", subscription, broker)
                     backoff.reset()

@@ -180,7 +180,8 @@ class Writer:
                     " VALUES (%s, %s, %s, %s) ON CONFLICT (machine_id, signal_id) DO UPDATE"
                     " SET time = EXCLUDED.time, value = EXCLUDED.value"
                     " WHERE latest_value.time <= EXCLUDED.time",
-                    [(m, s, t, v) for (m, s), (t, v) in rows.latest.items()],
+                    # In key order, so that concurrent ingest workers cannot deadlock.
+                    [(m, s, t, v) for (m, s), (t, v) in sorted(rows.latest.items())],
                 )
             if rows.cycles:
                 await cur.executemany(
@@ -203,7 +204,7 @@ class Writer:
             if rows.last_seen:
                 await cur.executemany(
                     "UPDATE machine SET last_seen = GREATEST(last_seen, %s) WHERE id = %s",
-                    [(t, m) for m, t in rows.last_seen.items()],
+                    [(t, m) for m, t in sorted(rows.last_seen.items())],
                 )
             if rejected:
                 await cur.executemany(

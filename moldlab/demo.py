@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -32,10 +33,39 @@ log = logging.getLogger("moldlab.demo")
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
-    """In the child: get SIGTERM if the demo itself dies (even by SIGKILL)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _die_with(parent: int) -> Callable[[], None]:
+    """For the child: get SIGTERM if the demo itself dies (even by SIGKILL)."""
+
+    def preexec() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the demo died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+class _Stop(Exception):
+    """SIGINT or SIGTERM arrived."""
+
+
+class _Signals:
+    """Notes the first SIGINT/SIGTERM and ignores the rest; `check()` acts on it."""
+
+    def __init__(self) -> None:
+        self.received: str | None = None
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        # No exception from here: it could land between a spawn and its bookkeeping.
+        self.received = signal.Signals(signum).name
+        for other in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(other, signal.SIG_IGN)
+
+    def check(self) -> None:
+        if self.received:
+            raise _Stop(self.received)
 
 
 class Child:
@@ -48,7 +78,7 @@ class Child:
             env=env,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with(os.getpid()),
         )
         log.info("started %s (pid %d)", name, self._proc.pid)
 
@@ -74,10 +104,6 @@ class Child:
             self._proc.wait()
 
 
-class _Stop(Exception):
-    """SIGINT or SIGTERM arrived."""
-
-
 def _ensure_database(server_url: str, name: str) -> str:
     with psycopg.connect(server_url, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
@@ -97,10 +123,13 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _wait_for_api(port: int, children: list[Child], timeout_s: float = 60.0) -> None:
+def _wait_for_api(
+    port: int, children: list[Child], signals: _Signals, timeout_s: float = 60.0
+) -> None:
     url = f"http://127.0.0.1:{port}/api/v1/health"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        signals.check()
         for child in children:
             if child.exit_code() is not None:
                 raise ServerError(f"{child.name} exited with code {child.exit_code()}")
@@ -119,11 +148,7 @@ def run_demo(data_dir: Path, *, port: int = 8000, machines: int = 3) -> int:
     data_dir = data_dir.absolute()
     data_dir.mkdir(parents=True, exist_ok=True)
 
-    def _on_signal(signum: int, _frame: object) -> None:
-        raise _Stop(signal.Signals(signum).name)
-
-    signal.signal(signal.SIGINT, _on_signal)
-    signal.signal(signal.SIGTERM, _on_signal)
+    signals = _Signals()
     postgres = LocalPostgres(data_dir / "postgres")
     broker = local_broker(data_dir / "mqtt")
     children: list[Child] = []
@@ -132,6 +157,7 @@ def run_demo(data_dir: Path, *, port: int = 8000, machines: int = 3) -> int:
         bin_dir, origin = find_postgres_bin_dir()
         log.info("starting PostgreSQL (%s, %s) in %s", origin, bin_dir, postgres.data_dir)
         postgres.start()
+        signals.check()
         database_url = _ensure_database(postgres.url, "moldlab")
         from ingest import upgrade
 
@@ -139,6 +165,7 @@ def run_demo(data_dir: Path, *, port: int = 8000, machines: int = 3) -> int:
         log.info("database ready on port %d (storage: %s)", postgres.port, backend)
         log.info("starting the MQTT broker: %s", broker.label)
         broker.start()
+        signals.check()
         env = {
             **os.environ,
             "MOLDLAB_DATABASE_URL": database_url,
@@ -146,13 +173,14 @@ def run_demo(data_dir: Path, *, port: int = 8000, machines: int = 3) -> int:
             "MOLDLAB_API_HOST": "127.0.0.1",
             "MOLDLAB_API_PORT": str(port),
         }
+        children.append(Child("sim", ["sim", "--machines", str(machines)], env))
         children.append(Child("ingest", ["ingest"], env))
         children.append(Child("api", ["api"], env))
-        children.append(Child("sim", ["sim", "--machines", str(machines)], env))
-        _wait_for_api(port, children)
+        _wait_for_api(port, children, signals)
         print(f"\nmoldlab demo is running: open http://127.0.0.1:{port}", flush=True)
         print("(API docs at /docs; Ctrl-C stops everything)\n", flush=True)
         while True:
+            signals.check()
             for child in children:
                 if (exit_code := child.exit_code()) is not None:
                     raise ServerError(f"{child.name} exited with code {exit_code}")
@@ -173,12 +201,15 @@ def run_demo(data_dir: Path, *, port: int = 8000, machines: int = 3) -> int:
 def _shutdown(
     children: list[Child], broker: LocalMosquitto | LocalPythonBroker, postgres: LocalPostgres
 ) -> None:
-    """Machines first, then ingest flushes, then the API, the broker and the database."""
+    """Machines first, then ingest and the API, then the broker and the database (< 10 s)."""
     started = time.monotonic()
-    for child in children:
-        child.terminate()
-    for child in children:
-        child.wait(started + 5.0)
+    machines = [c for c in children if c.name == "sim"]
+    services = [c for c in children if c.name != "sim"]
+    for group, budget_s in ((machines, 1.5), (services, 4.0)):
+        for child in group:
+            child.terminate()
+        for child in group:
+            child.wait(started + budget_s)
     broker.stop(2.0)
-    postgres.stop(3.0)
+    postgres.stop(2.0)
     log.info("demo stopped in %.1f s", time.monotonic() - started)

@@ -1,4 +1,7 @@
-"""Alembic environment: runs the migrations on the connection `ingest.schema` hands over."""
+"""Alembic environment: runs the migrations on the connection `ingest.schema` hands over.
+
+That connection is inside one transaction, so an upgrade is all or nothing.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,6 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 connection: Connection = context.config.attributes["connection"]
-context.configure(connection=connection, target_metadata=None, transaction_per_migration=True)
+context.configure(connection=connection, target_metadata=None)
 with context.begin_transaction():
     context.run_migrations()

@@ -137,3 +137,20 @@ def test_demo_serves_three_live_machines_stops_cleanly_and_keeps_its_data(data_d
     finally:
         code, _took_s, output = _stop(proc)
     assert code == 0, output
+
+
+@pytest.mark.parametrize("after_s", [0.5, 2.5])
+def test_a_signal_during_start_up_stops_everything_started_so_far(
+    data_dir: Path, after_s: float
+) -> None:
+    proc = _start(data_dir, free_port())
+    seen: set[int] = set()
+    deadline = time.monotonic() + after_s
+    while time.monotonic() < deadline:
+        seen |= _descendants(proc.pid)
+        time.sleep(0.05)
+    code, took_s, output = _stop(proc)
+    assert code == 0, output
+    assert took_s < 10, output
+    assert "Traceback" not in output
+    assert _alive(seen) == set(), output

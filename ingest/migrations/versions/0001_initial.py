@@ -126,8 +126,10 @@ FROM telemetry
 GROUP BY bucket, machine_id, signal_id
 WITH NO DATA;
 ALTER MATERIALIZED VIEW telemetry_1m SET (timescaledb.materialized_only = false);
+-- The refresh window reaches back 7 days so that an edge gateway's backlog, forwarded after
+-- a long outage, still lands in the aggregate (only invalidated buckets are recomputed).
 SELECT add_continuous_aggregate_policy('telemetry_1m',
-    start_offset => INTERVAL '2 hours', end_offset => INTERVAL '1 minute',
+    start_offset => INTERVAL '7 days', end_offset => INTERVAL '1 minute',
     schedule_interval => INTERVAL '1 minute');
 """
 
@@ -149,12 +151,21 @@ def _enable_timescaledb(conn: Connection) -> bool:
     ).first()
     if available is None:
         return False
+    preloaded = conn.exec_driver_sql(
+        "SELECT 'timescaledb' = ANY(string_to_array("
+        "replace(current_setting('shared_preload_libraries'), ' ', ''), ','))"
+    ).scalar()
+    if not preloaded:
+        # CREATE EXTENSION would end the session with a FATAL error, not a catchable one.
+        log.warning(
+            "timescaledb is installed but not in shared_preload_libraries; using plain tables"
+        )
+        return False
     try:
         with conn.begin_nested():
             conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS timescaledb")
     except DBAPIError as exc:
-        # Installed but not loadable (e.g. missing from shared_preload_libraries).
-        log.warning("timescaledb is installed but cannot be enabled (%s); using plain tables", exc)
+        log.warning("timescaledb cannot be enabled (%s); using plain tables", exc)
         return False
     return True
 
@@ -172,9 +183,9 @@ def upgrade() -> None:
     _run(_TABLES)
     if timescale:
         _run(_TIMESCALE)
-        # A continuous aggregate cannot be created inside a transaction block.
-        with op.get_context().autocommit_block():
-            _run(_CAGG)
+        # WITH NO DATA lets the continuous aggregate be created inside this transaction,
+        # so the whole migration stays atomic.
+        _run(_CAGG)
     else:
         _run(_PLAIN)
     backend = "timescaledb" if timescale else "postgresql"
@@ -192,10 +203,12 @@ def downgrade() -> None:
         .scalar()
     )
     view = "MATERIALIZED VIEW" if backend == "timescaledb" else "VIEW"
+    # A hypertable must be dropped on its own (TimescaleDB before 2.23).
     _run(
         f"""
 DROP {view} telemetry_1m;
+DROP TABLE telemetry;
 DROP TABLE rejected_message, message_log, edge_status, machine_state, cycle, latest_value,
-    telemetry, signal, machine, storage_info;
+    signal, machine, storage_info;
 """
     )
