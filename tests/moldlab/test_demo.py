@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -17,6 +18,8 @@ import httpx
 import pytest
 
 from moldlab.servers.process import free_port
+
+from .conftest import Browser, Page
 
 pytestmark = [pytest.mark.infra, pytest.mark.slow]
 
@@ -101,7 +104,40 @@ def _live(machines: list[dict[str, Any]]) -> bool:
     return len(machines) == 3 and all(len(m["signals"]) >= 5 for m in machines)
 
 
-def test_demo_serves_three_live_machines_stops_cleanly_and_keeps_its_data(data_dir: Path) -> None:
+_TILES = """JSON.stringify({
+  conn: (document.getElementById("conn") || {textContent: ""}).textContent.trim(),
+  marker: window.__moldlabTestMarker || null,
+  tiles: [...document.querySelectorAll("[data-machine-id]")].map(t => ({
+    id: t.dataset.machineId,
+    nozzle: (t.querySelector('[data-signal="TempNozzle"]') || {}).textContent || null,
+  })),
+})"""
+
+
+def _watch_the_page(page: Page) -> None:
+    """Three tiles whose values change while the page stays loaded (no reload)."""
+    seen: dict[str, set[str]] = {}
+    deadline = time.monotonic() + 30
+    marked = False
+    while not (len(seen) == 3 and all(len(v) >= 2 for v in seen.values())):
+        assert time.monotonic() < deadline, f"values did not change live: {seen}"
+        state = json.loads(page.evaluate(_TILES))
+        if marked:
+            assert state["marker"] == "kept", "the page reloaded"
+        if state["conn"] == "live" and len(state["tiles"]) == 3:
+            if not marked:
+                page.evaluate("window.__moldlabTestMarker = 'kept'")
+                marked = True
+            for tile in state["tiles"]:
+                if tile["nozzle"]:
+                    seen.setdefault(tile["id"], set()).add(tile["nozzle"])
+        time.sleep(0.5)
+    assert set(seen) == {"imm-01", "imm-02", "imm-03"}
+
+
+def test_demo_serves_three_live_machines_stops_cleanly_and_keeps_its_data(
+    data_dir: Path, browser: Browser
+) -> None:
     port = free_port()
     proc = _start(data_dir, port)
     try:
@@ -114,8 +150,8 @@ def test_demo_serves_three_live_machines_stops_cleanly_and_keeps_its_data(data_d
         assert {m["machine_id"] for m in later} == {"imm-01", "imm-02", "imm-03"}
         page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
         assert page.status_code == 200
-        assert "/static/app.js" in page.text
         assert "http" not in page.text.replace("http-equiv", "")  # no CDN: works offline
+        _watch_the_page(browser.open(f"http://127.0.0.1:{port}/"))
         deadline = time.monotonic() + 30
         while (samples_before := _samples(port)) < 5:
             assert time.monotonic() < deadline, "fewer than 5 samples in 30 s"
