@@ -20,4 +20,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 echo "==> installing moldlab[all] into .venv ${MOLDLAB_PIP_GROUP:+(with the $MOLDLAB_PIP_GROUP group)}"
 .venv/bin/python -m pip install -q --upgrade 'pip>=25.1'
-.venv/bin/python -m pip install -q -e '.[all]' ${MOLDLAB_PIP_GROUP:+--group "$MOLDLAB_PIP_GROUP"}
+.venv/bin/python -m pip install -e '.[all]' ${MOLDLAB_PIP_GROUP:+--group "$MOLDLAB_PIP_GROUP"}
