@@ -43,6 +43,12 @@ def create_app(settings: ApiSettings) -> FastAPI:
         title="moldlab",
         version=version("moldlab"),
         summary="Live telemetry and production performance of an injection-moulding floor.",
+        description=(
+            "Live updates: WebSocket `/api/v1/live` sends JSON text frames "
+            '`{"type": "update", "machines": [...]}` holding, per machine, only the fields and '
+            "signals that changed since the last frame (shaped as in `GET /api/v1/machines`), "
+            'and `{"type": "ping"}` every 15 s when nothing changed. The visitor page is `/`.'
+        ),
         lifespan=lifespan,
     )
     app.include_router(health.router, prefix="/api/v1")

@@ -1,4 +1,4 @@
-"""Dependencies the routers share: the connection pool and the live hub, from the lifespan."""
+"""Dependencies the routers share: the connection pool the lifespan opened."""
 
 from __future__ import annotations
 
