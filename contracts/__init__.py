@@ -21,13 +21,23 @@ from contracts.messages import (
     StateChange,
     TelemetryBatch,
 )
-from contracts.signals import CYCLE_PARAMETERS, SIGNALS, MachineState, SignalSpec, signal_spec
+from contracts.signals import (
+    ALARM_BITS,
+    CYCLE_PARAMETERS,
+    SIGNALS,
+    STANDSTILL_REASONS,
+    MachineState,
+    SignalSpec,
+    signal_spec,
+)
 from contracts.topics import Topic, TopicError
 
 __all__ = [
+    "ALARM_BITS",
     "CYCLE_PARAMETERS",
     "SCHEMA_VERSION",
     "SIGNALS",
+    "STANDSTILL_REASONS",
     "BrokerUrl",
     "ContractError",
     "CycleRecord",

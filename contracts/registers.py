@@ -18,10 +18,13 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts.errors import ContractError
-from contracts.signals import MachineState, signal_spec
+from contracts.messages import PartQuality
+from contracts.signals import CYCLE_PARAMETERS, MachineState, signal_spec
 
 STATE = "State"
 STANDSTILL_REASON = "StandstillReason"
+CYCLE_QUALITY = "CycleQuality"  # quality of the last cycle's parts: see `qualities`
+_WORDS = (STATE, STANDSTILL_REASON, CYCLE_QUALITY)
 MAX_READ_REGISTERS = 125  # the most one Modbus read-holding-registers request may ask for
 
 _Code = Annotated[int, Field(ge=0, le=65535)]
@@ -73,15 +76,16 @@ class Register(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Register:
-        if self.name in (STATE, STANDSTILL_REASON):
+        if self.name in _WORDS:
             if self.type is not RegisterType.UINT16 or self.scale != 1:
                 raise ValueError(f"{self.name} must be a uint16 with scale 1")
-        elif (spec := signal_spec(self.name)) is None:
-            raise ValueError(f"{self.name!r} is neither a signal of contracts.SIGNALS nor {STATE}")
-        elif self.unit != spec.unit:
+        elif (unit := _unit_of(self.name)) is None:
             raise ValueError(
-                f"{self.name} is in {spec.unit!r}, not {self.unit!r}; convert by scale"
+                f"{self.name!r} is neither a signal of contracts.SIGNALS, a cycle parameter "
+                f"of contracts.CYCLE_PARAMETERS nor one of {', '.join(_WORDS)}"
             )
+        elif self.unit != unit:
+            raise ValueError(f"{self.name} is in {unit!r}, not {self.unit!r}; convert by scale")
         if not math.isfinite(self.scale) or self.scale == 0:
             raise ValueError(f"{self.name}: scale must be finite and non-zero")
         if self.end > 65536:
@@ -106,6 +110,11 @@ class Register(BaseModel):
         return words if self.word_order == "ABCD" else words[::-1]
 
 
+def _unit_of(name: str) -> str | None:
+    spec = signal_spec(name)
+    return spec.unit if spec else CYCLE_PARAMETERS.get(name)
+
+
 class RegisterMap(BaseModel):
     """A machine's holding registers and the codes of its State and StandstillReason words."""
 
@@ -114,6 +123,10 @@ class RegisterMap(BaseModel):
     registers: tuple[Register, ...] = Field(min_length=1)
     states: dict[_Code, MachineState] = Field(default_factory=dict)
     reasons: dict[Annotated[int, Field(ge=1, le=65535)], _Reason] = Field(default_factory=dict)
+    qualities: dict[Annotated[int, Field(ge=1, le=65535)], PartQuality] = Field(
+        default_factory=dict
+    )
+    alarms: dict[Annotated[int, Field(ge=0, le=15)], _Reason] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check(self) -> RegisterMap:
@@ -129,6 +142,10 @@ class RegisterMap(BaseModel):
                 )
         if STATE in names and not self.states:
             raise ValueError(f"a {STATE} register needs a `states` table (code: state)")
+        if CYCLE_QUALITY in names and not self.qualities:
+            raise ValueError(
+                f"a {CYCLE_QUALITY} register needs a `qualities` table (code: quality)"
+            )
         return self
 
     def blocks(self, max_registers: int = MAX_READ_REGISTERS) -> list[Block]:
@@ -174,6 +191,26 @@ class RegisterMap(BaseModel):
             if known == reason:
                 return code
         raise ContractError(f"the register map has no code for standstill reason {reason!r}")
+
+    def quality_code(self, quality: PartQuality | None) -> int:
+        """The CycleQuality word for `quality`; 0 before the first cycle."""
+        if quality is None:
+            return 0
+        for code, known in self.qualities.items():
+            if known is quality:
+                return code
+        raise ContractError(f"the register map has no code for part quality {quality.value!r}")
+
+    def quality_from(self, values: Mapping[str, float]) -> PartQuality | None:
+        """The last cycle's part quality in decoded `values`; None before the first cycle."""
+        code = int(values.get(CYCLE_QUALITY, 0))
+        if code == 0:
+            return None
+        if code not in self.qualities:
+            raise ContractError(
+                f"unknown {CYCLE_QUALITY} code {code}; known: {sorted(self.qualities)}"
+            )
+        return self.qualities[code]
 
     def state_from(self, values: Mapping[str, float]) -> tuple[MachineState, str | None] | None:
         """The state and standstill reason in decoded `values`; None if the map has no State."""

@@ -1,4 +1,8 @@
-"""Signals, cycle parameters and machine states: frozen tables with EUROMAP 77 names."""
+"""Signals, cycle parameters, machine states and standstill reasons: frozen tables.
+
+Names follow EUROMAP 77 where it has one (the cycle parameters); the continuous signals are
+what a moulding machine's controller shows on its process page.
+"""
 
 from __future__ import annotations
 
@@ -10,11 +14,11 @@ class MachineState(StrEnum):
     """What an injection-moulding machine is doing; the basis of availability (ISO 22400)."""
 
     RUNNING = "running"
-    IDLE = "idle"
+    IDLE = "idle"  # ready but not producing: starved of material or blocked downstream
     SETUP = "setup"  # mould change / changeover: counts against availability
-    PLANNED_STOP = "planned_stop"  # breaks, no order: excluded from planned busy time
+    PLANNED_STOP = "planned_stop"  # breaks, no shift, planned maintenance: not planned busy time
     UNPLANNED_STOP = "unplanned_stop"  # standstill with a reason code
-    FAULT = "fault"
+    FAULT = "fault"  # breakdown of a machine component, with the component's reason
     OFFLINE = "offline"  # no data from the machine
 
 
@@ -28,28 +32,77 @@ class SignalSpec:
 
 
 SIGNALS: tuple[SignalSpec, ...] = (
-    SignalSpec("TempZone1", "degC", "barrel zone 1 (feed) temperature"),
+    SignalSpec("TempZone1", "degC", "barrel zone 1: the water-cooled feed throat"),
     SignalSpec("TempZone2", "degC", "barrel zone 2 temperature"),
     SignalSpec("TempZone3", "degC", "barrel zone 3 temperature"),
+    SignalSpec("TempZone4", "degC", "barrel zone 4 (front) temperature"),
     SignalSpec("TempNozzle", "degC", "nozzle temperature"),
-    SignalSpec("TempMould", "degC", "mould temperature"),
+    SignalSpec("HeaterOutputZone2", "%", "zone 2 heater output of its temperature controller"),
+    SignalSpec("HeaterOutputZone3", "%", "zone 3 heater output of its temperature controller"),
+    SignalSpec("HeaterOutputZone4", "%", "zone 4 heater output of its temperature controller"),
+    SignalSpec("HeaterOutputNozzle", "%", "nozzle heater output of its temperature controller"),
+    SignalSpec("TempMould", "degC", "mould temperature (temperature control unit return)"),
     SignalSpec("TempOil", "degC", "hydraulic oil temperature"),
-    SignalSpec("PressureHydraulic", "bar", "hydraulic system pressure"),
+    SignalSpec("PressureHydraulic", "bar", "hydraulic system pressure, through the cycle"),
+    SignalSpec("ScrewPosition", "mm", "screw position from the front, through the cycle"),
     SignalSpec("MotorPower", "kW", "main drive power"),
     SignalSpec("CounterShots", "1", "total shot counter"),
     SignalSpec("CounterGood", "1", "good part counter"),
     SignalSpec("CounterBad", "1", "bad part counter"),
+    SignalSpec("CounterMould", "1", "shots of the mould now on the machine, over its lifetime"),
+    SignalSpec("AlarmWord", "1", "active alarms, one bit each (contracts.ALARM_BITS)"),
 )
 
-# Per-cycle parameters (EUROMAP 77 names) and their units.
+# Per-cycle parameters and their units: EUROMAP 77 names first, then moldlab's own.
 CYCLE_PARAMETERS: dict[str, str] = {
     "CycleTime": "s",
     "InjectionTime": "s",
     "DosingTime": "s",
-    "CushionVolume": "mm",
+    "CoolingTime": "s",
+    "CushionVolume": "cm3",
+    "CushionStroke": "mm",
+    "PlastificationVolume": "cm3",
     "SpecificPressureMaximum": "bar",
     "HoldPressure": "bar",
+    "MeltTemperature": "degC",
+    "MouldTemperature": "degC",
+    "EjectionForceMaximum": "kN",
+    "CycleEnergy": "kWh",
     "PartWeight": "g",
+}
+
+# Why a machine stands still, by the state it stands still in. The register map gives each a
+# code; the simulators draw them; analytics groups downtime by them.
+STANDSTILL_REASONS: dict[MachineState, tuple[str, ...]] = {
+    MachineState.IDLE: ("starved", "blocked"),
+    MachineState.SETUP: ("mould_change",),
+    MachineState.PLANNED_STOP: ("break", "no_shift", "planned_maintenance"),
+    MachineState.UNPLANNED_STOP: (
+        "material_shortage",
+        "mould_fault",
+        "robot_fault",
+        "quality_check",
+        "operator_absent",
+    ),
+    MachineState.FAULT: (
+        "heater_burnout",
+        "check_ring_failure",
+        "screw_barrel_wear",
+        "hydraulic_pump_failure",
+        "cooling_blocked",
+        "ejector_failure",
+    ),
+}
+
+# Bits of the AlarmWord signal and register (bit number: alarm).
+ALARM_BITS: dict[int, str] = {
+    0: "temperature_deviation",  # a barrel zone or the nozzle off its setpoint band
+    1: "heater_fault",  # a heater at 100 % output and still below setpoint, or burnt out
+    2: "cushion_low",  # cushion under 1 mm: the screw is bottoming out
+    3: "oil_temperature_high",  # hydraulic oil above 60 degC
+    4: "mould_temperature_high",  # mould more than 10 degC above its setpoint
+    5: "ejection_force_high",
+    6: "machine_fault",  # the machine is in fault
 }
 
 _BY_NAME = {s.name: s for s in SIGNALS}

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import yaml
 from pydantic import (
@@ -22,6 +21,7 @@ from pydantic import (
 )
 
 from contracts import BrokerUrl
+from contracts.configfile import field_path, located, problems
 from contracts.registers import RegisterMap
 from contracts.topics import check_segment
 from edge.errors import ConfigError
@@ -106,11 +106,7 @@ def load_config(path: Path | str) -> GatewayConfig:
         return GatewayConfig.model_validate(data, context={"base_dir": path.parent})
     except ValidationError as exc:
         root = yaml.compose(text)  # again, for the line numbers
-        raise ConfigError(
-            "\n".join(
-                f"{path}:{_line_of(root, loc)}: {_field(loc)}: {msg}" for loc, msg in _errors(exc)
-            )
-        ) from None
+        raise ConfigError(located(exc, root, str(path))) from None
 
 
 def load_register_map(path: Path | None = None) -> RegisterMap:
@@ -124,8 +120,8 @@ def load_register_map(path: Path | None = None) -> RegisterMap:
     except yaml.YAMLError as exc:
         raise ConfigError(f"register map {path}: not valid YAML: {exc}") from None
     except ValidationError as exc:
-        problems = "; ".join(f"{_field(loc)}: {msg}" for loc, msg in _errors(exc))
-        raise ConfigError(f"register map {path or 'the default'}: {problems}") from None
+        found = "; ".join(f"{field_path(loc)}: {msg}" for loc, msg in problems(exc))
+        raise ConfigError(f"register map {path or 'the default'}: {found}") from None
 
 
 def _read(path: Path) -> str:
@@ -135,29 +131,3 @@ def _read(path: Path) -> str:
         raise ConfigError(f"{path}: no such file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-
-
-def _errors(exc: ValidationError) -> list[tuple[Sequence[int | str], str]]:
-    """(where, what) of each problem."""
-    return [(err["loc"], err["msg"].removeprefix("Value error, ")) for err in exc.errors()]
-
-
-def _field(loc: Sequence[int | str]) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "config"
-
-
-def _line_of(node: yaml.Node | None, loc: Sequence[Any]) -> int:
-    """The line of the deepest YAML node on the error's path (its key, for a mapping entry)."""
-    line = node.start_mark.line if node else 0
-    for key in loc:
-        if isinstance(node, yaml.MappingNode):
-            entry = next(((k, v) for k, v in node.value if k.value == key), None)
-            if entry is None:
-                break
-            line, node = entry[0].start_mark.line, entry[1]
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            node = node.value[key]
-            line = node.start_mark.line
-        else:
-            break
-    return line + 1

@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from contracts import ContractError, MachineState
-from contracts.registers import STANDSTILL_REASON, STATE, RegisterMap
+from contracts import ContractError, MachineState, signal_spec
+from contracts.registers import RegisterMap
 from edge.backoff import backoff
 from edge.config import ModbusConfig
 from edge.errors import DeviceError
@@ -88,7 +88,8 @@ class ModbusPoller:
             raise DeviceError(f"{self.address}: {exc}") from exc
         except ContractError as exc:
             raise DeviceError(f"{self.address}: {exc}") from exc
-        signals = {k: v for k, v in values.items() if k not in (STATE, STANDSTILL_REASON)}
+        # Cycle parameters and CycleQuality are not telemetry: issue 4 makes them cycle records.
+        signals = {k: v for k, v in values.items() if signal_spec(k) is not None}
         return Snapshot(ts, signals, state, reason)
 
     def close(self) -> None:

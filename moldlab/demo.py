@@ -140,8 +140,11 @@ def _wait_for_api(
     raise ServerError(f"the API did not answer at {url} within {timeout_s:.0f} s")
 
 
-def run_demo(data_dir: Path, *, port: int = 8000, machines: int = 3) -> int:
-    """Run everything until SIGINT/SIGTERM or until a part dies; returns the exit code."""
+def run_demo(data_dir: Path, *, port: int = 8000, machines: int | None = None) -> int:
+    """Run everything until SIGINT/SIGTERM or until a part dies; returns the exit code.
+
+    The machines are the packaged `demo` scenario's three, or `machines` of the demo floor.
+    """
     if not _port_free(port):
         print(f"moldlab demo: port {port} is in use; choose another with --port", file=sys.stderr)
         return 2
@@ -173,7 +176,8 @@ def run_demo(data_dir: Path, *, port: int = 8000, machines: int = 3) -> int:
             "MOLDLAB_API_HOST": "127.0.0.1",
             "MOLDLAB_API_PORT": str(port),
         }
-        children.append(Child("sim", ["sim", "--machines", str(machines)], env))
+        floor = ["--machines", str(machines)] if machines else ["--scenario", "demo"]
+        children.append(Child("sim", ["sim", *floor], env))
         children.append(Child("ingest", ["ingest"], env))
         children.append(Child("api", ["api"], env))
         _wait_for_api(port, children, signals)

@@ -1,6 +1,35 @@
 """Simulated injection-moulding machines standing in for the factory in tests and demos."""
 
-from simulators.model import MachineModel, MachineSpec
-from simulators.mqtt import SimulatedMachine, demo_floor, run_simulation
+from simulators.faults import Component, Degradation, Maintenance
+from simulators.model import (
+    ComponentFailed,
+    ComponentRestored,
+    CycleDone,
+    Event,
+    MachineModel,
+    StateEntered,
+)
+from simulators.mqtt import SimulatedMachine, run_simulation
+from simulators.shifts import ShiftCalendar
+from simulators.specs import MATERIALS, MOULDS, MachineSpec, Material, Mould, demo_floor
 
-__all__ = ["MachineModel", "MachineSpec", "SimulatedMachine", "demo_floor", "run_simulation"]
+__all__ = [
+    "MATERIALS",
+    "MOULDS",
+    "Component",
+    "ComponentFailed",
+    "ComponentRestored",
+    "CycleDone",
+    "Degradation",
+    "Event",
+    "MachineModel",
+    "MachineSpec",
+    "Maintenance",
+    "Material",
+    "Mould",
+    "ShiftCalendar",
+    "SimulatedMachine",
+    "StateEntered",
+    "demo_floor",
+    "run_simulation",
+]

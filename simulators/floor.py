@@ -6,14 +6,15 @@ import asyncio
 import contextlib
 import logging
 import random
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 
 from contracts.registers import RegisterMap
+from simulators.clock import SimClock
 from simulators.modbus import ModbusMachineServer
-from simulators.model import MachineModel, MachineSpec, StateEntered
+from simulators.model import CycleDone, MachineModel
+from simulators.specs import MachineSpec
 
 log = logging.getLogger(__name__)
 
@@ -30,19 +31,22 @@ class ModbusFloor:
         base_port: int = 5020,
         seed: int = 1,
         speed: float = 1.0,
+        start: datetime | None = None,
         update_interval_s: float = 0.5,
     ) -> None:
-        self._start = datetime.now(UTC)
+        # A start in the past is a backfill: sped up until it reaches the wall clock.
+        now = datetime.now(UTC)
+        self._clock = SimClock(start or now, speed, catch_up=start is not None and start < now)
+        self._start = self._clock.start
         self._models = [
             MachineModel(spec, random.Random(seed * 1000 + i), self._start)
             for i, spec in enumerate(specs)
         ]
-        self._reasons: list[str | None] = [None] * len(specs)
+        self._last_cycles: list[CycleDone | None] = [None] * len(specs)
         self.servers = [
             ModbusMachineServer(register_map, host=host, port=base_port + i if base_port else 0)
             for i in range(len(specs))
         ]
-        self._speed = speed
         self._update_interval_s = update_interval_s
         self._stack = contextlib.AsyncExitStack()
 
@@ -68,17 +72,14 @@ class ModbusFloor:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Advance the models in (sped-up) real time and update the registers until `stop`."""
-        real_start = time.monotonic()
         while not stop.is_set():
-            self._update(
-                self._start + timedelta(seconds=(time.monotonic() - real_start) * self._speed)
-            )
+            self._update(self._clock.now())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._update_interval_s)
 
     def _update(self, now: datetime) -> None:
         for i, (model, server) in enumerate(zip(self._models, self.servers, strict=True)):
             for event in model.advance(now):
-                if isinstance(event, StateEntered):
-                    self._reasons[i] = event.reason
-            server.update(model.sample(), model.state, self._reasons[i])
+                if isinstance(event, CycleDone):
+                    self._last_cycles[i] = event
+            server.update(model.sample(), model.state, model.reason, self._last_cycles[i])

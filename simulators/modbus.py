@@ -15,7 +15,8 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from contracts import MachineState
-from contracts.registers import STANDSTILL_REASON, STATE, RegisterMap
+from contracts.registers import CYCLE_QUALITY, STANDSTILL_REASON, STATE, RegisterMap
+from simulators.model import CycleDone
 
 
 def load_register_map(path: Path | None = None) -> RegisterMap:
@@ -45,6 +46,7 @@ class ModbusMachineServer:
         self.host = host
         self._port = port
         self.unit_id = unit_id
+        self._names = frozenset(r.name for r in register_map.registers)
         self._words: dict[int, int] = {}
         self._server: ModbusTcpServer | None = None
 
@@ -54,16 +56,35 @@ class ModbusMachineServer:
         return self._port
 
     def update(
-        self, sample: Mapping[str, float], state: MachineState, reason: str | None = None
+        self,
+        sample: Mapping[str, float],
+        state: MachineState,
+        reason: str | None = None,
+        last_cycle: CycleDone | None = None,
     ) -> None:
-        """Put the model's signals, counters, state and standstill reason into the registers."""
-        codes = {
-            STATE: self.register_map.state_code(state),
-            STANDSTILL_REASON: self.register_map.reason_code(reason),
+        """Show the model's sample, state and standstill reason, and the last cycle's values.
+
+        Registers not set here read 0: before the first cycle CycleQuality reads "no cycle".
+        """
+        rm, names = self.register_map, self._names
+        values: dict[str, float] = dict(sample)
+        # Codes only for the words the map has: a map without a word needs no table for it.
+        if STATE in names:
+            values[STATE] = rm.state_code(state)
+        if STANDSTILL_REASON in names:
+            values[STANDSTILL_REASON] = rm.reason_code(reason)
+        if last_cycle is not None:
+            values |= last_cycle.parameters
+            if CYCLE_QUALITY in names:
+                values[CYCLE_QUALITY] = rm.quality_code(last_cycle.quality)
+        words = {
+            address + offset: word
+            for address, encoded in rm.encode(values).items()
+            for offset, word in enumerate(encoded)
         }
-        for address, words in self.register_map.encode({**sample, **codes}).items():
-            for offset, word in enumerate(words):
-                self._words[address + offset] = word
+        # One assignment: a read sees all of this update or none of it, so block 0-39 never
+        # mixes the counters of one cycle with the parameters of another.
+        self._words = words
 
     async def start(self) -> None:
         """Listen; after `stop()` this serves again on the same port (a machine power-cycled)."""
@@ -110,7 +131,8 @@ class ModbusMachineServer:
         registers: list[int],
         set_values: list[int] | list[bool] | None,
     ) -> ExcCodes | None:
-        # pymodbus answers from `registers`; fill the requested range from the latest update.
+        # pymodbus answers from `registers`; fill the requested range from one update.
+        words = self._words
         for at in range(address, address + count):
-            registers[at - start_address] = self._words.get(at, 0)
+            registers[at - start_address] = words.get(at, 0)
         return None

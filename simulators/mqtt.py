@@ -7,8 +7,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import aiomqtt
 
@@ -24,15 +23,11 @@ from contracts import (
     encode,
 )
 from contracts.codec import AnyMessage
-from simulators.model import CycleDone, Event, MachineModel, MachineSpec, StateEntered
+from simulators.clock import SimClock, utc_now
+from simulators.model import CycleDone, Event, MachineModel, StateEntered
+from simulators.specs import MachineSpec
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class SimulatedMachine:
@@ -108,18 +103,26 @@ class SimulatedMachine:
         )
 
 
+MIN_TICK_S = 0.05  # sped up, a machine wakes at most 20 times a second and catches up
+
+
 async def run_machine(
     machine: SimulatedMachine,
     broker: BrokerUrl,
     stop: asyncio.Event,
     *,
-    speed: float = 1.0,
+    clock: SimClock | None = None,
     telemetry_interval_s: float = 1.0,
 ) -> None:
-    """Publish one machine's messages until `stop` is set, reconnecting with backoff."""
+    """Publish one machine's messages until `stop` is set, reconnecting with backoff.
+
+    One telemetry batch per `telemetry_interval_s` of simulated time, whatever the speed.
+    """
+    clock = clock or SimClock(machine.model.now)
     status_topic = machine.topic(MessageKind.STATUS)
-    sim_start = machine.model.now
-    real_start = time.monotonic()
+    tick_s = max(MIN_TICK_S, telemetry_interval_s / clock.speed)
+    interval = timedelta(seconds=telemetry_interval_s)
+    next_batch = machine.model.now + interval
     pending: list[AnyMessage] = machine.messages(machine.model.start())
     backoff_s = 1.0
     while not stop.is_set():
@@ -144,11 +147,13 @@ async def run_machine(
                         await client.publish(topic, encode(msg), qos=1, retain=retain)
                     pending = []
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), telemetry_interval_s / speed)
-                    elapsed = (time.monotonic() - real_start) * speed
-                    now = sim_start + timedelta(seconds=elapsed)
-                    pending = machine.messages(machine.model.advance(now))
-                    pending.append(machine.telemetry(now))
+                        await asyncio.wait_for(stop.wait(), tick_s)
+                    now = clock.now()
+                    while next_batch <= now:
+                        pending += machine.messages(machine.model.advance(next_batch))
+                        pending.append(machine.telemetry(next_batch))
+                        next_batch += interval
+                    pending += machine.messages(machine.model.advance(now))
                 offline = machine.status(False, utc_now())
                 await client.publish(status_topic, encode(offline), qos=1, retain=True)
         except aiomqtt.MqttError as exc:
@@ -167,22 +172,6 @@ async def run_machine(
     log.info("machine %s stopped", machine.spec.machine_id)
 
 
-def demo_floor(count: int, site: str = "demo") -> list[MachineSpec]:
-    """`count` machines over two lines, with the moulds a small plastics SME would run."""
-    cycles = (15.0, 12.0, 22.0, 18.0, 9.5)
-    cavities = (1, 2, 4, 1, 8)
-    return [
-        MachineSpec(
-            machine_id=f"imm-{i + 1:02d}",
-            site=site,
-            line=f"line-{i % 2 + 1}",
-            ideal_cycle_s=cycles[i % len(cycles)],
-            cavities=cavities[i % len(cavities)],
-        )
-        for i in range(count)
-    ]
-
-
 async def run_simulation(
     specs: list[MachineSpec],
     broker: BrokerUrl,
@@ -190,20 +179,25 @@ async def run_simulation(
     *,
     seed: int = 1,
     speed: float = 1.0,
+    start: datetime | None = None,
     telemetry_interval_s: float = 1.0,
-    clock: Clock = utc_now,
 ) -> None:
-    """Run every machine in one TaskGroup until `stop` is set."""
-    start = clock()
+    """Run every machine in one TaskGroup until `stop` is set.
+
+    From `start` (default: now) at `speed`; a `start` in the past is a backfill that runs at
+    `speed` until it reaches the wall clock and then keeps pace with it.
+    """
+    now = utc_now()
+    clock = SimClock(start or now, speed, catch_up=start is not None and start < now)
     async with asyncio.TaskGroup() as tg:
         for i, spec in enumerate(specs):
-            machine = SimulatedMachine(spec, random.Random(seed * 1000 + i), start)
+            machine = SimulatedMachine(spec, random.Random(seed * 1000 + i), clock.start)
             tg.create_task(
                 run_machine(
                     machine,
                     broker,
                     stop,
-                    speed=speed,
+                    clock=clock,
                     telemetry_interval_s=telemetry_interval_s,
                 ),
                 name=f"sim-{spec.machine_id}",

@@ -8,11 +8,12 @@ const STALE_AFTER_S = 30;
 const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 30000;
 
-// Friendly labels, in display order; unknown signals follow, sorted, under their raw name.
+// What a visitor sees, in display order, with friendly labels. The engineering signals
+// (heater outputs, screw position, alarm word, mould counter...) stay off the visitor page.
 const LABELS = {
-  TempZone1: 'Barrel zone 1', TempZone2: 'Barrel zone 2', TempZone3: 'Barrel zone 3',
+  TempZone2: 'Barrel zone 2', TempZone3: 'Barrel zone 3', TempZone4: 'Barrel zone 4',
   TempNozzle: 'Nozzle', TempMould: 'Mould', TempOil: 'Hydraulic oil',
-  PressureHydraulic: 'Hydraulic pressure', MotorPower: 'Motor power',
+  MotorPower: 'Motor power',
   CounterShots: 'Shots', CounterGood: 'Good parts', CounterBad: 'Bad parts',
 };
 const LABEL_ORDER = Object.keys(LABELS);
@@ -143,7 +144,7 @@ function renderTile(entry) {
 function renderSignals(entry) {
   const list = entry.el.querySelector('.signals');
   const signals = entry.data.signals || {};
-  const names = Object.keys(signals).sort(signalOrder);
+  const names = Object.keys(signals).filter((n) => n in LABELS).sort(signalOrder);
   // Rebuild rows only when the set of signals changes; otherwise update in place.
   if (names.join() !== [...entry.rows.keys()].join()) {
     const old = entry.rows;

@@ -11,24 +11,56 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from contracts import ContractError, MachineState
+from contracts import (
+    ALARM_BITS,
+    CYCLE_PARAMETERS,
+    SIGNALS,
+    STANDSTILL_REASONS,
+    ContractError,
+    MachineState,
+    PartQuality,
+)
 from contracts.registers import MAX_READ_REGISTERS, Block, RegisterMap
 
 PACKAGED: dict[str, Any] = yaml.safe_load(
     (resources.files("contracts") / "registers.yaml").read_text()
 )
-SAMPLE = {
+SAMPLE = {  # every signal, counter and AlarmWord, as a model samples them
     "TempZone1": 45.31,
     "TempZone2": 200.07,
     "TempZone3": 214.66,
+    "TempZone4": 224.93,
     "TempNozzle": 229.87,
+    "HeaterOutputZone2": 41.3,
+    "HeaterOutputZone3": 44.8,
+    "HeaterOutputZone4": 47.1,
+    "HeaterOutputNozzle": 100.0,
     "TempMould": 44.9,
     "TempOil": 42.13,
-    "PressureHydraulic": 141.52,
+    "PressureHydraulic": 141.5,
+    "ScrewPosition": 41.27,
     "MotorPower": 18.25,
     "CounterShots": 123_456_789.0,
     "CounterGood": 120_000_000.0,
     "CounterBad": 70_000.0,
+    "CounterMould": 1_240_311.0,
+    "AlarmWord": 0b100_0011,
+}
+LAST_CYCLE = {  # the per-cycle parameters, as the model rounds them
+    "CycleTime": 15.912,
+    "InjectionTime": 0.613,
+    "DosingTime": 3.561,
+    "CoolingTime": 8.04,
+    "CushionVolume": 62.233,
+    "CushionStroke": 4.953,
+    "PlastificationVolume": 759.51,
+    "SpecificPressureMaximum": 912.4,
+    "HoldPressure": 448.9,
+    "MeltTemperature": 232.71,
+    "MouldTemperature": 37.02,
+    "EjectionForceMaximum": 8.13,
+    "CycleEnergy": 0.0412,
+    "PartWeight": 11.987,
 }
 
 
@@ -50,17 +82,66 @@ def _map_with(*registers: dict[str, Any], **extra: Any) -> dict[str, Any]:
 
 def test_packaged_map_reads_in_two_blocks() -> None:
     register_map = RegisterMap.model_validate(PACKAGED)
-    assert register_map.blocks() == [Block(0, 8), Block(100, 16)]
+    assert register_map.blocks() == [Block(0, 40), Block(100, 28)]
     assert register_map.state_code(MachineState.OFFLINE) == 0
     assert set(register_map.states.values()) == set(MachineState)
 
 
+def test_packaged_map_has_every_signal_and_cycle_parameter() -> None:
+    names = {r.name for r in RegisterMap.model_validate(PACKAGED).registers}
+    expected = {s.name for s in SIGNALS} | set(CYCLE_PARAMETERS)
+    assert names == expected | {"State", "StandstillReason", "CycleQuality"}
+
+
+def test_packaged_map_has_a_code_for_every_standstill_reason() -> None:
+    register_map = RegisterMap.model_validate(PACKAGED)
+    reasons = [reason for by_state in STANDSTILL_REASONS.values() for reason in by_state]
+    assert sorted(register_map.reasons.values()) == sorted(reasons)
+    for reason in reasons:
+        assert register_map.reasons[register_map.reason_code(reason)] == reason
+
+
+def test_packaged_alarms_are_the_contracts_alarm_bits() -> None:
+    assert RegisterMap.model_validate(PACKAGED).alarms == ALARM_BITS
+
+
 def test_round_trip_gives_the_values_back() -> None:
     register_map = RegisterMap.model_validate(PACKAGED)
-    values = {**SAMPLE, "State": 5.0, "StandstillReason": 2.0}
+    values = {
+        **SAMPLE,
+        **LAST_CYCLE,
+        "State": 5.0,
+        "StandstillReason": 2.0,
+        "CycleQuality": 2.0,
+    }
     decoded = _read(register_map, _image(register_map.encode(values)))
     assert decoded == values  # float32 values come back rounded to the 7 digits they carry
     assert register_map.state_from(decoded) == (MachineState.UNPLANNED_STOP, "mould_fault")
+    assert register_map.quality_from(decoded) is PartQuality.BAD
+
+
+@pytest.mark.parametrize("quality", list(PartQuality))
+def test_quality_code_and_quality_from_round_trip(quality: PartQuality) -> None:
+    register_map = RegisterMap.model_validate(PACKAGED)
+    code = register_map.quality_code(quality)
+    assert code > 0
+    assert register_map.quality_from({"CycleQuality": float(code)}) is quality
+
+
+def test_no_cycle_yet_is_quality_code_0() -> None:
+    register_map = RegisterMap.model_validate(PACKAGED)
+    assert register_map.quality_code(None) == 0
+    assert register_map.quality_from({"CycleQuality": 0.0}) is None
+    assert register_map.quality_from({}) is None  # values read without the word
+
+
+def test_unknown_quality_codes() -> None:
+    register_map = RegisterMap.model_validate(PACKAGED)
+    with pytest.raises(ContractError, match="unknown CycleQuality code 9"):
+        register_map.quality_from({"CycleQuality": 9.0})
+    only_good = RegisterMap.model_validate({**PACKAGED, "qualities": {1: "good"}})
+    with pytest.raises(ContractError, match="no code for part quality 'test'"):
+        only_good.quality_code(PartQuality.TEST)
 
 
 def test_word_order_and_scale() -> None:
@@ -130,10 +211,17 @@ def _moved(register: str, /, **changes: Any) -> dict[str, Any]:
         (_moved("TempZone2", type="float64"), "'uint16', 'uint32' or 'float32'"),
         (_moved("TempZone2", name="TempZone9"), "'TempZone9' is neither a signal"),
         (_moved("TempZone2", unit="degF"), "TempZone2 is in 'degC', not 'degF'"),
+        (_moved("CycleTime", unit="ms"), "CycleTime is in 's', not 'ms'"),
+        (_moved("CycleEnergy", unit="Wh"), "CycleEnergy is in 'kWh', not 'Wh'"),
         (_moved("TempZone2", name="TempZone1", address=300), "named more than once"),
         (_moved("State", type="uint32"), "State must be a uint16"),
         ({**PACKAGED, "states": {}}, "needs a `states` table"),
         ({**PACKAGED, "states": {0: "asleep"}}, "Input should be 'running'"),
+        (_moved("CycleQuality", type="uint32"), "CycleQuality must be a uint16"),
+        ({**PACKAGED, "qualities": {}}, "a CycleQuality register needs a `qualities` table"),
+        ({**PACKAGED, "qualities": {0: "good"}}, "greater than or equal to 1"),
+        ({**PACKAGED, "qualities": {1: "scrap"}}, "Input should be 'good', 'bad' or 'test'"),
+        ({**PACKAGED, "alarms": {16: "too_high"}}, "less than or equal to 15"),
     ],
 )
 def test_invalid_maps_are_refused(data: dict[str, Any], message: str) -> None:

@@ -6,10 +6,11 @@ import socket
 
 import pytest
 
-from contracts import MachineState
+from contracts import CYCLE_PARAMETERS, SIGNALS, MachineState
 from contracts.registers import RegisterMap
 from edge import DeviceError, ModbusConfig, ModbusPoller, load_register_map
 from simulators.modbus import ModbusMachineServer
+from simulators.model import CycleDone
 
 pytestmark = pytest.mark.infra
 
@@ -20,9 +21,9 @@ def _poller(port: int, register_map: RegisterMap | None = None, unit_id: int = 1
 
 
 async def test_read_gives_a_typed_snapshot(
-    machine: ModbusMachineServer, sample: dict[str, float]
+    machine: ModbusMachineServer, sample: dict[str, float], last_cycle: CycleDone
 ) -> None:
-    machine.update(sample, MachineState.UNPLANNED_STOP, "material_shortage")
+    machine.update(sample, MachineState.UNPLANNED_STOP, "material_shortage", last_cycle)
     poller = _poller(machine.port)
     snapshot = await poller.read()
     await poller.read()  # the connection is kept
@@ -30,6 +31,15 @@ async def test_read_gives_a_typed_snapshot(
     assert snapshot.values == sample
     assert (snapshot.state, snapshot.reason) == (MachineState.UNPLANNED_STOP, "material_shortage")
     assert snapshot.ts.tzinfo is not None
+
+
+async def test_only_signals_are_telemetry(machine: ModbusMachineServer) -> None:
+    poller = _poller(machine.port)
+    snapshot = await poller.read()
+    poller.close()
+    mapped = {r.name for r in poller.register_map.registers}
+    assert mapped >= {*CYCLE_PARAMETERS, "State", "StandstillReason", "CycleQuality"}
+    assert set(snapshot.values) == {s.name for s in SIGNALS}
 
 
 async def test_an_error_response_is_a_device_error(machine: ModbusMachineServer) -> None:

@@ -1,0 +1,241 @@
+"""Scenario files: the machines of a simulated floor, their moulds, shifts and faults (YAML).
+
+Validated at load: unknown keys, unknown moulds or components and impossible numbers are
+refused with the file, line and field. `scenarios/` in this package holds the examples that
+`moldlab demo` and the training-data exports use.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from contracts.configfile import located
+from contracts.topics import check_segment
+from simulators.faults import Component, Degradation, Maintenance
+from simulators.shifts import Shift, ShiftCalendar
+from simulators.specs import MATERIALS, MOULDS, MachineSpec, Mould
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be read or is not valid; the text says where."""
+
+
+_Segment = Annotated[str, AfterValidator(lambda value: check_segment("id", value))]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Break(_Model):
+    after_h: float = Field(ge=0, le=24)
+    minutes: float = Field(gt=0, le=240)
+
+
+class _Shift(_Model):
+    start: time
+    hours: float = Field(gt=0, le=24)
+    weekdays: list[Annotated[int, Field(ge=0, le=6)]] = Field(
+        default=[0, 1, 2, 3, 4, 5, 6], description="0 = Monday"
+    )
+    breaks: list[_Break] = []
+
+
+class _Calendar(_Model):
+    shifts: list[_Shift] = Field(min_length=1)
+
+
+class _Mould(_Model):
+    name: str = Field(min_length=1, max_length=64)
+    material: str
+    cavities: int = Field(ge=1, le=256)
+    part_weight_g: float = Field(gt=0, le=50_000)
+    close_s: float = Field(default=1.2, gt=0, le=60)
+    inject_s: float = Field(default=0.6, gt=0, le=60)
+    hold_s: float = Field(default=3.0, ge=0, le=120)
+    cool_s: float = Field(default=8.0, gt=0, le=600)
+    dose_s: float = Field(default=3.5, gt=0, le=600)
+    open_s: float = Field(default=1.2, gt=0, le=60)
+    eject_s: float = Field(default=0.8, gt=0, le=60)
+    peak_pressure_bar: float = Field(default=900.0, ge=100, le=2500)
+    hold_fraction: float = Field(default=0.5, ge=0.1, le=1.0)
+    ejection_force_kn: float = Field(default=8.0, gt=0, le=500)
+    lifetime_shots: int = Field(default=0, ge=0)
+
+    @field_validator("material")
+    @classmethod
+    def _known_material(cls, value: str) -> str:
+        if value not in MATERIALS:
+            raise ValueError(f"unknown material {value!r}; known: {', '.join(MATERIALS)}")
+        return value
+
+    def spec(self) -> Mould:
+        fields = self.model_dump(exclude={"material"})
+        return Mould(material=MATERIALS[self.material], **fields)
+
+
+class _Degradation(_Model):
+    component: Component
+    onset_h: float = Field(ge=0, description="running hours before it starts wearing")
+    rate_per_h: float = Field(gt=0, le=10, description="health lost per running hour")
+    threshold: float = Field(default=0.15, ge=0, lt=1, description="health at breakdown")
+    initial_health: float = Field(default=1.0, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _above_threshold(self) -> _Degradation:
+        if self.initial_health <= self.threshold:
+            raise ValueError("initial_health must be above the threshold (it would start broken)")
+        return self
+
+
+class _Maintenance(_Model):
+    at_h: float = Field(ge=0)
+    components: list[Component] = Field(min_length=1)
+    duration_h: float = Field(default=2.0, gt=0, le=240)
+
+
+class _Machine(_Model):
+    id: _Segment
+    line: _Segment = "line-1"
+    area: _Segment | None = None
+    moulds: list[str] = Field(default=["bracket-pp-4"], min_length=1)
+    speed_factor: float = Field(default=1.0, ge=0.5, le=2.0)
+    break_offset_min: float = Field(default=0.0, ge=0, le=480)
+    micro_stops_per_h: float = Field(default=3.0, ge=0, le=120)
+    degradations: list[_Degradation] = []
+    maintenance: list[_Maintenance] = []
+
+    @model_validator(mode="after")
+    def _one_degradation_per_component(self) -> _Machine:
+        comps = [d.component for d in self.degradations]
+        if dupes := sorted({c.value for c in comps if comps.count(c) > 1}):
+            raise ValueError(f"more than one degradation of {dupes}")
+        return self
+
+
+class _Scenario(_Model):
+    site: _Segment = "demo"
+    area: _Segment = "hall-a"
+    timezone: str = "Europe/Rome"
+    calendar: Literal["around_the_clock", "two_shifts_weekdays"] | _Calendar = "around_the_clock"
+    start: AwareDatetime | None = Field(default=None, description="where an export begins")
+    seed: int | None = None
+    moulds: list[_Mould] = []
+    machines: list[_Machine] = Field(min_length=1, max_length=1000)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name: Europe/Rome)") from None
+        return value
+
+    @model_validator(mode="after")
+    def _references(self) -> _Scenario:
+        ids = [m.id for m in self.machines]
+        if dupes := sorted({i for i in ids if ids.count(i) > 1}):
+            raise ValueError(f"machine ids used more than once: {dupes}")
+        known = set(MOULDS) | {m.name for m in self.moulds}
+        for machine in self.machines:
+            if unknown := [name for name in machine.moulds if name not in known]:
+                raise ValueError(
+                    f"machine {machine.id}: unknown moulds {unknown}; known: {sorted(known)}"
+                )
+        return self
+
+
+class Scenario:
+    """A validated scenario: the machine specs and, for exports, its start and seed."""
+
+    def __init__(self, machines: list[MachineSpec], start: datetime | None, seed: int | None):
+        self.machines = machines
+        self.start = start
+        self.seed = seed
+
+
+def _build(model: _Scenario) -> Scenario:
+    if isinstance(model.calendar, _Calendar):
+        calendar = ShiftCalendar(
+            model.timezone,
+            tuple(
+                Shift(
+                    s.start,
+                    s.hours,
+                    tuple(s.weekdays),
+                    tuple((b.after_h, b.minutes) for b in s.breaks),
+                )
+                for s in model.calendar.shifts
+            ),
+        )
+    elif model.calendar == "two_shifts_weekdays":
+        calendar = ShiftCalendar.two_shifts_weekdays(model.timezone)
+    else:
+        calendar = ShiftCalendar.around_the_clock(model.timezone)
+    moulds = {**MOULDS, **{m.name: m.spec() for m in model.moulds}}
+    machines = [
+        MachineSpec(
+            machine_id=m.id,
+            site=model.site,
+            area=m.area or model.area,
+            line=m.line,
+            moulds=tuple(moulds[name] for name in m.moulds),
+            calendar=calendar,
+            break_offset_min=m.break_offset_min,
+            speed_factor=m.speed_factor,
+            micro_stops_per_h=m.micro_stops_per_h,
+            degradations=tuple(Degradation(**d.model_dump()) for d in m.degradations),
+            maintenance=tuple(
+                Maintenance(x.at_h, tuple(x.components), x.duration_h) for x in m.maintenance
+            ),
+        )
+        for m in model.machines
+    ]
+    return Scenario(machines, model.start, model.seed)
+
+
+def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
+    """The scenario in YAML `text`; ScenarioError names `source`, the line and the field."""
+    try:
+        data: Any = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise ScenarioError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    try:
+        model = _Scenario.model_validate(data)
+    except ValidationError as exc:
+        raise ScenarioError(located(exc, yaml.compose(text), source)) from None
+    return _build(model)
+
+
+def load_scenario(path: Path | str) -> Scenario:
+    """The scenario in the file `path`, or a packaged one by name (`demo`, `faults`)."""
+    path = Path(path)
+    packaged = resources.files("simulators") / "scenarios" / f"{path}.yaml"
+    if not path.exists() and path.parent == Path(".") and packaged.is_file():
+        return parse_scenario(packaged.read_text(), f"scenarios/{path}.yaml")
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_scenario(text, str(path))

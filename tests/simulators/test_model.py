@@ -1,0 +1,384 @@
+"""The machine model against the signal table of DESIGN.md and the physics of moulding."""
+
+from __future__ import annotations
+
+import itertools
+import random
+import statistics
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from contracts import STANDSTILL_REASONS, MachineState, PartQuality
+from simulators import (
+    MOULDS,
+    Component,
+    ComponentFailed,
+    ComponentRestored,
+    CycleDone,
+    Degradation,
+    Event,
+    MachineModel,
+    MachineSpec,
+    ShiftCalendar,
+    StateEntered,
+)
+from simulators.faults import HEATERS
+
+START = datetime(2026, 3, 2, 5, 0, tzinfo=UTC)  # a Monday, 06:00 in Rome
+NO_SHIFTS = ShiftCalendar(shifts=())  # producing around the clock, no breaks
+QUIET = MachineSpec(  # no stops, no breaks, no mould changes: only the process and its wear
+    "imm-01", calendar=NO_SHIFTS, stops=(), micro_stops_per_h=0.0, job_parts=(10**9, 10**9)
+)
+
+
+def _run(
+    spec: MachineSpec, hours: float, *, seed: int = 1, sample_every_s: float = 60.0
+) -> tuple[list[Event], list[dict[str, float]]]:
+    model = MachineModel(spec, random.Random(seed), START)
+    events: list[Event] = list(model.start())
+    samples: list[dict[str, float]] = []
+    t = START
+    while t < START + timedelta(hours=hours):
+        t += timedelta(seconds=sample_every_s)
+        events += model.advance(t)
+        samples.append({**model.sample(), "state": float(list(MachineState).index(model.state))})
+    return events, samples
+
+
+def _cycles(events: list[Event]) -> list[CycleDone]:
+    return [e for e in events if isinstance(e, CycleDone)]
+
+
+def _param(cycles: list[CycleDone], name: str) -> list[float]:
+    return [c.parameters[name] for c in cycles]
+
+
+def test_a_healthy_machine_runs_inside_the_design_tables_bands() -> None:
+    events, samples = _run(QUIET, 6)
+    cycles = _cycles(events)
+    assert len(cycles) > 1300  # 6 h of ~14.8 s cycles
+    med = {name: statistics.median(_param(cycles, name)) for name in cycles[0].parameters}
+    # close 1.2 + inject 0.6 + hold 3.0 + cool 8 + open 1.2 + eject 0.8; dosing 3.5 within cooling
+    assert med["CycleTime"] == pytest.approx(14.8, abs=0.2)
+    assert med["InjectionTime"] == pytest.approx(0.6, abs=0.03)
+    assert med["DosingTime"] == pytest.approx(3.5, abs=0.1)
+    assert med["CoolingTime"] == pytest.approx(8.0, abs=0.1)
+    assert med["CushionStroke"] == pytest.approx(5.0, abs=0.2)
+    assert all(3.8 < c < 6.2 for c in _param(cycles, "CushionStroke"))  # ~5 mm, within 1 mm
+    assert all(400 < p < 1300 for p in _param(cycles, "SpecificPressureMaximum"))
+    for c in cycles:
+        hold_share = c.parameters["HoldPressure"] / c.parameters["SpecificPressureMaximum"]
+        assert 0.3 <= hold_share <= 0.8
+    weights = _param(cycles, "PartWeight")
+    assert 0.001 < statistics.pstdev(weights) / statistics.mean(weights) < 0.0025  # sigma ~0.15 %
+    assert 20 <= med["MouldTemperature"] <= 50  # PP
+    assert 0.03 < med["CycleEnergy"] < 0.2  # kWh per shot of a 48 g shot on a hydraulic machine
+    settled = samples[60:]  # after the first hour
+    for name, setpoint in (
+        ("TempZone1", 45),
+        ("TempZone2", 200),
+        ("TempZone3", 215),
+        ("TempZone4", 225),
+        ("TempNozzle", 230),
+    ):
+        values = [s[name] for s in settled]
+        assert abs(statistics.mean(values) - setpoint) < 3.5, name
+    for name in ("HeaterOutputZone2", "HeaterOutputZone3", "HeaterOutputZone4"):
+        assert all(30 < s[name] < 60 for s in settled)  # the controllers hold with headroom
+    assert all(30 <= s["TempOil"] <= 50 for s in settled)
+
+
+def test_an_abs_mould_runs_a_hotter_barrel_and_mould() -> None:
+    spec = replace(QUIET, moulds=(MOULDS["housing-abs-2"],))
+    events, samples = _run(spec, 2)
+    cycles = _cycles(events)
+    assert 40 <= statistics.median(_param(cycles, "MouldTemperature")) <= 80
+    assert 235 < statistics.mean(s["TempZone4"] for s in samples[30:]) < 245
+    assert statistics.median(_param(cycles, "CycleTime")) == pytest.approx(
+        MOULDS["housing-abs-2"].ideal_cycle_s, rel=0.02
+    )
+
+
+def test_dosing_lengthens_the_cycle_only_when_it_outlasts_cooling() -> None:
+    base = MOULDS["bracket-pp-4"]
+    short = replace(QUIET, moulds=(replace(base, dose_s=6.0),))
+    long = replace(QUIET, moulds=(replace(base, dose_s=10.0),))
+    base_cycle = statistics.median(_param(_cycles(_run(QUIET, 1)[0]), "CycleTime"))
+    short_cycle = statistics.median(_param(_cycles(_run(short, 1)[0]), "CycleTime"))
+    long_cycle = statistics.median(_param(_cycles(_run(long, 1)[0]), "CycleTime"))
+    assert short_cycle == pytest.approx(base_cycle, abs=0.1)  # 6 s of dosing hides in 8 s cooling
+    assert long_cycle == pytest.approx(base_cycle + 2.0, abs=0.25)  # 10 s: 2 s longer
+
+
+def test_pressure_and_screw_follow_the_cycle_phases() -> None:
+    model = MachineModel(QUIET, random.Random(3), START)
+    model.advance(START + timedelta(minutes=10))
+    trace: list[tuple[float, float]] = []
+    t = START + timedelta(minutes=10)
+    for _ in range(int(15 / 0.05)):
+        t += timedelta(seconds=0.05)
+        model.advance(t)
+        s = model.sample()
+        trace.append((s["PressureHydraulic"], s["ScrewPosition"]))
+    pressures = [p for p, _ in trace]
+    positions = [x for _, x in trace]
+    stroke = max(positions)
+    assert max(pressures) > 70  # injection: ~90 bar hydraulic for 900 bar specific
+    assert min(positions) == pytest.approx(5.0, abs=0.5)  # the cushion, at hold
+    assert 50 < stroke < 70  # 48 g of PP in a 40 mm screw, plus cushion and decompression
+    assert any(3.4 <= p <= 5.2 for p in pressures)  # back pressure while dosing (34-52 bar)
+
+
+def test_the_same_seed_gives_the_same_run_however_it_is_advanced() -> None:
+    spec = replace(
+        MachineSpec("imm-01"),
+        degradations=(Degradation(Component.CHECK_RING, 1.0, 0.05),),
+    )
+    one = MachineModel(spec, random.Random(42), START)
+    two = MachineModel(spec, random.Random(42), START)
+    end = START + timedelta(hours=30)
+    in_one_go = one.advance(end)
+    in_steps: list[Event] = []
+    t = START
+    while t < end:
+        t += timedelta(seconds=7.3)
+        in_steps += two.advance(min(t, end))
+    assert in_one_go == in_steps
+    assert len(_cycles(in_one_go)) > 4000
+    again = MachineModel(spec, random.Random(42), START)
+    assert again.advance(end) == in_one_go
+    assert again.sample() == one.sample()
+    other = MachineModel(spec, random.Random(43), START).advance(end)
+    assert other != in_one_go
+
+
+# --- faults --------------------------------------------------------------------------------
+
+
+def _degrading(component: Component, rate_per_h: float = 0.05) -> MachineSpec:
+    return replace(QUIET, degradations=(Degradation(component, 1.0, rate_per_h, 0.15),))
+
+
+def _until_failure(
+    component: Component, hours: float = 30
+) -> tuple[list[Event], list[dict[str, float]], ComponentFailed]:
+    events, samples = _run(_degrading(component), hours)
+    failures = [e for e in events if isinstance(e, ComponentFailed)]
+    assert failures, f"{component} never broke down"
+    return events, samples, failures[0]
+
+
+def _before(events: list[Event], failure: ComponentFailed) -> list[CycleDone]:
+    return [c for c in _cycles(events) if c.ts <= failure.ts]
+
+
+@pytest.mark.parametrize("component", list(Component))
+def test_every_degradation_ends_in_its_breakdown_and_repair_restores_it(
+    component: Component,
+) -> None:
+    events, _, failure = _until_failure(component, hours=40)
+    degradation = _degrading(component).degradations[0]
+    assert failure.ts - START == pytest.approx(
+        timedelta(hours=degradation.hours_to_failure), abs=timedelta(minutes=30)
+    )
+    after = events[events.index(failure) :]
+    fault = next(e for e in after if isinstance(e, StateEntered))
+    assert fault.state is MachineState.FAULT
+    assert fault.reason == failure.reason
+    assert fault.reason in STANDSTILL_REASONS[MachineState.FAULT]
+    restored = next(e for e in after if isinstance(e, ComponentRestored))
+    assert restored.components == (component,)
+    assert restored.why == "repair"
+    running = next(e for e in events[events.index(restored) :] if isinstance(e, StateEntered))
+    assert running.state is MachineState.RUNNING
+
+
+@pytest.mark.parametrize("component", HEATERS)
+def test_a_failing_heater_band_holds_its_zone_below_setpoint_at_full_output(
+    component: Component,
+) -> None:
+    _events, samples, failure = _until_failure(component)
+    zone = {"heater_nozzle": "Nozzle"}.get(component.value, "Zone" + component.value[-1])
+    setpoint = samples[30][f"Temp{zone}"]
+    weak = [s for s in samples[: int((failure.ts - START).total_seconds() // 60)]][-60:]
+    assert all(s[f"HeaterOutput{zone}"] == 100.0 for s in weak[-30:])
+    assert statistics.mean(s[f"Temp{zone}"] for s in weak[-10:]) < setpoint - 8
+    assert any(int(s["AlarmWord"]) & 0b10 for s in weak)  # heater_fault alarm
+
+
+def test_a_worn_check_ring_makes_the_cushion_unstable_and_fall() -> None:
+    events, _, failure = _until_failure(Component.CHECK_RING)
+    cycles = _before(events, failure)
+    early, late = _param(cycles[:500], "CushionStroke"), _param(cycles[-500:], "CushionStroke")
+    assert statistics.mean(late) < statistics.mean(early) - 2.0
+    assert statistics.pstdev(late) > 5 * statistics.pstdev(early)
+    weights_late = _param(cycles[-500:], "PartWeight")
+    assert statistics.pstdev(weights_late) / statistics.mean(weights_late) > 0.01  # > 1 %
+
+
+def test_screw_and_barrel_wear_make_dosing_longer() -> None:
+    events, _, failure = _until_failure(Component.SCREW_BARREL)
+    cycles = _before(events, failure)
+    early, late = _param(cycles[:500], "DosingTime"), _param(cycles[-200:], "DosingTime")
+    assert statistics.mean(late) > 1.6 * statistics.mean(early)
+
+
+def test_a_worn_pump_heats_the_oil_and_ripples_the_pressure() -> None:
+    events, samples, failure = _until_failure(Component.HYDRAULIC_PUMP)
+    minutes = int((failure.ts - START).total_seconds() // 60)
+    early, late = samples[60:180], samples[minutes - 120 : minutes]
+    assert (
+        statistics.mean(s["TempOil"] for s in late)
+        > statistics.mean(s["TempOil"] for s in early) + 10
+    )
+    cycles = _before(events, failure)
+    assert statistics.mean(_param(cycles[-200:], "HoldPressure")) < 0.8 * statistics.mean(
+        _param(cycles[:200], "HoldPressure")
+    )
+    # Ripple: the spread of the pressure while holding (hold is 3 s of every cycle).
+    model = MachineModel(_degrading(Component.HYDRAULIC_PUMP), random.Random(1), START)
+    spreads = []
+    for at_h in (2.0, failure.ts.timestamp() / 3600 - START.timestamp() / 3600 - 0.5):
+        model.advance(START + timedelta(hours=at_h))
+        holding = []
+        t = START + timedelta(hours=at_h)
+        for _ in range(3000):
+            t += timedelta(seconds=0.1)
+            model.advance(t)
+            if model._cycle and model._cycle.t_hold < t.timestamp() < model._cycle.t_cool:
+                holding.append(model.sample()["PressureHydraulic"])
+        spreads.append(statistics.pstdev(holding))
+    assert spreads[1] > 5 * spreads[0]
+
+
+def test_fouled_cooling_channels_heat_the_mould_and_lengthen_cooling() -> None:
+    events, _, failure = _until_failure(Component.COOLING_CHANNELS)
+    cycles = _before(events, failure)
+    early, late = cycles[:300], cycles[-300:]
+    mould_rise = statistics.mean(_param(late, "MouldTemperature")) - statistics.mean(
+        _param(early, "MouldTemperature")
+    )
+    assert mould_rise > 10
+    assert statistics.mean(_param(late, "CoolingTime")) > 1.25 * statistics.mean(
+        _param(early, "CoolingTime")
+    )
+
+
+def test_a_worn_ejector_needs_more_force() -> None:
+    events, _, failure = _until_failure(Component.EJECTOR)
+    cycles = _before(events, failure)
+    assert statistics.mean(_param(cycles[-200:], "EjectionForceMaximum")) > 1.6 * statistics.mean(
+        _param(cycles[:200], "EjectionForceMaximum")
+    )
+
+
+# --- scrap has process causes --------------------------------------------------------------
+
+
+def _scrap(cycles: list[CycleDone]) -> tuple[float, Counter[str | None]]:
+    bad = [c for c in cycles if c.quality is PartQuality.BAD]
+    return len(bad) / len(cycles), Counter(c.defect for c in bad)
+
+
+def test_a_healthy_machine_running_steadily_makes_no_scrap() -> None:
+    rate, _ = _scrap(_cycles(_run(QUIET, 8)[0]))
+    assert rate == 0.0  # no coin: a stable process makes good parts
+
+
+@pytest.mark.parametrize(
+    ("component", "defect"),
+    [
+        (Component.HEATER_ZONE4, "short_shot"),  # cold melt: the pressure limit stops the fill
+        (Component.HEATER_NOZZLE, "short_shot"),
+        (Component.CHECK_RING, "weight_out_of_tolerance"),  # cushion runs out: weight varies
+        (Component.HYDRAULIC_PUMP, "sink_marks"),  # too little hold pressure
+        (Component.COOLING_CHANNELS, "warpage"),  # a hot mould
+    ],
+)
+def test_scrap_rises_with_its_process_cause(component: Component, defect: str) -> None:
+    events, _, failure = _until_failure(component)
+    cycles = _before(events, failure)
+    early_rate, _ = _scrap(cycles[: len(cycles) // 4])
+    late_rate, causes = _scrap(cycles[-300:])
+    assert early_rate < 0.01
+    assert late_rate > 0.2
+    assert causes.most_common(1)[0][0] == defect
+
+
+def test_a_long_standstill_scraps_the_first_shots_after_it() -> None:
+    spec = replace(MachineSpec("imm-01"), calendar=NO_SHIFTS, micro_stops_per_h=0.0)
+    events, _ = _run(spec, 72)
+    restarts = 0
+    for i, event in enumerate(events):
+        if not (isinstance(event, StateEntered) and event.state is MachineState.RUNNING):
+            continue
+        previous = next((e for e in reversed(events[:i]) if isinstance(e, StateEntered)), None)
+        stopped_s = (event.ts - previous.ts).total_seconds() if previous else 0
+        first = next(e for e in events[i:] if isinstance(e, CycleDone))
+        if stopped_s >= 600:
+            restarts += 1
+            assert first.defect == "startup_scrap"
+        elif stopped_s and stopped_s < 300:
+            assert first.defect is None
+    assert restarts >= 3
+
+
+# --- production life -----------------------------------------------------------------------
+
+
+def test_two_shifts_on_weekdays_stop_at_night_and_at_the_weekend_in_local_time() -> None:
+    # Rome moves its clocks on 29 March 2026: shift times stay 06:00 and 22:00 local.
+    spec = replace(QUIET, calendar=ShiftCalendar.two_shifts_weekdays("Europe/Rome"))
+    start = datetime(2026, 3, 23, 0, 0, tzinfo=UTC)
+    model = MachineModel(spec, random.Random(5), start)
+    events = model.advance(start + timedelta(days=14))
+    rome = ZoneInfo("Europe/Rome")
+    cycles = _cycles(events)
+    assert all(c.ts.astimezone(rome).weekday() < 5 for c in cycles)
+    started = [c.ts - timedelta(seconds=c.parameters["CycleTime"] - 0.001) for c in cycles]
+    assert all(6 <= t.astimezone(rome).hour < 22 for t in started)  # and finish the one begun
+    stops = [
+        e.ts.astimezone(rome)
+        for e in events
+        if isinstance(e, StateEntered) and e.reason == "no_shift"
+    ]
+    assert {(t.hour, t.minute) for t in stops} == {(22, 0)}
+    starts = [
+        e.ts.astimezone(rome)
+        for e in events
+        if isinstance(e, StateEntered) and e.state is MachineState.RUNNING
+    ]
+    assert sum(1 for t in starts if (t.hour, t.minute) == (6, 0)) == 10  # ten weekdays
+    breaks = [e for e in events if isinstance(e, StateEntered) and e.reason == "break"]
+    assert len(breaks) == 20  # one per shift
+
+
+def test_two_weeks_of_production_have_realistic_stops_setups_and_availability() -> None:
+    spec = MachineSpec("imm-01", moulds=(MOULDS["bracket-pp-4"], MOULDS["cap-pp-8"]))
+    model = MachineModel(spec, random.Random(11), START)
+    events = model.start() + model.advance(START + timedelta(days=14))
+    changes = [e for e in events if isinstance(e, StateEntered)]
+    time_in: Counter[MachineState] = Counter()
+    reasons: Counter[tuple[MachineState, str | None]] = Counter()
+    for this, nxt in itertools.pairwise(changes):
+        time_in[this.state] += (nxt.ts - this.ts).total_seconds()
+        reasons[(this.state, this.reason)] += 1
+    for state, reason in reasons:
+        if state is not MachineState.RUNNING:
+            assert reason in STANDSTILL_REASONS[state]
+    planned_busy = sum(time_in.values()) - time_in[MachineState.PLANNED_STOP]
+    availability = time_in[MachineState.RUNNING] / planned_busy
+    assert 0.75 < availability < 0.97
+    assert reasons[(MachineState.SETUP, "mould_change")] >= 2
+    assert {c.mould for c in _cycles(events)} == {"bracket-pp-4", "cap-pp-8"}
+    unplanned = {r for (s, r) in reasons if s is MachineState.UNPLANNED_STOP}
+    assert len(unplanned) >= 4
+    assert {r for (s, r) in reasons if s is MachineState.IDLE} == {"starved", "blocked"}
+    # micro-stops: a few cycles a shift run long while the machine stays running
+    cycle_times = _param(_cycles(events), "CycleTime")
+    long = sum(1 for c in cycle_times if c > 25)
+    assert 30 < long < 0.01 * len(cycle_times)

@@ -1,0 +1,110 @@
+"""MQTT-native simulated machines against a real broker: real time, sped up and backfilling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import aiomqtt
+import pytest
+
+from contracts import BrokerUrl, CycleRecord, StateChange, TelemetryBatch, decode
+from simulators import demo_floor, run_simulation
+from simulators.clock import SimClock, parse_start
+
+pytestmark = pytest.mark.infra
+
+
+async def _collect(url: str, site: str, seconds: float, **sim: object) -> list[object]:
+    broker = BrokerUrl.parse(url)
+    got: list[object] = []
+    stop = asyncio.Event()
+    async with aiomqtt.Client(**broker.client_options(), identifier=f"t-{uuid.uuid4()}") as sub:
+        await sub.subscribe(f"moldlab/v1/{site}/#", qos=1)
+
+        async def _read() -> None:
+            async for message in sub.messages:
+                got.append(decode(message.payload))  # type: ignore[arg-type]  # bytes payloads
+
+        reader = asyncio.create_task(_read())
+        runner = asyncio.create_task(
+            run_simulation(demo_floor(2, site=site), broker, stop, **sim)  # type: ignore[arg-type]
+        )
+        await asyncio.sleep(seconds)
+        stop.set()
+        await runner
+        await asyncio.sleep(0.3)
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reader
+    return got
+
+
+async def test_sped_up_machines_publish_one_batch_per_simulated_interval(mqtt_url: str) -> None:
+    site = f"speed-{uuid.uuid4().hex[:6]}"
+    got = await _collect(mqtt_url, site, 2.0, speed=120.0)
+    batches = [m for m in got if isinstance(m, TelemetryBatch) and m.machine_id == "imm-01"]
+    # 2 s at 120x is ~240 simulated seconds: ~240 batches, 1 s apart in simulated time
+    assert 180 <= len(batches) <= 260
+    gaps = {(b.ts - a.ts).total_seconds() for a, b in itertools.pairwise(batches)}
+    assert gaps == {1.0}
+    # Data arrives in sequence order (birth and will take numbers of their own, out of order).
+    data = (TelemetryBatch, CycleRecord, StateChange)
+    seqs = [m.seq for m in got if isinstance(m, data) and m.machine_id == "imm-01"]
+    assert seqs == sorted(seqs)
+    assert len(set(seqs)) == len(seqs)
+    assert any(isinstance(m, CycleRecord) for m in got)  # ~15 s cycles: a dozen of them
+    assert any(isinstance(m, StateChange) for m in got)
+
+
+async def test_a_backfill_catches_up_with_the_wall_clock_and_never_runs_ahead(
+    mqtt_url: str,
+) -> None:
+    site = f"backfill-{uuid.uuid4().hex[:6]}"
+    began = datetime.now(UTC)
+    got = await _collect(mqtt_url, site, 3.0, speed=600.0, start=began - timedelta(minutes=10))
+    batches = [m for m in got if isinstance(m, TelemetryBatch) and m.machine_id == "imm-01"]
+    assert batches[0].ts < began - timedelta(minutes=9)  # it began in the past
+    assert max(b.ts for b in batches) <= datetime.now(UTC)  # and never ran ahead
+    assert batches[-1].ts > began - timedelta(seconds=10)  # 10 min at 600x: caught up in 1 s
+
+
+def test_the_clock_runs_sped_up_and_catches_up() -> None:
+    real = [0.0]
+    wall = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+    start = wall - timedelta(hours=1)
+    clock = SimClock(start, 60.0, catch_up=True, wall=lambda: wall, monotonic=lambda: real[0])
+    real[0] = 30.0
+    assert clock.now() == start + timedelta(minutes=30)
+    real[0] = 120.0
+    assert clock.now() == wall  # caught up: never ahead of the wall clock
+    ahead = SimClock(wall, 60.0, wall=lambda: wall, monotonic=lambda: real[0])
+    real[0] += 1.0
+    assert ahead.now() == wall + timedelta(minutes=1)
+    with pytest.raises(ValueError, match="speed must be positive"):
+        SimClock(wall, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("-7d", datetime(2026, 11, 14, 12, 0, tzinfo=UTC)),
+        ("-90m", datetime(2026, 11, 21, 10, 30, tzinfo=UTC)),
+        ("2026-11-02T06:00+01:00", datetime(2026, 11, 2, 5, 0, tzinfo=UTC)),
+    ],
+)
+def test_start_accepts_iso_times_and_times_before_now(text: str, expected: datetime) -> None:
+    assert parse_start(text, datetime(2026, 11, 21, 12, 0, tzinfo=UTC)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("yesterday", "neither an ISO 8601 time"), ("2026-11-02T06:00", "no time zone"),
+     ("-xd", "expected e.g. -7d")],
+)  # fmt: skip
+def test_a_bad_start_is_a_clear_error(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_start(text, datetime(2026, 11, 21, 12, 0, tzinfo=UTC))

@@ -1,0 +1,108 @@
+"""Scenario files: the packaged ones load, bad ones are refused with file, line and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from simulators import Component, MachineSpec
+from simulators.scenario import ScenarioError, load_scenario, parse_scenario
+
+
+@pytest.mark.parametrize("name", ["demo", "faults"])
+def test_the_packaged_scenarios_load(name: str) -> None:
+    scenario = load_scenario(name)
+    assert scenario.machines
+    assert all(isinstance(m, MachineSpec) for m in scenario.machines)
+
+
+def test_the_faults_scenario_wears_every_component_kind() -> None:
+    scenario = load_scenario("faults")
+    worn = {d.component for m in scenario.machines for d in m.degradations}
+    assert {c.value.split("_zone")[0].split("_nozzle")[0] for c in worn} >= {
+        "heater",
+        "check_ring",
+        "screw_barrel",
+        "hydraulic_pump",
+        "cooling_channels",
+        "ejector",
+    }
+    assert scenario.seed == 22400
+    assert scenario.start is not None
+
+
+def test_a_scenario_builds_machines_with_its_moulds_shifts_and_faults(tmp_path: Path) -> None:
+    path = tmp_path / "floor.yaml"
+    path.write_text(
+        """
+site: plant-7
+timezone: America/Chicago
+calendar:
+  shifts:
+    - {start: "07:00", hours: 10, weekdays: [0, 1, 2, 3], breaks: [{after_h: 5, minutes: 45}]}
+moulds:
+  - {name: spoon-ps-16, material: PP, cavities: 16, part_weight_g: 2.1, cool_s: 3.0}
+machines:
+  - id: press-1
+    line: cell-a
+    moulds: [spoon-ps-16, bracket-pp-4]
+    degradations:
+      - {component: ejector, onset_h: 5, rate_per_h: 0.01, initial_health: 0.9}
+    maintenance:
+      - {at_h: 100, components: [ejector], duration_h: 1.5}
+"""
+    )
+    (machine,) = load_scenario(path).machines
+    assert (machine.machine_id, machine.site, machine.line) == ("press-1", "plant-7", "cell-a")
+    assert [m.name for m in machine.moulds] == ["spoon-ps-16", "bracket-pp-4"]
+    assert machine.moulds[0].cavities == 16
+    assert machine.moulds[0].cool_s == 3.0
+    assert machine.calendar.timezone == "America/Chicago"
+    assert machine.calendar.shifts[0].breaks == ((5.0, 45.0),)
+    assert machine.degradations[0].component is Component.EJECTOR
+    assert machine.degradations[0].initial_health == 0.9
+    assert machine.maintenance[0].components == (Component.EJECTOR,)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("machines:\n  - id: a\n    colour: red\n", "<s>:3: machines[0].colour: Extra inputs"),
+        ("machines:\n  - id: a\n    moulds: [teapot]\n", "unknown moulds ['teapot']"),
+        ("machines:\n  - id: a b\n", "<s>:2: machines[0].id: id 'a b' is not a valid topic"),
+        ("machines:\n  - id: a\n  - id: a\n", "machine ids used more than once: ['a']"),
+        ("timezone: Mars/Olympus\nmachines:\n  - id: a\n", "<s>:1: timezone: unknown time zone"),
+        (
+            "machines:\n  - id: a\n    degradations:\n"
+            "      - {component: flux_capacitor, onset_h: 1, rate_per_h: 0.1}\n",
+            "<s>:4: machines[0].degradations[0].component: Input should be 'heater_zone2'",
+        ),
+        (
+            "machines:\n  - id: a\n    degradations:\n"
+            "      - {component: ejector, onset_h: 1, rate_per_h: 0}\n",
+            "machines[0].degradations[0].rate_per_h: Input should be greater than 0",
+        ),
+        (
+            "machines:\n  - id: a\n    degradations:\n"
+            "      - {component: ejector, onset_h: 1, rate_per_h: 0.1, initial_health: 0.1}\n",
+            "initial_health must be above the threshold",
+        ),
+        (
+            "moulds:\n  - {name: m, material: unobtainium, cavities: 1, part_weight_g: 1}\n"
+            "machines:\n  - id: a\n",
+            "<s>:2: moulds[0].material: unknown material 'unobtainium'",
+        ),
+        ("machines: []\n", "machines: List should have at least 1 item"),
+        ("machines:\n  - id: [a\n", "<s>:3: not valid YAML"),
+    ],
+)
+def test_a_bad_scenario_is_refused_with_where_and_why(text: str, expected: str) -> None:
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(text, "<s>")
+    assert expected in str(caught.value)
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ScenarioError, match=r"no-such\.yaml: no such file"):
+        load_scenario(tmp_path / "no-such.yaml")
