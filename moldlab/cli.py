@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -263,7 +264,13 @@ def _sim(args: argparse.Namespace) -> int:
     if args.export is None and args.days is not None:
         print("moldlab sim: --days goes with --export DIR", file=sys.stderr)
         return 2
-    if args.speed <= 0 or args.machines < 1 or args.interval_s <= 0:
+    numbers = (args.speed, args.interval_s, args.signal_interval_s)
+    if (
+        not all(map(math.isfinite, numbers))
+        or args.speed <= 0
+        or args.machines < 1
+        or args.interval_s <= 0
+    ):
         print("moldlab sim: --speed, --machines and --interval-s must be positive", file=sys.stderr)
         return 2
     if args.scenario:
@@ -279,7 +286,7 @@ def _sim(args: argparse.Namespace) -> int:
     if args.export is not None:
         return _sim_export(args, specs, scenario)
     if args.seed is None:
-        args.seed = 1
+        args.seed = scenario.seed if scenario and scenario.seed is not None else 1
     start = None
     if args.start is not None:
         from simulators.clock import parse_start

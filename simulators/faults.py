@@ -105,6 +105,10 @@ class Health:
             self.value[comp] = after
         return broken
 
+    def fail(self, comp: Component) -> None:
+        """Broken now (a heater band found dead by the temperature monitoring)."""
+        self.value[comp] = 0.0
+
     def restore(self, components: tuple[Component, ...] | list[Component]) -> None:
         """Repair or maintenance: as new, and wearing again from the onset."""
         for comp in components:

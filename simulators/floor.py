@@ -13,7 +13,7 @@ from typing import Self
 from contracts.registers import RegisterMap
 from simulators.clock import SimClock
 from simulators.modbus import ModbusMachineServer
-from simulators.model import CycleDone, MachineModel
+from simulators.model import CycleDone, MachineModel, log_truth
 from simulators.specs import MachineSpec
 
 log = logging.getLogger(__name__)
@@ -82,4 +82,6 @@ class ModbusFloor:
             for event in model.advance(now):
                 if isinstance(event, CycleDone):
                     self._last_cycles[i] = event
+                else:
+                    log_truth(model.spec.machine_id, event)
             server.update(model.sample(), model.state, model.reason, self._last_cycles[i])

@@ -15,6 +15,7 @@ a long standstill degrades the melt in the barrel (start-up scrap).
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from dataclasses import dataclass
@@ -22,12 +23,18 @@ from datetime import UTC, datetime
 
 from contracts import MachineState, PartQuality
 from simulators.faults import BREAKDOWN, HEATERS, Component, Health, Maintenance
-from simulators.specs import SHEAR_HEATING_C, MachineSpec, Mould
+from simulators.specs import AMBIENT_C, SHEAR_HEATING_C, MachineSpec, Mould
 from simulators.thermal import HeaterZone, relax
 
 THERMAL_STEP_S = 5.0  # the fixed grid of temperatures, heater control and wear
 HEATER_KW = 3.0  # per heated zone at 100 % output
 STARTUP_SCRAP_AFTER_S = 600.0  # a standstill this long degrades the melt left in the barrel
+PREHEAT_S = 2700.0  # the heating timer switches the barrel on this long before a shift
+READY_BAND_C = 10.0  # a stopped machine restarts only with every zone this close to setpoint
+READY_MOULD_BAND_C = 8.0
+TRIP_BAND_C = 30.0  # a running zone this far below its setpoint trips the machine
+RECHECK_S = 60.0  # how often a machine heating up checks whether it is ready
+HEAT_UP_LIMIT_S = 2700.0  # a zone not at temperature after this long has a failed band
 _BACK_PRESSURE_BAR = 4.3  # hydraulic, while dosing (43 bar specific)
 _DECOMPRESSION_MM = 3.0
 # Shear heating by zone (2, 3, 4, nozzle) while the machine runs, in degC.
@@ -71,6 +78,23 @@ class ComponentRestored:
 
 
 Event = CycleDone | StateEntered | ComponentFailed | ComponentRestored
+
+_truth_log = logging.getLogger("simulators.truth")
+
+
+def log_truth(machine_id: str, event: Event) -> None:
+    """One log line per ground-truth event of a real-time run (the export has them in files)."""
+    if isinstance(event, ComponentFailed):
+        _truth_log.info(
+            "ground truth: machine %s %s broke down (%s) at %s",
+            machine_id, event.component.value, event.reason, event.ts.isoformat(),
+        )  # fmt: skip
+    elif isinstance(event, ComponentRestored):
+        _truth_log.info(
+            "ground truth: machine %s %s restored by %s at %s",
+            machine_id, ", ".join(c.value for c in event.components), event.why,
+            event.ts.isoformat(),
+        )  # fmt: skip
 
 
 class _Cycle:
@@ -135,7 +159,10 @@ class MachineModel:
     def __init__(self, spec: MachineSpec, rng: random.Random, now: datetime) -> None:
         self.spec = spec
         self._rng = rng
-        self._noise = random.Random(rng.getrandbits(64))
+        # Measurement noise is seeded by the sample's time, so a sample at one instant is the
+        # same whether the caller samples every second or every ten.
+        self._noise = random.Random()
+        self._noise_key = rng.getrandbits(32) << 42
         self.t = now.timestamp()
         self._start_t = self.t
         self._grid_t = self.t + THERMAL_STEP_S
@@ -152,7 +179,7 @@ class MachineModel:
             HeaterZone(sp, tau)
             for sp, tau in zip(
                 (*material.zone_setpoints_c[1:], material.nozzle_setpoint_c),
-                (300.0, 300.0, 300.0, 120.0),
+                (2400.0, 2400.0, 2400.0, 600.0),
                 strict=True,
             )
         ]
@@ -170,6 +197,7 @@ class MachineModel:
         self._maintaining: Maintenance | None = None
         self._startup_scrap = 0
         self._standstill_since: float | None = None
+        self._heating_since: float | None = None
         self._next_activity([])  # the state it starts in; start() announces it
 
     @property
@@ -213,9 +241,17 @@ class MachineModel:
 
     def sample(self) -> dict[str, float]:
         """The machine's continuous signals and counters at the model's time."""
-        g = self._noise.gauss
         t = self.t
+        self._noise.seed(self._noise_key ^ round(t * 1000.0))
+        g = self._noise.gauss
         z2, z3, z4, noz = self.zones
+
+        def pct(output: float) -> float:
+            # the controller's output as its display shows it: 100 when saturated
+            return (
+                100.0 if output >= 1.0 else round(min(99.9, max(0.0, output * 100 + g(0, 0.4))), 1)
+            )
+
         w_pump = self.health.worn(Component.HYDRAULIC_PUMP)
         pressure, position, power = self._phase_values(t)
         if pressure > 6.0:
@@ -226,10 +262,10 @@ class MachineModel:
             "TempZone3": round(z3.temp + g(0.0, 0.3), 2),
             "TempZone4": round(z4.temp + g(0.0, 0.3), 2),
             "TempNozzle": round(noz.temp + g(0.0, 0.4), 2),
-            "HeaterOutputZone2": round(z2.output * 100.0, 1),
-            "HeaterOutputZone3": round(z3.output * 100.0, 1),
-            "HeaterOutputZone4": round(z4.output * 100.0, 1),
-            "HeaterOutputNozzle": round(noz.output * 100.0, 1),
+            "HeaterOutputZone2": pct(z2.output),
+            "HeaterOutputZone3": pct(z3.output),
+            "HeaterOutputZone4": pct(z4.output),
+            "HeaterOutputNozzle": pct(noz.output),
             "TempMould": round(self.mould_c + g(0.0, 0.2), 2),
             "TempOil": round(self.oil_c + g(0.0, 0.1), 2),
             "PressureHydraulic": round(max(0.0, pressure), 1),
@@ -249,7 +285,7 @@ class MachineModel:
             if abs(zone.temp - zone.setpoint) > 10.0:
                 word |= 1 << 0
             if self.health.value[comp] == 0.0 or (
-                zone.output >= 0.999 and zone.temp < zone.setpoint - 5.0
+                zone.output >= 0.999 and zone.temp < zone.setpoint - 3.0
             ):
                 word |= 1 << 1
         last = self._last
@@ -271,27 +307,27 @@ class MachineModel:
         if c is None or self.state is not MachineState.RUNNING:
             last = self._last
             position = last.stroke_mm + _DECOMPRESSION_MM if last else 0.0
-            idle_kw = 0.0 if self.state is MachineState.PLANNED_STOP else 2.5
+            idle_kw = 0.0 if self.state is MachineState.PLANNED_STOP else 2.0
             return (5.0 if idle_kw else 0.0), position, idle_kw
         intens = self.spec.intensification
         if t < c.t_inject:
-            return 60.0, c.stroke_mm + _DECOMPRESSION_MM, 12.0
+            return 60.0, c.stroke_mm + _DECOMPRESSION_MM, 8.0
         if t < c.t_hold:
             frac = (t - c.t_inject) / (c.t_hold - c.t_inject)
             position = c.stroke_mm - (c.stroke_mm - c.cushion_mm) * frac
-            return c.peak_bar / intens * min(1.0, 0.3 + frac), position, 35.0 * c.peak_bar / 900
+            return c.peak_bar / intens * min(1.0, 0.3 + frac), position, 16.0 * c.peak_bar / 900
         if t < c.t_cool:
-            return c.hold_bar / intens, c.cushion_mm, 14.0
+            return c.hold_bar / intens, c.cushion_mm, 9.0
         if t < c.t_dose_end:
             frac = (t - c.t_cool) / (c.t_dose_end - c.t_cool)
-            return _BACK_PRESSURE_BAR, c.cushion_mm + (c.stroke_mm - c.cushion_mm) * frac, 20.0
+            return _BACK_PRESSURE_BAR, c.cushion_mm + (c.stroke_mm - c.cushion_mm) * frac, 12.0
         if t < c.t_open:
-            return 8.0, c.stroke_mm + _DECOMPRESSION_MM, 4.0
+            return 8.0, c.stroke_mm + _DECOMPRESSION_MM, 3.0
         if t < c.t_eject:
-            return 55.0, c.stroke_mm + _DECOMPRESSION_MM, 11.0
+            return 55.0, c.stroke_mm + _DECOMPRESSION_MM, 7.0
         if t < c.t_done:
-            return 35.0, c.stroke_mm + _DECOMPRESSION_MM, 6.0
-        return 5.0, c.stroke_mm + _DECOMPRESSION_MM, 2.5  # a micro-stop: waiting
+            return 35.0, c.stroke_mm + _DECOMPRESSION_MM, 4.0
+        return 5.0, c.stroke_mm + _DECOMPRESSION_MM, 2.0  # a micro-stop: waiting
 
     # --- the fixed grid: temperatures, control, wear -------------------------------------
 
@@ -300,18 +336,32 @@ class MachineModel:
         running = self.state is MachineState.RUNNING
         health = self.health
         material = self.mould.material
+        # Outside shifts the barrel is off until the heating timer switches it on again.
+        heating = not (
+            self.state is MachineState.PLANNED_STOP
+            and self.reason == "no_shift"
+            and t < self._until - PREHEAT_S
+        )
         for zone, comp, shear in zip(self.zones, HEATERS, _SHEAR_C, strict=True):
-            zone.step(dt, health.value[comp], shear if running else 0.0)
+            zone.step(dt, health.value[comp], shear if running else 0.0, heating)
         feed_target = material.zone_setpoints_c[0] + (3.0 if running else 0.0)
         self.feed_c = relax(self.feed_c, feed_target, dt, 600.0)
         w_cool = health.worn(Component.COOLING_CHANNELS)
         mould_target = material.mould_setpoint_c + (2.0 + 16.0 * w_cool if running else 0.0)
         self.mould_c = relax(self.mould_c, mould_target, dt, 400.0)
         w_pump = health.worn(Component.HYDRAULIC_PUMP)
-        oil_target = 44.0 + 18.0 * w_pump if running else 36.0
+        oil_target = 44.0 + 22.0 * w_pump if running else (36.0 if heating else AMBIENT_C)
         self.oil_c = relax(self.oil_c, oil_target, dt, 1500.0)
         if running:
-            for comp in health.wear(dt / 3600.0):
+            broken = health.wear(dt / 3600.0)
+            # Temperature band monitoring: a zone far below setpoint stops the machine, and
+            # the band that cannot hold it is the failure, whatever its health still says.
+            for zone, comp in zip(self.zones, HEATERS, strict=True):
+                cold = zone.setpoint - zone.temp > TRIP_BAND_C
+                if cold and comp not in self._failed and comp not in broken:
+                    health.fail(comp)
+                    broken.append(comp)
+            for comp in broken:
                 self._failed.append(comp)
                 events.append(ComponentFailed(_ts(t), comp, BREAKDOWN[comp][0]))
 
@@ -330,8 +380,6 @@ class MachineModel:
                 self.health.restore(comps)
                 events.append(ComponentRestored(_ts(self.t), comps, "maintenance"))
                 self._maintaining = None
-            if self.state is MachineState.SETUP:
-                self._mount_next_mould()
         self._next_activity(events)
 
     def _next_activity(self, events: list[Event]) -> None:
@@ -356,8 +404,27 @@ class MachineModel:
             self._until = stop.end
             return
         if self._job_shots_left <= 0:
+            # The new mould goes in, and the barrel goes to its material, during the setup.
+            self._mount_next_mould()
             self._stand(events, MachineState.SETUP, "mould_change", self.spec.setup_median_min * 60)
             return
+        if self.state is not MachineState.RUNNING and not self._ready():
+            if self._heating_since is None:
+                self._heating_since = t
+            if t - self._heating_since < HEAT_UP_LIMIT_S:
+                self._until = t + RECHECK_S  # still heating up (or cooling down): stand on
+                return
+            # A zone that will not come up to temperature: its band is the fault.
+            for zone, comp in zip(self.zones, HEATERS, strict=True):
+                if zone.setpoint - zone.temp > READY_BAND_C:
+                    self.health.fail(comp)
+                    self._failed.append(comp)
+                    events.append(ComponentFailed(_ts(t), comp, BREAKDOWN[comp][0]))
+            self._heating_since = None
+            if self._failed:
+                self._next_activity(events)
+                return
+        self._heating_since = None
         for i, clock in enumerate(self._stop_clocks):
             if clock <= 0.0:
                 cause = self.spec.stops[i]
@@ -400,6 +467,13 @@ class MachineModel:
             self._cycle = None
         events.append(StateEntered(_ts(self.t), state, reason))
 
+    def _ready(self) -> bool:
+        """Barrel and mould at temperature: the machine may start producing."""
+        mould_setpoint = self.mould.material.mould_setpoint_c
+        return abs(self.mould_c - mould_setpoint) <= READY_MOULD_BAND_C and all(
+            abs(z.temp - z.setpoint) <= READY_BAND_C for z in self.zones
+        )
+
     def _job_shots(self) -> int:
         low, high = self.spec.job_parts
         return math.ceil(self._rng.randint(low, high) / self.mould.cavities)
@@ -411,6 +485,7 @@ class MachineModel:
             self.zones, (*material.zone_setpoints_c[1:], material.nozzle_setpoint_c), strict=True
         ):
             zone.retarget(setpoint)
+        self.mould_c = AMBIENT_C + 5.0  # the mould comes from the rack
         self._job_shots_left = self._job_shots()
 
     def _start_cycle(self) -> None:
@@ -431,7 +506,7 @@ class MachineModel:
         cold_mould = max(0.0, material.mould_setpoint_c - self.mould_c)
         needed = m.peak_pressure_bar * viscosity * (1.0 + 0.004 * cold_mould) * (1 + g(0, 0.008))
         available = min(
-            spec.pressure_limit * m.peak_pressure_bar, spec.max_pressure_bar * (1 - 0.35 * w_pump)
+            spec.pressure_limit * m.peak_pressure_bar, spec.max_pressure_bar * (1 - 0.5 * w_pump)
         )
         peak = min(needed, available)
         fill = min(1.0, available / needed)
@@ -471,25 +546,28 @@ class MachineModel:
         c.cushion_mm = cushion
         c.stroke_mm = m.shot_volume_cm3 / spec.screw_area_cm2 * 10.0 + spec.cushion_mm
         c.melt_c, c.mould_c = melt, self.mould_c
-        c.inject_s, c.dose_s, c.cool_s = inject_s, dose_s, max(cool_s, dose_s)
+        c.inject_s, c.dose_s, c.cool_s = inject_s, dose_s, cool_s
         c.eject_kn = m.ejection_force_kn * (1.0 + 1.5 * w_ej**1.5) * (1.0 + g(0.0, 0.03))
         sigma_w = 0.0015 + 0.02 * w_cr + 0.003 * w_sb
         c.weight_g = (
             m.part_weight_g * fill * (1.0 - 0.03 * max(0.0, 1.0 - hold_ratio)) * (1 + g(0, sigma_w))
         )
         motor_kws = (
-            12.0 * close_s
-            + 35.0 * peak / 900.0 * inject_s
-            + 14.0 * hold_s
-            + 20.0 * dose_s
-            + 4.0 * max(0.0, cool_s - dose_s)
-            + 11.0 * open_s
-            + 6.0 * eject_s
+            8.0 * close_s
+            + 16.0 * peak / 900.0 * inject_s
+            + 9.0 * hold_s
+            + 12.0 * dose_s
+            + 3.0 * max(0.0, cool_s - dose_s)
+            + 7.0 * open_s
+            + 4.0 * eject_s
         ) * (1.0 + 0.3 * w_pump)
         heater_kw = HEATER_KW * sum(z.output for z in self.zones)
         c.energy_kwh = (motor_kws + heater_kw * (c.end - c.start)) / 3600.0
         weight_ratio = c.weight_g / m.part_weight_g
-        c.defect = self._defect(fill, hold_ratio, hot, mould_hot, cold_mould, weight_ratio)
+        cold_nozzle = noz.setpoint - noz.temp
+        c.defect = self._defect(
+            fill, hold_ratio, hot, mould_hot, cold_mould, cold_nozzle, weight_ratio
+        )
         self._cycle = c
         self._until = c.end
 
@@ -500,6 +578,7 @@ class MachineModel:
         hot_c: float,
         mould_hot_c: float,
         cold_mould_c: float,
+        cold_nozzle_c: float,
         weight_ratio: float,
     ) -> str | None:
         """The process cause of this cycle's scrap, or None for good parts."""
@@ -508,6 +587,8 @@ class MachineModel:
             return "startup_scrap"
         if fill < 0.985:
             return "short_shot"
+        if cold_nozzle_c > 15.0:
+            return "cold_slug"  # the nozzle tip freezes between shots
         if hold_ratio < 0.85:
             return "sink_marks"
         if mould_hot_c > 12.0:
@@ -526,11 +607,11 @@ class MachineModel:
         m = self.mould
         self.shots += 1
         self._mould_shots[m.name] += 1
-        self._job_shots_left -= 1
         running_h = (c.end - c.start) / 3600.0
         self._stop_clocks = [clock - running_h for clock in self._stop_clocks]
         if c.defect is None:
             self.good += m.cavities
+            self._job_shots_left -= 1  # an order is done when its good parts are made
             quality = PartQuality.GOOD
         else:
             self.bad += m.cavities

@@ -24,7 +24,7 @@ from contracts import (
 )
 from contracts.codec import AnyMessage
 from simulators.clock import SimClock, utc_now
-from simulators.model import CycleDone, Event, MachineModel, StateEntered
+from simulators.model import CycleDone, Event, MachineModel, StateEntered, log_truth
 from simulators.specs import MachineSpec
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,7 @@ class SimulatedMachine:
         )
 
     def messages(self, events: list[Event]) -> list[AnyMessage]:
+        """The wire messages of the model's events; ground truth goes to the log only."""
         out: list[AnyMessage] = []
         mid = self.spec.machine_id
         for ev in events:
@@ -87,16 +88,21 @@ class SimulatedMachine:
                         parameters=ev.parameters,
                     )
                 )
+            else:
+                log_truth(mid, ev)
         return out
 
-    def telemetry(self, ts: datetime) -> TelemetryBatch:
+    def telemetry(self, samples: list[tuple[datetime, dict[str, float]]]) -> TelemetryBatch:
+        """One batch of the samples (time, values), timed by their offsets from the first."""
+        first = samples[0][0]
         readings = [
-            Reading(signal=name, offset_ms=0, value=value)
-            for name, value in self.model.sample().items()
+            Reading(signal=name, offset_ms=round((ts - first).total_seconds() * 1000), value=v)
+            for ts, values in samples
+            for name, v in values.items()
         ]
         return TelemetryBatch(
             machine_id=self.spec.machine_id,
-            ts=ts,
+            ts=first,
             source=self.source,
             seq=self.next_seq(),
             readings=readings,
@@ -104,6 +110,7 @@ class SimulatedMachine:
 
 
 MIN_TICK_S = 0.05  # sped up, a machine wakes at most 20 times a second and catches up
+BATCH_SPAN = timedelta(seconds=60)  # of simulated time in one telemetry batch, at most
 
 
 async def run_machine(
@@ -148,11 +155,19 @@ async def run_machine(
                     pending = []
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), tick_s)
+                    # Sped up, one tick covers many sampling instants: each is sampled at its
+                    # own simulated time, and they travel together, a minute per batch at most.
                     now = clock.now()
+                    samples: list[tuple[datetime, dict[str, float]]] = []
                     while next_batch <= now:
                         pending += machine.messages(machine.model.advance(next_batch))
-                        pending.append(machine.telemetry(next_batch))
+                        samples.append((next_batch, machine.model.sample()))
                         next_batch += interval
+                        if next_batch - samples[0][0] > BATCH_SPAN:
+                            pending.append(machine.telemetry(samples))
+                            samples = []
+                    if samples:
+                        pending.append(machine.telemetry(samples))
                     pending += machine.messages(machine.model.advance(now))
                 offline = machine.status(False, utc_now())
                 await client.publish(status_topic, encode(offline), qos=1, retain=True)

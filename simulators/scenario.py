@@ -56,6 +56,13 @@ class _Shift(_Model):
     )
     breaks: list[_Break] = []
 
+    @model_validator(mode="after")
+    def _breaks_inside(self) -> _Shift:
+        for b in self.breaks:
+            if b.after_h + b.minutes / 60 > self.hours:
+                raise ValueError(f"a break {b.after_h} h into a {self.hours} h shift runs past it")
+        return self
+
 
 class _Calendar(_Model):
     shifts: list[_Shift] = Field(min_length=1)
@@ -153,12 +160,22 @@ class _Scenario(_Model):
         ids = [m.id for m in self.machines]
         if dupes := sorted({i for i in ids if ids.count(i) > 1}):
             raise ValueError(f"machine ids used more than once: {dupes}")
+        if clash := sorted({m.name for m in self.moulds} & set(MOULDS)):
+            raise ValueError(f"moulds {clash} are built in; give yours other names")
         known = set(MOULDS) | {m.name for m in self.moulds}
+        on: dict[str, str] = {}
         for machine in self.machines:
             if unknown := [name for name in machine.moulds if name not in known]:
                 raise ValueError(
                     f"machine {machine.id}: unknown moulds {unknown}; known: {sorted(known)}"
                 )
+            for name in machine.moulds:
+                if name in on and on[name] != machine.id:
+                    raise ValueError(
+                        f"mould {name} is listed on {on[name]} and {machine.id}; a mould is "
+                        "on one press at a time (define a second one under another name)"
+                    )
+                on[name] = machine.id
         return self
 
 

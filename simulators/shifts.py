@@ -69,11 +69,14 @@ def _stops_of_day(cal: ShiftCalendar, day: date, break_offset_min: float) -> lis
         for start_day in (day - timedelta(days=1), day):  # a night shift runs past midnight
             if start_day.weekday() not in shift.weekdays:
                 continue
-            start = datetime.combine(start_day, shift.start, tz).timestamp()
-            working.append((start, start + shift.hours * 3600))
+            # Wall-clock arithmetic: an 8-hour shift from 22:00 ends at 06:00 local time, also
+            # on the night the clocks change.
+            begin = datetime.combine(start_day, shift.start, tz)
+            finish = begin + timedelta(hours=shift.hours)
+            working.append((begin.timestamp(), finish.timestamp()))
             for into_h, minutes in shift.breaks:
-                b = start + into_h * 3600 + break_offset_min * 60
-                breaks.append((b, b + minutes * 60))
+                b = begin + timedelta(hours=into_h, minutes=break_offset_min)
+                breaks.append((b.timestamp(), (b + timedelta(minutes=minutes)).timestamp()))
     stops: list[PlannedStop] = []
     cursor = day_start
     for start, end in sorted(working):

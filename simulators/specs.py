@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from contracts import MachineState
 from simulators.faults import Degradation, Maintenance
@@ -142,7 +142,7 @@ class MachineSpec:
     calendar: ShiftCalendar = field(default_factory=ShiftCalendar.around_the_clock)
     break_offset_min: float = 0.0  # staggers this machine's breaks against its neighbours'
     screw_diameter_mm: float = 40.0
-    max_pressure_bar: float = 1500.0  # specific pressure the hydraulics can give when new
+    max_pressure_bar: float = 1400.0  # specific pressure the hydraulics can give when new
     pressure_limit: float = 1.2  # the process's injection pressure limit, times the mould's peak
     intensification: float = 10.0  # specific (melt) pressure per bar of hydraulic pressure
     cushion_mm: float = 5.0
@@ -169,14 +169,21 @@ class MachineSpec:
 
 
 def demo_floor(count: int, site: str = "demo") -> list[MachineSpec]:
-    """`count` machines over two lines, each running three of the moulds of `MOULDS` in turn."""
+    """`count` machines over two lines, each with its own copies of three of `MOULDS`."""
     names = list(MOULDS)
     return [
         MachineSpec(
             machine_id=f"imm-{i + 1:02d}",
             site=site,
             line=f"line-{i % 2 + 1}",
-            moulds=tuple(MOULDS[names[(i + k) % len(names)]] for k in range(3)),
+            # each press its own moulds: two of a kind are two moulds, counted apart
+            moulds=tuple(
+                replace(
+                    MOULDS[names[(i + k) % len(names)]],
+                    name=f"{names[(i + k) % len(names)]}#{i + 1}",
+                )
+                for k in range(3)
+            ),
             break_offset_min=(i % 3) * 40.0,  # the crew takes its breaks in turn
             speed_factor=1.0 + 0.04 * (i % 3),
         )

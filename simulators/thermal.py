@@ -20,22 +20,30 @@ class HeaterZone:
 
     __slots__ = ("_integral", "_ki", "_kp", "_tau_s", "output", "setpoint", "temp")
 
-    def __init__(self, setpoint_c: float, tau_s: float = 300.0) -> None:
+    def __init__(self, setpoint_c: float, tau_s: float = 2400.0) -> None:
         self.setpoint = setpoint_c
         self.temp = setpoint_c
         # A healthy band holds a PP or ABS setpoint at 40-50 % output.
         self.output = (setpoint_c - AMBIENT_C) / HEATER_GAIN_C
         self._tau_s = tau_s
         self._kp = 0.05  # output per degC of error
-        self._ki = self._kp / 120.0
+        self._ki = self._kp / 300.0
         self._integral = self.output
 
     def retarget(self, setpoint_c: float) -> None:
         """A new material's setpoint (after a mould change); the band stays the same."""
         self.setpoint = setpoint_c
 
-    def step(self, dt_s: float, health: float, shear_c: float) -> None:
-        """Control and heat for `dt_s` seconds; `shear_c`: heating by the screw, in degC."""
+    def step(self, dt_s: float, health: float, shear_c: float, enabled: bool = True) -> None:
+        """Control and heat for `dt_s` seconds; `shear_c`: heating by the screw, in degC.
+
+        A wearing band gives less power (70 % of its loss is in its health; a band at the
+        failure threshold is far below what a hot zone needs); a burnt-out one (health 0)
+        gives none. `enabled` False: heating switched off (nights, weekends).
+        """
+        power = 0.3 + 0.7 * health if health > 0.0 else 0.0
+        if not enabled:
+            power = 0.0
         error = self.setpoint - self.temp
         wanted = self._kp * error + self._integral
         output = min(1.0, max(0.0, wanted))
@@ -43,7 +51,7 @@ class HeaterZone:
             self._integral += self._ki * error * dt_s
             self._integral = min(1.0, max(0.0, self._integral))
         self.output = output
-        equilibrium = AMBIENT_C + HEATER_GAIN_C * output * health + shear_c
+        equilibrium = AMBIENT_C + HEATER_GAIN_C * output * power + shear_c
         self.temp = equilibrium + (self.temp - equilibrium) * math.exp(-dt_s / self._tau_s)
 
 

@@ -280,6 +280,7 @@ def test_cli_default_floor_and_start(tmp_path: Path) -> None:
     [
         (["--days", "1"], "--days goes with --export DIR"),
         (["--speed", "0"], "--speed, --machines and --interval-s must be positive"),
+        (["--speed", "nan"], "--speed, --machines and --interval-s must be positive"),
         (["--start", "monday"], "--start 'monday' is neither an ISO 8601"),
         (["--export", "{out}"], "--export needs --days N"),
         (["--export", "{out}", "--days", "0"], "days must be a positive number"),

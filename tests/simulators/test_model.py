@@ -23,6 +23,7 @@ from simulators import (
     Event,
     MachineModel,
     MachineSpec,
+    Maintenance,
     ShiftCalendar,
     StateEntered,
 )
@@ -198,16 +199,44 @@ def test_every_degradation_ends_in_its_breakdown_and_repair_restores_it(
 
 
 @pytest.mark.parametrize("component", HEATERS)
-def test_a_failing_heater_band_holds_its_zone_below_setpoint_at_full_output(
+def test_a_failing_heater_band_runs_at_full_output_and_its_zone_sags(
     component: Component,
 ) -> None:
     _events, samples, failure = _until_failure(component)
     zone = {"heater_nozzle": "Nozzle"}.get(component.value, "Zone" + component.value[-1])
-    setpoint = samples[30][f"Temp{zone}"]
-    weak = [s for s in samples[: int((failure.ts - START).total_seconds() // 60)]][-60:]
-    assert all(s[f"HeaterOutput{zone}"] == 100.0 for s in weak[-30:])
-    assert statistics.mean(s[f"Temp{zone}"] for s in weak[-10:]) < setpoint - 8
-    assert any(int(s["AlarmWord"]) & 0b10 for s in weak)  # heater_fault alarm
+    setpoint = statistics.mean(s[f"Temp{zone}"] for s in samples[60:120])
+    new_output = statistics.mean(s[f"HeaterOutput{zone}"] for s in samples[60:120])
+    weak = samples[: int((failure.ts - START).total_seconds() // 60)][-20:]
+    assert new_output < 55
+    assert all(s[f"HeaterOutput{zone}"] >= 95.0 for s in weak)
+    if component is not Component.HEATER_ZONE2:  # the rear zone has power to spare
+        assert statistics.mean(s[f"Temp{zone}"] for s in weak[-5:]) < setpoint - 3
+        assert any(int(s["AlarmWord"]) & 0b10 for s in weak)  # heater_fault alarm
+
+
+def test_a_burnt_out_band_stops_the_machine_which_restarts_only_when_hot_again() -> None:
+    events, samples, failure = _until_failure(Component.HEATER_ZONE4, hours=30)
+    at = events.index(failure)
+    fault = next(e for e in events[at:] if isinstance(e, StateEntered))
+    restored = next(e for e in events[at:] if isinstance(e, ComponentRestored))
+    running = next(
+        e
+        for e in events[events.index(restored) :]
+        if isinstance(e, StateEntered) and e.state is MachineState.RUNNING
+    )
+    assert fault.state is MachineState.FAULT
+    # no more than one cycle after the burn-out, and no cycle until the zone is hot again
+    assert (fault.ts - failure.ts).total_seconds() < 20
+    heat_up_s = (running.ts - restored.ts).total_seconds()
+    assert 10 * 60 < heat_up_s < 45 * 60  # a barrel zone takes a quarter of an hour or more
+    cold = [
+        s
+        for s, t in zip(samples, range(len(samples)), strict=True)
+        if fault.ts <= START + timedelta(minutes=t + 1) < running.ts
+    ]
+    assert min(s["TempZone4"] for s in cold) < 120  # it cooled right down while burnt out
+    first = next(e for e in events[events.index(running) :] if isinstance(e, CycleDone))
+    assert first.parameters["MeltTemperature"] > 215
 
 
 def test_a_worn_check_ring_makes_the_cushion_unstable_and_fall() -> None:
@@ -292,10 +321,11 @@ def test_a_healthy_machine_running_steadily_makes_no_scrap() -> None:
 @pytest.mark.parametrize(
     ("component", "defect"),
     [
-        (Component.HEATER_ZONE4, "short_shot"),  # cold melt: the pressure limit stops the fill
-        (Component.HEATER_NOZZLE, "short_shot"),
+        (Component.HEATER_NOZZLE, "cold_slug"),  # a cold nozzle tip freezes between shots
         (Component.CHECK_RING, "weight_out_of_tolerance"),  # cushion runs out: weight varies
+        (Component.CHECK_RING, "sink_marks"),  # ... and, bottomed out, nothing holds
         (Component.HYDRAULIC_PUMP, "sink_marks"),  # too little hold pressure
+        (Component.HYDRAULIC_PUMP, "short_shot"),  # too little injection pressure to fill
         (Component.COOLING_CHANNELS, "warpage"),  # a hot mould
     ],
 )
@@ -303,10 +333,10 @@ def test_scrap_rises_with_its_process_cause(component: Component, defect: str) -
     events, _, failure = _until_failure(component)
     cycles = _before(events, failure)
     early_rate, _ = _scrap(cycles[: len(cycles) // 4])
-    late_rate, causes = _scrap(cycles[-300:])
+    late_rate, causes = _scrap(cycles[-len(cycles) // 5 :])
     assert early_rate < 0.01
-    assert late_rate > 0.2
-    assert causes.most_common(1)[0][0] == defect
+    assert late_rate > 0.1
+    assert causes[defect] >= 15
 
 
 def test_a_long_standstill_scraps_the_first_shots_after_it() -> None:
@@ -382,3 +412,68 @@ def test_two_weeks_of_production_have_realistic_stops_setups_and_availability() 
     cycle_times = _param(_cycles(events), "CycleTime")
     long = sum(1 for c in cycle_times if c > 25)
     assert 30 < long < 0.01 * len(cycle_times)
+
+
+def test_a_mould_change_to_another_material_heats_the_barrel_during_the_setup() -> None:
+    pp, abs_ = MOULDS["bracket-pp-4"], MOULDS["housing-abs-2"]
+    spec = replace(QUIET, moulds=(pp, abs_), job_parts=(2000, 2000))
+    events, _ = _run(spec, 12)
+    setup = next(e for e in events if isinstance(e, StateEntered) and e.state is MachineState.SETUP)
+    after = [c for c in _cycles(events) if c.ts > setup.ts]
+    first_abs = next(c for c in after if c.mould == abs_.name)
+    assert first_abs.parameters["MeltTemperature"] == pytest.approx(
+        abs_.material.melt_nominal_c, abs=5
+    )
+    assert abs(first_abs.parameters["MouldTemperature"] - abs_.material.mould_setpoint_c) < 8
+    abs_cycles = [c for c in after if c.mould == abs_.name][:200]
+    assert _scrap(abs_cycles)[0] < 0.02  # the change itself makes no scrap but the start-up
+
+
+def test_alarm_bits_follow_the_machines_condition() -> None:
+    cases = {
+        Component.HYDRAULIC_PUMP: 1 << 3,  # oil above 60 degC near the end
+        Component.COOLING_CHANNELS: 1 << 4,  # mould 10 degC over its setpoint
+        Component.CHECK_RING: 1 << 2,  # cushion under 1 mm
+        Component.EJECTOR: 1 << 5,  # ejection force 30 % up
+    }
+    for component, bit in cases.items():
+        _events, samples, failure = _until_failure(component)
+        minutes = int((failure.ts - START).total_seconds() // 60)
+        assert not any(int(s["AlarmWord"]) & bit for s in samples[:120]), component
+        assert any(int(s["AlarmWord"]) & bit for s in samples[minutes - 120 : minutes]), component
+        faulted = samples[minutes + 1]
+        assert int(faulted["AlarmWord"]) & (1 << 6)  # machine_fault while in fault
+
+
+def test_planned_maintenance_restores_a_worn_component() -> None:
+    spec = replace(
+        _degrading(Component.CHECK_RING),
+        maintenance=(Maintenance(10.0, (Component.CHECK_RING,), 2.0),),
+    )
+    model = MachineModel(spec, random.Random(2), START)
+    events = model.advance(START + timedelta(hours=11))
+    stop = next(
+        e for e in events if isinstance(e, StateEntered) and e.state.value == "planned_stop"
+    )
+    assert stop.reason == "planned_maintenance"
+    assert stop.ts - START == pytest.approx(timedelta(hours=10), abs=timedelta(minutes=1))
+    assert model.truth()[Component.CHECK_RING] < 0.7
+    events = model.advance(START + timedelta(hours=13))
+    restored = next(e for e in events if isinstance(e, ComponentRestored))
+    assert restored.why == "maintenance"
+    assert model.truth()[Component.CHECK_RING] == 1.0
+
+
+def test_the_barrel_is_switched_off_for_the_weekend_and_hot_for_the_monday_shift() -> None:
+    spec = replace(QUIET, calendar=ShiftCalendar.two_shifts_weekdays("Europe/Rome"))
+    start = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)  # Friday
+    model = MachineModel(spec, random.Random(4), start)
+    model.advance(datetime(2026, 11, 22, 12, 0, tzinfo=UTC))  # Sunday noon
+    sunday = model.sample()
+    assert sunday["TempZone4"] < 60
+    assert sunday["TempOil"] < 30
+    events = model.advance(datetime(2026, 11, 23, 6, 0, tzinfo=UTC))  # Monday 07:00 in Rome
+    restart = next(e for e in events if isinstance(e, StateEntered) and e.state.value == "running")
+    assert restart.ts == datetime(2026, 11, 23, 5, 0, tzinfo=UTC)  # 06:00 local: pre-heated
+    first = next(e for e in events if isinstance(e, CycleDone))
+    assert first.parameters["MeltTemperature"] > 220

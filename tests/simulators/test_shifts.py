@@ -67,3 +67,17 @@ def test_breaks_can_be_staggered_per_machine() -> None:
 
 def test_a_calendar_without_shifts_never_stops() -> None:
     assert ShiftCalendar(shifts=()).next_stop(_at(2026, 11, 18, 9, 0)) is None
+
+
+def test_around_the_clock_has_no_false_stop_when_the_clocks_go_back_or_forward() -> None:
+    cal = ShiftCalendar("Europe/Rome", ShiftCalendar.around_the_clock().shifts)
+    # The nights the clocks go back and forward: the 22:00 shift's break, 4 wall-clock hours
+    # in, is at 02:00 (at 03:00 when 02:00 does not exist), and no "no_shift" gap follows.
+    for night, break_at in (((2026, 10, 24), (2, 0)), ((2026, 3, 28), (3, 0))):
+        stop = cal.next_stop(_at(*night, 20, 0))
+        assert stop is not None
+        assert (stop.reason, _local(stop.start)[1:]) == ("break", break_at)
+        after = cal.next_stop(stop.end)
+        assert after is not None
+        assert after.reason == "break"
+        assert _local(after.start)[1:] == (10, 0)
