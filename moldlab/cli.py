@@ -77,13 +77,20 @@ def _parser() -> argparse.ArgumentParser:
         "packaged one: demo, faults (see simulators/scenarios/)",
     )  # fmt: skip
     sim.add_argument("--mqtt-url", help="broker, e.g. mqtt://127.0.0.1:1883 (MOLDLAB_MQTT_URL)")
-    sim.add_argument("--site", default="demo", help="site segment of the topics (default demo)")
+    sim.add_argument(
+        "--site", default="demo",
+        help="site segment of the topics (default demo; a scenario names its own)",
+    )  # fmt: skip
     sim.add_argument("--seed", type=int, help="random seed (default: the scenario's seed, else 1)")
     sim.add_argument(
         "--speed", type=float, default=1.0, help="simulated seconds per real second (default 1)"
     )
     sim.add_argument(
-        "--interval-s", type=float, default=1.0, help="telemetry batch interval (default 1 s)"
+        "--interval-s",
+        type=float,
+        default=1.0,
+        help="telemetry sampling interval in simulated time (default 1 s; sped up, the "
+        "samples of one tick travel in one batch)",
     )
     sim.add_argument(
         "--start", metavar="TIME",

@@ -7,6 +7,7 @@ refused with the file, line and field. `scenarios/` in this package holds the ex
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, time
 from importlib import resources
 from pathlib import Path
@@ -25,11 +26,12 @@ from pydantic import (
     model_validator,
 )
 
+from contracts import STANDSTILL_REASONS, MachineState
 from contracts.configfile import located
 from contracts.topics import check_segment
 from simulators.faults import Component, Degradation, Maintenance
 from simulators.shifts import Shift, ShiftCalendar
-from simulators.specs import MATERIALS, MOULDS, MachineSpec, Mould
+from simulators.specs import DEFAULT_STOPS, MATERIALS, MOULDS, MachineSpec, Mould, StopCause
 
 
 class ScenarioError(ValueError):
@@ -117,6 +119,26 @@ class _Maintenance(_Model):
     duration_h: float = Field(default=2.0, gt=0, le=240)
 
 
+class _Stop(_Model):
+    state: MachineState
+    reason: str
+    mtbf_h: float = Field(gt=0, le=100_000, description="running hours between such stops")
+    repair_median_min: float = Field(gt=0, le=10_000)
+    repair_sigma: float = Field(default=0.6, ge=0, le=3)
+
+    @model_validator(mode="after")
+    def _known_reason(self) -> _Stop:
+        allowed = STANDSTILL_REASONS.get(self.state, ())
+        if self.state not in (MachineState.IDLE, MachineState.UNPLANNED_STOP):
+            raise ValueError("random stops are idle or unplanned_stop")
+        if self.reason not in allowed:
+            raise ValueError(f"{self.state.value} reasons are {', '.join(allowed)}")
+        return self
+
+    def spec(self) -> StopCause:
+        return StopCause(**self.model_dump())
+
+
 class _Machine(_Model):
     id: _Segment
     line: _Segment = "line-1"
@@ -125,8 +147,21 @@ class _Machine(_Model):
     speed_factor: float = Field(default=1.0, ge=0.5, le=2.0)
     break_offset_min: float = Field(default=0.0, ge=0, le=480)
     micro_stops_per_h: float = Field(default=3.0, ge=0, le=120)
+    screw_diameter_mm: float = Field(default=40.0, ge=12, le=150)
+    setup_median_min: float = Field(default=40.0, gt=0, le=1440)
+    job_parts: tuple[int, int] = (20_000, 60_000)
+    stops: list[_Stop] | None = Field(
+        default=None, description="random stops; default: simulators.specs.DEFAULT_STOPS"
+    )
     degradations: list[_Degradation] = []
     maintenance: list[_Maintenance] = []
+
+    @field_validator("job_parts")
+    @classmethod
+    def _ordered(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if not 1 <= value[0] <= value[1]:
+            raise ValueError("job_parts is [fewest, most], at least 1")
+        return value
 
     @model_validator(mode="after")
     def _one_degradation_per_component(self) -> _Machine:
@@ -163,8 +198,19 @@ class _Scenario(_Model):
         if clash := sorted({m.name for m in self.moulds} & set(MOULDS)):
             raise ValueError(f"moulds {clash} are built in; give yours other names")
         known = set(MOULDS) | {m.name for m in self.moulds}
+        specs = {**MOULDS, **{m.name: m.spec() for m in self.moulds}}
         on: dict[str, str] = {}
         for machine in self.machines:
+            area = math.pi * (machine.screw_diameter_mm / 20.0) ** 2
+            for name in machine.moulds:
+                # A screw doses up to ~4.5 diameters of stroke; beyond that the shot does not fit.
+                stroke = specs[name].shot_volume_cm3 / area * 10.0 if name in specs else 0.0
+                if stroke > 4.5 * machine.screw_diameter_mm:
+                    raise ValueError(
+                        f"machine {machine.id}: a shot of mould {name} needs {stroke:.0f} mm "
+                        f"of stroke, more than 4.5 diameters of its "
+                        f"{machine.screw_diameter_mm:g} mm screw"
+                    )
             if unknown := [name for name in machine.moulds if name not in known]:
                 raise ValueError(
                     f"machine {machine.id}: unknown moulds {unknown}; known: {sorted(known)}"
@@ -218,6 +264,10 @@ def _build(model: _Scenario) -> Scenario:
             break_offset_min=m.break_offset_min,
             speed_factor=m.speed_factor,
             micro_stops_per_h=m.micro_stops_per_h,
+            screw_diameter_mm=m.screw_diameter_mm,
+            setup_median_min=m.setup_median_min,
+            job_parts=m.job_parts,
+            stops=tuple(x.spec() for x in m.stops) if m.stops is not None else DEFAULT_STOPS,
             degradations=tuple(Degradation(**d.model_dump()) for d in m.degradations),
             maintenance=tuple(
                 Maintenance(x.at_h, tuple(x.components), x.duration_h) for x in m.maintenance

@@ -36,6 +36,12 @@ machines:
       - {component: ejector, onset_h: 5, rate_per_h: 0.01, initial_health: 0.9}
     maintenance:
       - {at_h: 100, components: [ejector], duration_h: 1.5}
+    screw_diameter_mm: 30
+    setup_median_min: 25
+    job_parts: [1000, 2000]
+    stops:
+      - {state: unplanned_stop, reason: robot_fault, mtbf_h: 4, repair_median_min: 6}
+      - {state: idle, reason: blocked, mtbf_h: 9, repair_median_min: 2, repair_sigma: 0.3}
 """
     )
     (machine,) = load_scenario(path).machines
@@ -48,6 +54,15 @@ machines:
     assert machine.degradations[0].component is Component.EJECTOR
     assert machine.degradations[0].initial_health == 0.9
     assert machine.maintenance[0].components == (Component.EJECTOR,)
+    assert (machine.screw_diameter_mm, machine.setup_median_min, machine.job_parts) == (
+        30.0,
+        25.0,
+        (1000, 2000),
+    )
+    assert [(c.state.value, c.reason, c.mtbf_h) for c in machine.stops] == [
+        ("unplanned_stop", "robot_fault", 4.0),
+        ("idle", "blocked", 9.0),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -79,6 +94,30 @@ machines:
             "<s>:2: moulds[0].material: unknown material 'unobtainium'",
         ),
         ("machines: []\n", "machines: List should have at least 1 item"),
+        (
+            "machines:\n  - id: a\n    stops:\n"
+            "      - {state: idle, reason: robot_fault, mtbf_h: 5, repair_median_min: 3}\n",
+            "<s>:4: machines[0].stops[0]: idle reasons are starved, blocked",
+        ),
+        (
+            "machines:\n  - id: a\n    stops:\n"
+            "      - {state: fault, reason: heater_burnout, mtbf_h: 5, repair_median_min: 3}\n",
+            "random stops are idle or unplanned_stop",
+        ),
+        (
+            "machines:\n  - id: a\n    moulds: [housing-abs-2]\n    screw_diameter_mm: 20\n",
+            "machine a: a shot of mould housing-abs-2 needs 326 mm of stroke, more than 4.5",
+        ),
+        (
+            "machines:\n  - id: a\n    job_parts: [500, 100]\n",
+            "job_parts is [fewest, most]",
+        ),
+        (
+            "calendar:\n  shifts:\n"
+            "    - {start: '06:00', hours: 8, breaks: [{after_h: 8, minutes: 30}]}\n"
+            "machines:\n  - id: a\n",
+            "a break 8.0 h into a 8.0 h shift runs past it",
+        ),
         ("machines:\n  - id: [a\n", "<s>:3: not valid YAML"),
     ],
 )
