@@ -86,6 +86,15 @@ class ExportFigures:
 # --- the machine and its processes -------------------------------------------------------
 
 
+def announce(command: str, host: Machine) -> None:
+    """The first lines of a benchmark's text: the command and the machine it ran on."""
+    print(command)
+    print(
+        f"machine: {host.cores} cores, {host.cpu_model}, {host.system}, Python {host.python}",
+        flush=True,
+    )
+
+
 def machine() -> Machine:
     """What the figures were measured on."""
     model = platform.processor() or platform.machine()
@@ -302,9 +311,7 @@ def run_sim_bench(
         return 2
     host = machine()
     if not as_json:
-        print(command)
-        print(f"machine: {host.cores} cores, {host.cpu_model}, {host.system}, "
-              f"Python {host.python}", flush=True)  # fmt: skip
+        announce(command, host)
     try:
         realtime = measure_realtime(machines, seconds)
         if not as_json:

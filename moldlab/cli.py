@@ -162,6 +162,47 @@ def _parser() -> argparse.ArgumentParser:
     bench_sim.add_argument(
         "--runs", type=int, default=3, help="export runs, the median reported (default 3)"
     )
+    bench_ingest = bench_sub.add_parser(
+        "ingest",
+        help="ingest: committed readings/s, end-to-end latency, and the plain-COPY ceiling",
+        description="Start PostgreSQL and mosquitto (max_inflight_messages 1000, as deployed) "
+        "unless URLs are given, run `moldlab ingest` as a child process and publish telemetry "
+        "batches to it from another (one per machine per interval, QoS 1). (1) Offer --rate "
+        "readings/s and report the committed rate (target >= 100,000/s) and whether ingest "
+        "keeps up; (2) offer --latency-rate and report latency from reading to commit (target "
+        "p99 < 1 s at 50,000/s); (3) time one binary COPY of as many rows into the same table: "
+        "the ceiling. Each phase: a warm-up, then a window of --seconds.",
+    )
+    bench_ingest.add_argument("--json", action="store_true", help="print the figures as JSON")
+    bench_ingest.add_argument(
+        "--seconds", type=float, default=30.0,
+        help="measurement window per phase, after a warm-up (default 30, at least 30)",
+    )  # fmt: skip
+    bench_ingest.add_argument(
+        "--rate", type=float, default=100_000.0,
+        help="readings/s offered in the saturation phase (default 100000)",
+    )  # fmt: skip
+    bench_ingest.add_argument(
+        "--latency-rate", type=float, default=50_000.0,
+        help="readings/s offered while latency is measured (default 50000)",
+    )  # fmt: skip
+    bench_ingest.add_argument(
+        "--machines", type=int, default=50, help="machines publishing (default 50)"
+    )
+    bench_ingest.add_argument(
+        "--signals", type=int, default=200, help="readings per message (default 200)"
+    )
+    bench_ingest.add_argument(
+        "--batch-max-messages", type=int, default=500,
+        help="ingest's MOLDLAB_INGEST_BATCH_MAX_MESSAGES (default 500, as ingest's own default)",
+    )  # fmt: skip
+    bench_ingest.add_argument(
+        "--database-url", help="a PostgreSQL server to use (a database is created and dropped)"
+    )
+    bench_ingest.add_argument("--mqtt-url", help="a broker to use instead of a local mosquitto")
+    bench_ingest.add_argument(
+        "--quick", action="store_true", help="allow windows under 30 s (smoke tests)"
+    )
 
     edge = sub.add_parser(
         "edge",
@@ -234,6 +275,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_demo(args.data_dir, port=args.port, machines=args.machines)
     if args.command == "sim":
         return _sim(args)
+    if args.command == "bench" and args.bench_command == "ingest":
+        from moldlab.bench_ingest import run_ingest_bench
+
+        return run_ingest_bench(
+            seconds=args.seconds, rate=args.rate, latency_rate=args.latency_rate,
+            machines=args.machines, signals=args.signals,
+            batch_max_messages=args.batch_max_messages, database_url=args.database_url,
+            mqtt_url=args.mqtt_url, quick=args.quick, as_json=args.json,
+        )  # fmt: skip
     if args.command == "bench":
         from moldlab.bench import run_sim_bench
 

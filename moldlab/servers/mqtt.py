@@ -33,6 +33,18 @@ class LocalMosquitto(_Broker):
     label = "mosquitto"
     log_name = "mosquitto.log"
 
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        log_path: Path | None = None,
+        max_inflight_messages: int = 100,
+    ) -> None:
+        super().__init__(data_dir, port=port, log_path=log_path)
+        # Unacknowledged messages per client; ingest's batches can be no larger (production: 1000).
+        self.max_inflight_messages = max_inflight_messages
+
     def start(self, timeout_s: float = 10.0) -> None:
         """Write mosquitto.conf, launch mosquitto and wait until it accepts connections."""
         if self.pid is not None:
@@ -52,7 +64,7 @@ class LocalMosquitto(_Broker):
             "autosave_interval 10\n"
             # Ingest may be down for a while; the broker holds the backlog for it.
             "max_queued_messages 1000000\n"
-            "max_inflight_messages 100\n"
+            f"max_inflight_messages {self.max_inflight_messages}\n"
             "log_dest stdout\n"
             # Stay as whoever started us; as root it would otherwise switch to 'mosquitto'.
             f"user {pwd.getpwuid(os.geteuid()).pw_name}\n"
