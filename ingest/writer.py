@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+import struct
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
@@ -42,8 +43,9 @@ class BatchResult:
 class _Rows:
     """The rows one batch adds, table by table."""
 
-    telemetry: list[tuple[datetime, int, int, float]] = field(default_factory=list)
-    latest: dict[tuple[int, int], tuple[datetime, float]] = field(default_factory=dict)
+    telemetry: bytearray = field(default_factory=bytearray)  # binary COPY tuples
+    readings: int = 0
+    latest: dict[tuple[int, int], tuple[int, float]] = field(default_factory=dict)  # pg us
     cycles: list[tuple[object, ...]] = field(default_factory=list)
     states: list[tuple[object, ...]] = field(default_factory=list)
     statuses: list[tuple[object, ...]] = field(default_factory=list)
@@ -89,15 +91,7 @@ class Writer:
                 seen = rows.last_seen.get(machine_id)
                 rows.last_seen[machine_id] = message.ts if seen is None else max(seen, message.ts)
                 if isinstance(message, TelemetryBatch):
-                    for reading in message.readings:
-                        signal_id = await self._signal_id(reading.signal, new_signals)
-                        ts = message.ts + timedelta(milliseconds=reading.offset_ms)
-                        rows.telemetry.append((ts, machine_id, signal_id, reading.value))
-                        last = rows.latest.get((machine_id, signal_id))
-                        if last is None or last[0] <= ts:
-                            rows.latest[(machine_id, signal_id)] = (ts, reading.value)
-                        if ts > rows.last_seen[machine_id]:
-                            rows.last_seen[machine_id] = ts
+                    await self._telemetry(rows, machine_id, message, new_signals)
                 elif isinstance(message, CycleRecord):
                     rows.cycles.append(_cycle_row(machine_id, message))
                 elif isinstance(message, StateChange):
@@ -107,7 +101,7 @@ class Writer:
         # Only a committed transaction makes the new ids real.
         self._machines.update(new_machines)
         self._signals.update(new_signals)
-        result.readings = len(rows.telemetry)
+        result.readings = rows.readings
         result.rejected = len(rejected)
         for topic_name, _payload, reason in rejected:
             log.warning("rejected a message on %s: %s", topic_name, reason)
@@ -121,6 +115,32 @@ class Writer:
         )
         log.warning("rejected a message on %s: %s", inbound.topic, reason)
         return BatchResult(rejected=1)
+
+    async def _telemetry(
+        self, rows: _Rows, machine_id: int, message: TelemetryBatch, new: dict[str, int]
+    ) -> None:
+        """Append the batch's readings as binary COPY tuples; the hot loop of ingest."""
+        base_us = _pg_us(message.ts)
+        latest = rows.latest
+        pack = _TUPLE.pack
+        out = rows.telemetry
+        signals = self._signals
+        newest_us = base_us
+        for reading in message.readings:
+            name = reading.signal
+            signal_id = signals.get(name) or new.get(name) or await self._signal_id(name, new)
+            ts_us = base_us + reading.offset_ms * 1000
+            out += pack(4, 8, ts_us, 4, machine_id, 4, signal_id, 8, reading.value)
+            key = (machine_id, signal_id)
+            last = latest.get(key)
+            if last is None or last[0] <= ts_us:
+                latest[key] = (ts_us, reading.value)
+            if ts_us > newest_us:
+                newest_us = ts_us
+        rows.readings += len(message.readings)
+        newest = _from_pg_us(newest_us)
+        if newest > rows.last_seen[machine_id]:
+            rows.last_seen[machine_id] = newest
 
     async def _claim(self, keys: list[tuple[str, int]]) -> list[tuple[str, int]]:
         """Record (source, seq) of each message; returns those not written before, in order."""
@@ -171,17 +191,26 @@ class Writer:
                 async with cur.copy(
                     "COPY telemetry (time, machine_id, signal_id, value) FROM STDIN (FORMAT BINARY)"
                 ) as copy:
-                    copy.set_types(["timestamptz", "int4", "int4", "float8"])
-                    for row in rows.telemetry:
-                        await copy.write_row(row)
+                    # One buffer, built by struct in the loop above: no per-row call here.
+                    await copy.write(_COPY_HEADER + rows.telemetry + _COPY_TRAILER)
             if rows.latest:
-                await cur.executemany(
+                # One statement for the whole batch, in key order so that concurrent ingest
+                # workers cannot deadlock.
+                ordered = sorted(rows.latest.items())
+                await cur.execute(
                     "INSERT INTO latest_value (machine_id, signal_id, time, value)"
-                    " VALUES (%s, %s, %s, %s) ON CONFLICT (machine_id, signal_id) DO UPDATE"
+                    " SELECT m, s, timestamptz '2000-01-01Z' + t * interval '1 microsecond', v"
+                    " FROM unnest(%s::int4[], %s::int4[], %s::int8[], %s::float8[])"
+                    " AS u(m, s, t, v)"
+                    " ON CONFLICT (machine_id, signal_id) DO UPDATE"
                     " SET time = EXCLUDED.time, value = EXCLUDED.value"
                     " WHERE latest_value.time <= EXCLUDED.time",
-                    # In key order, so that concurrent ingest workers cannot deadlock.
-                    [(m, s, t, v) for (m, s), (t, v) in sorted(rows.latest.items())],
+                    (
+                        [m for (m, _), _ in ordered],
+                        [sig for (_, sig), _ in ordered],
+                        [t for _, (t, _) in ordered],
+                        [v for _, (_, v) in ordered],
+                    ),
                 )
             if rows.cycles:
                 await cur.executemany(
@@ -211,6 +240,23 @@ class Writer:
                     "INSERT INTO rejected_message (topic, payload, reason) VALUES (%s, %s, %s)",
                     rejected,
                 )
+
+
+# Binary COPY: a header, then per row the field count and each field's length and value
+# (timestamptz: microseconds since 2000-01-01 UTC), then a trailer.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_COPY_TRAILER = struct.pack(">h", -1)
+_TUPLE = struct.Struct(">hiqiiiiid")
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _pg_us(ts: datetime) -> int:
+    delta = ts - _PG_EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _from_pg_us(us: int) -> datetime:
+    return _PG_EPOCH + timedelta(microseconds=us)
 
 
 def _cycle_row(machine_id: int, m: CycleRecord) -> tuple[object, ...]:
