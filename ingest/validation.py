@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from contracts import ContractError, Topic, decode
-from contracts.codec import AnyMessage
+from contracts import ContractError, Topic
+from contracts.codec import AnyMessage, Sample, decode_samples
 
 
 class RejectedMessage(ValueError):
@@ -29,14 +29,18 @@ class Limits:
     max_age: timedelta = timedelta(days=365)
 
 
-def validate(inbound: Inbound, limits: Limits) -> tuple[Topic, AnyMessage]:
-    """The topic and message of `inbound`, or RejectedMessage saying what is wrong."""
+def validate(inbound: Inbound, limits: Limits) -> tuple[Topic, AnyMessage, list[Sample] | None]:
+    """The topic, message and (telemetry) samples of `inbound`, or RejectedMessage saying why.
+
+    A telemetry batch comes with its readings as samples, and then its message carries only
+    the first reading (contracts.codec.decode_samples).
+    """
     size = len(inbound.payload)
     if size > limits.max_payload_bytes:
         raise RejectedMessage(f"payload of {size} bytes exceeds {limits.max_payload_bytes}")
     try:
         topic = Topic.parse(inbound.topic)
-        message = decode(inbound.payload)
+        message, samples = decode_samples(inbound.payload)
     except ContractError as exc:
         raise RejectedMessage(str(exc)) from exc
     if message.machine_id != topic.machine:
@@ -49,4 +53,4 @@ def validate(inbound: Inbound, limits: Limits) -> tuple[Topic, AnyMessage]:
         raise RejectedMessage(f"timestamp {message.ts.isoformat()} is in the future")
     if message.ts < inbound.received_at - limits.max_age:
         raise RejectedMessage(f"timestamp {message.ts.isoformat()} is older than {limits.max_age}")
-    return topic, message
+    return topic, message, samples

@@ -18,7 +18,7 @@ from contracts import (
     Topic,
     signal_spec,
 )
-from contracts.codec import AnyMessage
+from contracts.codec import AnyMessage, Sample
 from ingest.validation import Inbound, Limits, RejectedMessage, validate
 
 log = logging.getLogger(__name__)
@@ -64,18 +64,18 @@ class Writer:
     async def write(self, batch: list[Inbound]) -> BatchResult:
         """Validate and write `batch` in one transaction; bad messages become rejected rows."""
         result = BatchResult()
-        valid: dict[tuple[str, int], tuple[Topic, AnyMessage]] = {}
+        valid: dict[tuple[str, int], tuple[Topic, AnyMessage, list[Sample] | None]] = {}
         rejected: list[tuple[str, bytes, str]] = []
         for inbound in batch:
             try:
-                topic, message = validate(inbound, self._limits)
+                topic, message, samples = validate(inbound, self._limits)
             except RejectedMessage as exc:
                 rejected.append((inbound.topic, inbound.payload, str(exc)))
                 continue
             key = (message.source, message.seq)
             if key in valid:
                 result.duplicates += 1
-            valid[key] = (topic, message)
+            valid[key] = (topic, message, samples)
         new_machines: dict[str, int] = {}
         new_signals: dict[str, int] = {}
         async with self._conn.transaction():
@@ -83,7 +83,7 @@ class Writer:
             result.duplicates += len(valid) - len(fresh)
             rows = _Rows()
             for key in fresh:
-                topic, message = valid[key]
+                topic, message, samples = valid[key]
                 if isinstance(message, EdgeStatus):
                     rows.statuses.append(_status_row(message))
                     continue
@@ -91,7 +91,9 @@ class Writer:
                 seen = rows.last_seen.get(machine_id)
                 rows.last_seen[machine_id] = message.ts if seen is None else max(seen, message.ts)
                 if isinstance(message, TelemetryBatch):
-                    await self._telemetry(rows, machine_id, message, new_signals)
+                    if samples is None:
+                        samples = [(r.signal, r.offset_ms, r.value) for r in message.readings]
+                    await self._telemetry(rows, machine_id, message.ts, samples, new_signals)
                 elif isinstance(message, CycleRecord):
                     rows.cycles.append(_cycle_row(machine_id, message))
                 elif isinstance(message, StateChange):
@@ -117,27 +119,31 @@ class Writer:
         return BatchResult(rejected=1)
 
     async def _telemetry(
-        self, rows: _Rows, machine_id: int, message: TelemetryBatch, new: dict[str, int]
+        self,
+        rows: _Rows,
+        machine_id: int,
+        ts: datetime,
+        samples: list[Sample],
+        new: dict[str, int],
     ) -> None:
-        """Append the batch's readings as binary COPY tuples; the hot loop of ingest."""
-        base_us = _pg_us(message.ts)
+        """Append a batch's samples as binary COPY tuples; the hot loop of ingest."""
+        base_us = _pg_us(ts)
         latest = rows.latest
         pack = _TUPLE.pack
         out = rows.telemetry
         signals = self._signals
         newest_us = base_us
-        for reading in message.readings:
-            name = reading.signal
+        for name, offset_ms, value in samples:
             signal_id = signals.get(name) or new.get(name) or await self._signal_id(name, new)
-            ts_us = base_us + reading.offset_ms * 1000
-            out += pack(4, 8, ts_us, 4, machine_id, 4, signal_id, 8, reading.value)
+            ts_us = base_us + offset_ms * 1000
+            out += pack(4, 8, ts_us, 4, machine_id, 4, signal_id, 8, value)
             key = (machine_id, signal_id)
             last = latest.get(key)
             if last is None or last[0] <= ts_us:
-                latest[key] = (ts_us, reading.value)
+                latest[key] = (ts_us, value)
             if ts_us > newest_us:
                 newest_us = ts_us
-        rows.readings += len(message.readings)
+        rows.readings += len(samples)
         newest = _from_pg_us(newest_us)
         if newest > rows.last_seen[machine_id]:
             rows.last_seen[machine_id] = newest
