@@ -19,7 +19,7 @@ import psycopg
 from contracts import BrokerUrl, Topic
 from ingest.settings import IngestSettings
 from ingest.validation import Inbound, Limits
-from ingest.writer import BatchResult, Writer
+from ingest.writer import BatchResult, Prepared, Writer, prepare
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +54,19 @@ class Database:
         self._writer: Writer | None = None
         self._backoff = Backoff()
 
-    async def write(self, batch: list[Inbound], stop: asyncio.Event) -> BatchResult | None:
-        """Write `batch`, retrying through outages; None if `stop` came first."""
+    def prepare(self, batch: list[Inbound]) -> Prepared:
+        return prepare(batch, self._limits)
+
+    async def write(
+        self, batch: list[Inbound], stop: asyncio.Event, prepared: Prepared | None = None
+    ) -> BatchResult | None:
+        """Write `batch` (validated already if `prepared`), retrying through outages; None if
+        `stop` came first."""
         while not stop.is_set():
             try:
                 writer = await self._connect()
                 try:
-                    result = await writer.write(batch)
+                    result = await writer.write(prepared or batch)
                 except psycopg.OperationalError:
                     raise
                 except psycopg.Error as exc:
@@ -148,50 +154,68 @@ async def _pump(
 
     window = BatchResult()
     window_started = time.monotonic()
+    # Two batches in flight: while one is written and committed, the next is collected and
+    # validated. Acks go out in order, each after its batch's commit.
+    writing: asyncio.Task[BatchResult | None] | None = None
+    written: list[aiomqtt.Message] = []
     async with asyncio.TaskGroup() as tg:
         receiver = tg.create_task(receive(), name="ingest-receive")
-        while not stop.is_set():
-            batch = await _collect(inbox, settings, stop)
-            if not batch:
-                continue
-            now = datetime.now(UTC)
-            inbound = [Inbound(str(m.topic), _payload(m), now) for m in batch]
-            started = time.monotonic()
-            result = await database.write(inbound, stop)
-            if result is None:
-                break  # stopping before commit: the broker keeps these for the next run
-            for m in batch:
-                client._client.ack(m.mid, m.qos)
-            log.debug(
-                "committed %d messages (%d readings, %d duplicates, %d rejected) in %.0f ms",
-                result.messages,
-                result.readings,
-                result.duplicates,
-                result.rejected,
-                (time.monotonic() - started) * 1000,
-            )
-            window += result
-            if (elapsed_s := time.monotonic() - window_started) >= _REPORT_EVERY_S:
-                log.info(
-                    "last %.0f s: %d messages, %d readings (%.0f/s), %d duplicates, %d rejected",
-                    elapsed_s, window.messages, window.readings, window.readings / elapsed_s,
-                    window.duplicates, window.rejected,
-                )  # fmt: skip
-                window, window_started = BatchResult(), time.monotonic()
+        while True:
+            batch = [] if stop.is_set() else await _collect(inbox, settings, stop, writing)
+            if batch:
+                now = datetime.now(UTC)
+                inbound = [Inbound(str(m.topic), _payload(m), now) for m in batch]
+                prepared = database.prepare(inbound)
+            if writing is not None:
+                result = await writing
+                writing = None
+                if result is None:
+                    break  # stopping before commit: the broker keeps these for the next run
+                for m in written:
+                    client._client.ack(m.mid, m.qos)
+                window += result
+                if (elapsed_s := time.monotonic() - window_started) >= _REPORT_EVERY_S:
+                    log.info(
+                        "last %.0f s: %d messages, %d readings (%.0f/s), %d duplicates, "
+                        "%d rejected",
+                        elapsed_s, window.messages, window.readings, window.readings / elapsed_s,
+                        window.duplicates, window.rejected,
+                    )  # fmt: skip
+                    window, window_started = BatchResult(), time.monotonic()
+            if stop.is_set():
+                break
+            if batch:
+                writing = tg.create_task(
+                    database.write(inbound, stop, prepared), name="ingest-write"
+                )
+                written = batch
         receiver.cancel()
 
 
 async def _collect(
-    inbox: asyncio.Queue[aiomqtt.Message], settings: IngestSettings, stop: asyncio.Event
+    inbox: asyncio.Queue[aiomqtt.Message],
+    settings: IngestSettings,
+    stop: asyncio.Event,
+    writing: asyncio.Task[BatchResult | None] | None = None,
 ) -> list[aiomqtt.Message]:
-    """Up to batch_max_messages, waiting at most batch_max_wait_s after the first one."""
+    """Up to batch_max_messages, waiting at most batch_max_wait_s after the first one.
+
+    With nothing arriving it returns empty once `writing` is done: the broker may be holding
+    back further messages until that batch is acknowledged (its in-flight window is full).
+    """
     batch: list[aiomqtt.Message] = []
     deadline = time.monotonic() + settings.ingest_batch_max_wait_s
     while len(batch) < settings.ingest_batch_max_messages and not stop.is_set():
-        # An empty batch waits in short steps so that `stop` is seen promptly.
-        timeout = deadline - time.monotonic() if batch else 0.5
-        if timeout <= 0:
-            break
+        if batch:
+            timeout = deadline - time.monotonic()
+            if timeout <= 0:
+                break
+        elif writing is not None:
+            if writing.done():
+                break
+            timeout = 0.02  # check again soon: the ack of that batch must not wait
+        else:
+            timeout = 0.5  # in short steps, so that `stop` is seen promptly
         try:
             batch.append(await asyncio.wait_for(inbox.get(), timeout))
         except TimeoutError:

@@ -40,6 +40,34 @@ class BatchResult:
 
 
 @dataclass(slots=True)
+class Prepared:
+    """A validated batch, ready to write: its good messages by (source, seq), its rejects."""
+
+    valid: dict[tuple[str, int], tuple[Topic, AnyMessage, list[Sample] | None]] = field(
+        default_factory=dict
+    )
+    rejected: list[tuple[str, bytes, str]] = field(default_factory=list)
+    duplicates: int = 0
+
+
+def prepare(batch: list[Inbound], limits: Limits) -> Prepared:
+    """Validate `batch`: CPU only, no database, so ingest does it for the next batch while
+    the previous one is being written."""
+    prepared = Prepared()
+    for inbound in batch:
+        try:
+            topic, message, samples = validate(inbound, limits)
+        except RejectedMessage as exc:
+            prepared.rejected.append((inbound.topic, inbound.payload, str(exc)))
+            continue
+        key = (message.source, message.seq)
+        if key in prepared.valid:
+            prepared.duplicates += 1
+        prepared.valid[key] = (topic, message, samples)
+    return prepared
+
+
+@dataclass(slots=True)
 class _Rows:
     """The rows one batch adds, table by table."""
 
@@ -61,21 +89,11 @@ class Writer:
         self._machines: dict[str, int] = {}
         self._signals: dict[str, int] = {}
 
-    async def write(self, batch: list[Inbound]) -> BatchResult:
+    async def write(self, batch: list[Inbound] | Prepared) -> BatchResult:
         """Validate and write `batch` in one transaction; bad messages become rejected rows."""
-        result = BatchResult()
-        valid: dict[tuple[str, int], tuple[Topic, AnyMessage, list[Sample] | None]] = {}
-        rejected: list[tuple[str, bytes, str]] = []
-        for inbound in batch:
-            try:
-                topic, message, samples = validate(inbound, self._limits)
-            except RejectedMessage as exc:
-                rejected.append((inbound.topic, inbound.payload, str(exc)))
-                continue
-            key = (message.source, message.seq)
-            if key in valid:
-                result.duplicates += 1
-            valid[key] = (topic, message, samples)
+        prepared = batch if isinstance(batch, Prepared) else prepare(batch, self._limits)
+        valid, rejected = prepared.valid, prepared.rejected
+        result = BatchResult(duplicates=prepared.duplicates)
         new_machines: dict[str, int] = {}
         new_signals: dict[str, int] = {}
         async with self._conn.transaction():
