@@ -45,7 +45,7 @@ from moldlab.bench import (
     peak_rss_bytes,
 )
 from moldlab.servers import LocalMosquitto, LocalPostgres, create_database, drop_database
-from moldlab.servers.process import log_tail
+from moldlab.servers.process import descendants, log_tail
 
 RATE_TARGET = 100_000.0  # committed readings/s
 LATENCY_RATE = 50_000.0  # readings/s offered while latency is measured
@@ -266,20 +266,8 @@ def _forget_session(url: str, client_id: str) -> None:
 
 def _tree_cpu_seconds(pid: int) -> float:
     """CPU time of `pid` and its live descendants (PostgreSQL's backends are children)."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        parents[int(stat.parent.name)] = int(fields[1])
-    tree, frontier = {pid}, [pid]
-    while frontier:
-        children = [c for c, p in parents.items() if p in frontier]
-        tree.update(children)
-        frontier = children
     total = 0.0
-    for p in tree:
+    for p in {pid} | descendants(pid):
         with contextlib.suppress(BenchError):  # exited meanwhile
             total += cpu_seconds(p)
     return total

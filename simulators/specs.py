@@ -158,15 +158,6 @@ class MachineSpec:
     def screw_area_cm2(self) -> float:
         return math.pi * (self.screw_diameter_mm / 20.0) ** 2
 
-    @property
-    def ideal_cycle_s(self) -> float:
-        """The first mould's planned cycle."""
-        return self.moulds[0].ideal_cycle_s
-
-    @property
-    def cavities(self) -> int:
-        return self.moulds[0].cavities
-
 
 def demo_floor(count: int, site: str = "demo") -> list[MachineSpec]:
     """`count` machines over two lines, each with its own copies of three of `MOULDS`."""

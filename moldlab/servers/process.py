@@ -30,6 +30,24 @@ def accepts_tcp(port: int) -> bool:
     return False
 
 
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (children, PostgreSQL's workers, ...), from /proc."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(stat.parent.name)] = int(fields[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
 def log_tail(path: Path, lines: int = 20) -> str:
     """Return the last lines of a log file, or a note that there is none."""
     try:

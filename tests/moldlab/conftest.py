@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,3 +90,20 @@ def browser() -> Iterator[Browser]:
         proc.terminate()
         proc.wait(10)
         shutil.rmtree(profile, ignore_errors=True)
+
+
+MoldlabCli = Callable[..., "subprocess.CompletedProcess[str]"]
+
+
+@pytest.fixture
+def moldlab_cli() -> MoldlabCli:
+    """Run `python -m moldlab ARGS` with no MOLDLAB_* settings from the test's environment."""
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("MOLDLAB_")}
+        return subprocess.run(
+            [sys.executable, "-m", "moldlab", *args],
+            capture_output=True, text=True, timeout=120, env=clean,
+        )  # fmt: skip
+
+    return run

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -22,19 +23,11 @@ from moldlab.bench import (
 from moldlab.cli import main
 
 
-def _moldlab(*args: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MOLDLAB_")}
-    return subprocess.run(
-        [sys.executable, "-m", "moldlab", *args],
-        capture_output=True, text=True, timeout=120, env=clean,
-    )  # fmt: skip
-
-
 @pytest.mark.infra
-def test_bench_sim_json_has_every_figure() -> None:
+def test_bench_sim_json_has_every_figure(moldlab_cli: Callable[..., Any]) -> None:
     argv = ["bench", "sim", "--json", "--seconds", "3", "--machines", "2", "--days", "0.2",
             "--runs", "2"]  # fmt: skip
-    result = _moldlab(*argv)
+    result = moldlab_cli(*argv)
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
     assert (

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -13,19 +12,11 @@ from moldlab.bench_ingest import Load, _quantile, _templates
 from moldlab.cli import main
 
 
-def _moldlab(*args: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("MOLDLAB_")}
-    return subprocess.run(
-        [sys.executable, "-m", "moldlab", *args],
-        capture_output=True, text=True, timeout=120, env=clean,
-    )  # fmt: skip
-
-
 @pytest.mark.infra
-def test_bench_ingest_json_has_every_figure() -> None:
+def test_bench_ingest_json_has_every_figure(moldlab_cli: Callable[..., Any]) -> None:
     argv = ["bench", "ingest", "--quick", "--json", "--seconds", "3", "--machines", "2",
             "--signals", "10", "--rate", "2000", "--latency-rate", "1000"]  # fmt: skip
-    result = _moldlab(*argv)
+    result = moldlab_cli(*argv)
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
     assert figures["command"] == (

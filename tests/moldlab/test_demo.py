@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from moldlab.servers.process import free_port
+from moldlab.servers.process import descendants, free_port
 
 from .conftest import Browser, Page
 
@@ -30,24 +30,6 @@ def data_dir() -> Iterator[Path]:
     path.chmod(0o755)
     yield path / "data"
     shutil.rmtree(path, ignore_errors=True)
-
-
-def _descendants(pid: int) -> set[int]:
-    """Every live process below `pid` (children, PostgreSQL's workers, ...)."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z":
-            parents[int(stat.parent.name)] = int(fields[1])
-    found: set[int] = set()
-    frontier = {pid}
-    while frontier:
-        frontier = {child for child, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
 
 
 def _alive(pids: set[int]) -> set[int]:
@@ -156,7 +138,7 @@ def test_demo_serves_three_live_machines_stops_cleanly_and_keeps_its_data(
         while (samples_before := _samples(port)) < 5:
             assert time.monotonic() < deadline, "fewer than 5 samples in 30 s"
             time.sleep(0.5)
-        children = _descendants(proc.pid)
+        children = descendants(proc.pid)
         assert len(children) >= 5  # postgres, broker, ingest, api, sim
     finally:
         code, took_s, output = _stop(proc)
@@ -183,7 +165,7 @@ def test_a_signal_during_start_up_stops_everything_started_so_far(
     seen: set[int] = set()
     deadline = time.monotonic() + after_s
     while time.monotonic() < deadline:
-        seen |= _descendants(proc.pid)
+        seen |= descendants(proc.pid)
         time.sleep(0.05)
     code, took_s, output = _stop(proc)
     assert code == 0, output

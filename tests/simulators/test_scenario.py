@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from contracts import STANDSTILL_REASONS, MachineState
 from simulators import Component, MachineSpec
 from simulators.scenario import ScenarioError, load_scenario, parse_scenario
 
@@ -148,14 +149,7 @@ def test_the_faults_export_breaks_every_wear_mode_down_at_least_twice() -> None:
         for event in model.advance(scenario.start + timedelta(days=5)):
             if isinstance(event, ComponentFailed):
                 failures[event.reason] += 1
-    assert set(failures) == {
-        "heater_burnout",
-        "check_ring_failure",
-        "screw_barrel_wear",
-        "hydraulic_pump_failure",
-        "cooling_blocked",
-        "ejector_failure",
-    }
+    assert set(failures) == set(STANDSTILL_REASONS[MachineState.FAULT])
     assert min(failures.values()) >= 2
 
 
