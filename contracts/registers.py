@@ -3,19 +3,23 @@
 Pure: the caller reads the YAML (the packaged default is `contracts/registers.yaml`) and
 passes the parsed dict to `RegisterMap.model_validate`; this module only validates the map
 and converts values to and from 16-bit register words.
+
+Registers belong to groups (e.g. `status`, `process`) that a poller reads at their own
+interval; a read request never spans two groups.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import re
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from contracts.errors import ContractError
 from contracts.messages import PartQuality
@@ -24,8 +28,11 @@ from contracts.signals import CYCLE_PARAMETERS, MachineState, signal_spec
 STATE = "State"
 STANDSTILL_REASON = "StandstillReason"
 CYCLE_QUALITY = "CycleQuality"  # quality of the last cycle's parts: see `qualities`
+COUNTER_SHOTS = "CounterShots"  # moves once per cycle: a new value means a new last cycle
 _WORDS = (STATE, STANDSTILL_REASON, CYCLE_QUALITY)
 MAX_READ_REGISTERS = 125  # the most one Modbus read-holding-registers request may ask for
+DEFAULT_GROUP = "default"  # the group of a register that names none
+_GROUP_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 _Code = Annotated[int, Field(ge=0, le=65535)]
 _Reason = Annotated[str, Field(min_length=1, max_length=64)]
@@ -47,10 +54,11 @@ _LAYOUT: dict[RegisterType, tuple[str, int, int]] = {
 
 @dataclass(frozen=True, slots=True)
 class Block:
-    """One read request: `count` registers from `start`."""
+    """One read request: `count` registers from `start`, all of one group."""
 
     start: int
     count: int
+    group: str = DEFAULT_GROUP
 
 
 class Register(BaseModel):
@@ -64,6 +72,17 @@ class Register(BaseModel):
     word_order: Literal["ABCD", "CDAB"] = "ABCD"  # ABCD: high word at the lower address
     scale: float = 1.0
     unit: str = "1"
+    group: str = DEFAULT_GROUP  # registers read together, at the group's poll interval
+
+    @field_validator("group")
+    @classmethod
+    def _short_name(cls, value: str) -> str:
+        if not _GROUP_NAME.fullmatch(value):
+            raise ValueError(
+                f"group {value!r} is not a short name: a lower-case letter, then up to 31 "
+                "lower-case letters, digits or underscores"
+            )
+        return value
 
     @property
     def width(self) -> int:
@@ -146,10 +165,39 @@ class RegisterMap(BaseModel):
             raise ValueError(
                 f"a {CYCLE_QUALITY} register needs a `qualities` table (code: quality)"
             )
+        if CYCLE_QUALITY in names and not {COUNTER_SHOTS, "CycleTime"} <= set(names):
+            raise ValueError(
+                f"a {CYCLE_QUALITY} register needs {COUNTER_SHOTS} and CycleTime registers: "
+                "a cycle record is a shot with its cycle time"
+            )
+        # Values that only make sense together must come in the same read.
+        self._same_group(STATE, [STANDSTILL_REASON])
+        self._same_group(COUNTER_SHOTS, [CYCLE_QUALITY, *CYCLE_PARAMETERS])
         return self
 
+    def _same_group(self, leader: str, followers: Sequence[str]) -> None:
+        group = self.group_of(leader)
+        if group is None:
+            return
+        for register in self.registers:
+            if register.name in followers and register.group != group:
+                raise ValueError(
+                    f"{register.name} must be in the group of {leader} ({group!r}), "
+                    f"not {register.group!r}: they are read together"
+                )
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The register groups, in the order of their lowest address."""
+        ordered = sorted(self.registers, key=lambda r: r.address)
+        return tuple(dict.fromkeys(r.group for r in ordered))
+
+    def group_of(self, name: str) -> str | None:
+        """The group of register `name`; None if the map has no such register."""
+        return next((r.group for r in self.registers if r.name == name), None)
+
     def blocks(self, max_registers: int = MAX_READ_REGISTERS) -> list[Block]:
-        """Reads that cover every register: contiguous runs of at most `max_registers`."""
+        """Reads covering every register: contiguous runs of one group, `max_registers` at most."""
         if not 2 <= max_registers <= MAX_READ_REGISTERS:
             raise ValueError(f"max_registers must be 2..{MAX_READ_REGISTERS}")
         blocks: list[Block] = []
@@ -157,12 +205,13 @@ class RegisterMap(BaseModel):
             last = blocks[-1] if blocks else None
             if (
                 last
+                and last.group == reg.group
                 and last.start + last.count == reg.address
                 and (last.count + reg.width <= max_registers)
             ):
-                blocks[-1] = Block(last.start, last.count + reg.width)
+                blocks[-1] = Block(last.start, last.count + reg.width, reg.group)
             else:
-                blocks.append(Block(reg.address, reg.width))
+                blocks.append(Block(reg.address, reg.width, reg.group))
         return blocks
 
     def decode(self, block_start: int, registers: Sequence[int]) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""One machine's snapshots as messages: a telemetry batch per interval, state changes."""
+"""One machine's snapshots as messages: a telemetry batch per interval, state changes, cycles."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from contracts import MachineState, Reading, StateChange, TelemetryBatch
+from contracts import CycleRecord, MachineState, Reading, StateChange, TelemetryBatch
 from contracts.codec import AnyMessage
 from edge.modbus import Snapshot
 
@@ -16,7 +16,8 @@ class Batcher:
     """Collects a machine's readings into one TelemetryBatch per `interval_s`.
 
     A new state (or standstill reason) first sends the readings before it, then a
-    StateChange; the first snapshot announces the state the machine is in.
+    StateChange; the first snapshot announces the state the machine is in. A snapshot with
+    a cycle sends its CycleRecord at once, whatever the batch holds.
     """
 
     def __init__(
@@ -46,6 +47,16 @@ class Batcher:
             self._state = (snapshot.state, snapshot.reason)
             self._emit(
                 StateChange(**self._header(ts), state=snapshot.state, reason=snapshot.reason)
+            )
+        if (cycle := snapshot.cycle) is not None:
+            self._emit(
+                CycleRecord(
+                    **self._header(ts),
+                    shot=cycle.shot,
+                    quality=cycle.quality,
+                    parts=cycle.parts,
+                    parameters=cycle.parameters,
+                )
             )
         # A broken sensor may read NaN; the contract carries only real numbers.
         values = {k: v for k, v in snapshot.values.items() if math.isfinite(v)}

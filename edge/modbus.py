@@ -1,29 +1,49 @@
-"""Polling one Modbus TCP machine: typed snapshots; offline once, back once, backoff between."""
+"""Polling one Modbus TCP machine: typed snapshots; offline once, back once, backoff between.
+
+Each register group of the map is read at its own interval, over the one connection; a
+read that sees the shot counter move brings the machine's last cycle along.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from contracts import ContractError, MachineState, signal_spec
-from contracts.registers import RegisterMap
+from contracts import CYCLE_PARAMETERS, ContractError, MachineState, PartQuality, signal_spec
+from contracts.registers import COUNTER_SHOTS, STATE, Block, RegisterMap
 from edge.backoff import backoff
 from edge.config import ModbusConfig
 from edge.errors import DeviceError
 
 _log = logging.getLogger(__name__)
+_SAME_ROUND_S = 0.005  # groups due this close together are read in one round
+
+_PART_COUNTERS = ("CounterGood", "CounterBad")  # parts, where CounterShots counts shots
+_MAX_PARTS = 1024  # the most parts one shot may make (contracts.CycleRecord.parts)
 
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class CycleSeen:
+    """The machine's last cycle, seen because its shot counter moved since the read before."""
+
+    shot: int  # the shot counter after this cycle
+    quality: PartQuality
+    parts: int  # parts a shot makes, from the part and shot counters (1 until known)
+    parameters: dict[str, float]  # the cycle parameters (contracts.CYCLE_PARAMETERS) read
+    missed: int = 0  # cycles between the one before and this one that no read saw
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,15 +52,21 @@ class Snapshot:
 
     ts: datetime
     values: dict[str, float] = field(default_factory=dict)  # signal -> value in contract unit
-    state: MachineState | None = None  # None: the register map has no State word
+    state: MachineState | None = None  # None: the map has no State word, or not in this group
     reason: str | None = None
+    cycle: CycleSeen | None = None  # the last cycle, if the shot counter moved
+    group: str | None = None  # the register group read; None: every group, or offline
 
 
 class ModbusPoller:
-    """Polls one machine over Modbus TCP every `poll_interval_s` while `run()` runs.
+    """Polls one machine over Modbus TCP while `run()` runs, each register group at its interval.
 
-    A machine that stops answering is reported once (a log line and one offline snapshot)
-    and tried again after 1 s, 2 s ... 30 s (jittered); it is reported once when it is back.
+    A machine that stops answering any read is reported once (a log line and one offline
+    snapshot) and tried again after 1 s, 2 s ... 30 s (jittered); it is reported once when
+    it is back. `last_shot` is the shot of the last cycle already recorded (before a restart):
+    a first read that shows another shot brings that cycle; without it the first read only
+    learns the counter. `polls`, `errors` and `cycles_missed` count group reads, failed
+    reads and cycles that happened between two reads and so went unrecorded.
     """
 
     def __init__(
@@ -49,6 +75,7 @@ class ModbusPoller:
         config: ModbusConfig,
         register_map: RegisterMap,
         *,
+        last_shot: int | None = None,
         clock: Callable[[], datetime] = _utcnow,
         rng: random.Random | None = None,
     ) -> None:
@@ -59,20 +86,50 @@ class ModbusPoller:
         self._clock = clock
         self._rng = rng
         self._blocks = register_map.blocks()
+        state_group = register_map.group_of(STATE)
+        # The State word's group first: after a start or an outage the state comes first.
+        self.groups = sorted(register_map.groups, key=lambda group: group != state_group)
+        self.intervals_s = {group: config.interval_s(group) for group in self.groups}
+        self.polls = 0
+        self.errors = 0
+        self.cycles_missed = 0
+        self._shot = last_shot
+        self._parts_made: int | None = None  # CounterGood + CounterBad at self._shot
+        self._parts_per_shot = 1
         # No reconnects or retries inside pymodbus: run() decides when to try again.
         self._client = AsyncModbusTcpClient(
             config.host, port=config.port, timeout=config.timeout_s, retries=0, reconnect_delay=0
         )
 
-    async def read(self) -> Snapshot:
-        """Read every register block once; DeviceError if the machine does not answer right."""
+    async def read(self, group: str | None = None) -> Snapshot:
+        """Read `group` (None: every group) once; DeviceError if the machine answers wrong."""
+        if group is not None and group not in self.intervals_s:
+            raise ValueError(f"no register group {group!r}; groups: {', '.join(self.groups)}")
+        self.polls += 1
+        try:
+            ts, values = await self._read_blocks(
+                [b for b in self._blocks if group in (None, b.group)]
+            )
+            try:
+                state, reason = self.register_map.state_from(values) or (None, None)
+                cycle = self._cycle_in(values)
+            except ContractError as exc:
+                raise DeviceError(f"{self.address}: {exc}") from exc
+        except DeviceError:
+            self.errors += 1
+            raise
+        # Cycle parameters and CycleQuality are not telemetry: they travel in `cycle`.
+        signals = {k: v for k, v in values.items() if signal_spec(k) is not None}
+        return Snapshot(ts, signals, state, reason, cycle, group)
+
+    async def _read_blocks(self, blocks: list[Block]) -> tuple[datetime, dict[str, float]]:
         client = self._client
         try:
             if not client.connected and not await client.connect():
                 raise DeviceError(f"{self.address}: cannot connect")
             ts = self._clock()
             values: dict[str, float] = {}
-            for block in self._blocks:
+            for block in blocks:
                 response = await client.read_holding_registers(
                     block.start, count=block.count, device_id=self.config.unit_id
                 )
@@ -82,36 +139,70 @@ class ModbusPoller:
                         f"reading {block.count} registers at {block.start}"
                     )
                 values.update(self.register_map.decode(block.start, response.registers))
-            state, reason = self.register_map.state_from(values) or (None, None)
         except ModbusException as exc:
             client.close()  # start afresh: a late answer must not pass for the next one
             raise DeviceError(f"{self.address}: {exc}") from exc
-        except ContractError as exc:
-            raise DeviceError(f"{self.address}: {exc}") from exc
-        # Cycle parameters and CycleQuality are not telemetry: issue 4 makes them cycle records.
-        signals = {k: v for k, v in values.items() if signal_spec(k) is not None}
-        return Snapshot(ts, signals, state, reason)
+        return ts, values
+
+    def _cycle_in(self, values: Mapping[str, float]) -> CycleSeen | None:
+        """The last cycle if the shot counter in `values` moved; the counters become the base."""
+        if not math.isfinite(values.get(COUNTER_SHOTS, math.nan)):  # not read, or a float NaN
+            return None
+        shot = int(values[COUNTER_SHOTS])
+        counted = [values.get(c, math.nan) for c in _PART_COUNTERS]
+        made = int(sum(counted)) if all(map(math.isfinite, counted)) else None
+        quality = self.register_map.quality_from(values)  # may raise: nothing changed yet
+        last_shot, last_made = self._shot, self._parts_made
+        self._shot, self._parts_made = shot, made
+        if last_shot is None or shot == last_shot:
+            return None
+        shots = shot - last_shot  # < 0: the counter was reset
+        if shots > 0 and made is not None and last_made is not None and made >= last_made:
+            # Part counters count every cavity of a shot; otherwise the last known rate holds.
+            self._parts_per_shot = min(round((made - last_made) / shots), _MAX_PARTS)
+        missed = max(shots - 1, 0)
+        if missed:
+            self.cycles_missed += missed
+            _log.warning(
+                "machine %s: %d cycles between two polls not recorded", self.machine_id, missed
+            )
+        if quality is None:  # no cycle since the machine (or its counters) started
+            return None
+        parameters = {k: v for k, v in values.items() if k in CYCLE_PARAMETERS and math.isfinite(v)}
+        if "CycleTime" not in parameters:  # a cycle record needs it; the map has it: NaN
+            self.cycles_missed += 1
+            _log.warning("machine %s: cycle %d not recorded: no CycleTime", self.machine_id, shot)
+            return None
+        return CycleSeen(shot, quality, self._parts_per_shot, parameters, missed)
 
     def close(self) -> None:
         """Close the connection (run() does so when it ends)."""
         self._client.close()
 
     async def run(self, on_snapshot: Callable[[Snapshot], None]) -> None:
-        """Poll until cancelled, handing each snapshot on; closes the connection at the end."""
+        """Poll until cancelled, a snapshot per round of the groups due; closes the connection.
+
+        Groups due at the same moment are read in one round and make one snapshot, so a
+        machine whose groups poll at one interval gives one snapshot (and batch) per interval.
+        """
         answering: bool | None = None  # unknown before the first poll
         delays = backoff(rng=self._rng)
-        due = time.monotonic()
+        due = dict.fromkeys(self.groups, time.monotonic())
         try:
             while True:
+                await asyncio.sleep(max(min(due.values()) - time.monotonic(), 0))
+                now = time.monotonic()
+                # In the map's order, so the State group comes first.
+                round_ = [g for g in self.groups if due[g] <= now + _SAME_ROUND_S]
                 try:
-                    snapshot = await self.read()
+                    snapshot = _merged([await self.read(group) for group in round_])
                 except DeviceError as exc:
                     if answering is not False:
                         _log.warning("machine %s offline: %s", self.machine_id, exc)
                         on_snapshot(Snapshot(self._clock(), state=MachineState.OFFLINE))
                         answering = False
                     await asyncio.sleep(next(delays))
-                    due = time.monotonic()
+                    due = dict.fromkeys(self.groups, time.monotonic())
                     continue
                 if not answering:
                     verb = "back" if answering is False else "answering"
@@ -119,7 +210,20 @@ class ModbusPoller:
                     answering, delays = True, backoff(rng=self._rng)
                 on_snapshot(snapshot)
                 # Keep the cadence; after a stall poll at once rather than rush missed polls.
-                due = max(due + self.config.poll_interval_s, time.monotonic())
-                await asyncio.sleep(due - time.monotonic())
+                for group in round_:
+                    due[group] = max(due[group] + self.intervals_s[group], time.monotonic())
         finally:
             self.close()
+
+
+def _merged(snapshots: list[Snapshot]) -> Snapshot:
+    """One snapshot of the groups read in one round: the first's time, everyone's values."""
+    if len(snapshots) == 1:
+        return snapshots[0]
+    first = snapshots[0]
+    values: dict[str, float] = {}
+    for snapshot in snapshots:
+        values.update(snapshot.values)
+    stated = next((s for s in snapshots if s.state is not None), first)
+    cycle = next((s.cycle for s in snapshots if s.cycle is not None), None)
+    return Snapshot(first.ts, values, stated.state, stated.reason, cycle, None)

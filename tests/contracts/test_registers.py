@@ -1,4 +1,4 @@
-"""The register map: validation, block grouping and register encoding (pure)."""
+"""The register map: validation, register groups and blocks, register encoding (pure)."""
 
 from __future__ import annotations
 
@@ -82,7 +82,8 @@ def _map_with(*registers: dict[str, Any], **extra: Any) -> dict[str, Any]:
 
 def test_packaged_map_reads_in_two_blocks() -> None:
     register_map = RegisterMap.model_validate(PACKAGED)
-    assert register_map.blocks() == [Block(0, 40), Block(100, 28)]
+    assert register_map.blocks() == [Block(0, 40, "status"), Block(100, 28, "process")]
+    assert register_map.groups == ("status", "process")
     assert register_map.state_code(MachineState.OFFLINE) == 0
     assert set(register_map.states.values()) == set(MachineState)
 
@@ -192,6 +193,50 @@ def test_blocks_stay_within_the_limit() -> None:
         register_map.blocks(max_registers=1)
 
 
+def test_blocks_never_span_two_groups() -> None:
+    def degc(name: str, address: int, **group: str) -> dict[str, Any]:
+        return {"name": name, "address": address, "type": "float32", "unit": "degC", **group}
+
+    register_map = RegisterMap.model_validate(
+        _map_with(
+            degc("TempZone1", 0),
+            degc("TempOil", 2, group="slow"),
+            degc("TempMould", 4),
+            degc("TempZone2", 6),
+            degc("TempNozzle", 8, group="slow"),
+        )
+    )
+    assert register_map.groups == ("default", "slow")  # a register that names none: "default"
+    assert register_map.group_of("TempOil") == "slow"
+    assert register_map.group_of("CounterShots") is None
+    assert register_map.blocks() == [
+        Block(0, 2, "default"),
+        Block(2, 2, "slow"),
+        Block(4, 4, "default"),
+        Block(8, 2, "slow"),
+    ]
+    assert register_map.blocks(max_registers=3) == [
+        Block(0, 2, "default"),
+        Block(2, 2, "slow"),
+        Block(4, 2, "default"),
+        Block(6, 2, "default"),
+        Block(8, 2, "slow"),
+    ]
+
+
+def test_blocks_of_a_large_group_stay_within_the_limit() -> None:
+    registers = [
+        {"name": name, "address": 2 * i, "type": "float32", "unit": unit, "group": "big"}
+        for i, (name, unit) in enumerate(CYCLE_PARAMETERS.items())
+    ]
+    register_map = RegisterMap.model_validate(_map_with(*registers))
+    assert register_map.blocks(max_registers=10) == [
+        Block(0, 10, "big"),
+        Block(10, 10, "big"),
+        Block(20, 8, "big"),
+    ]
+
+
 def _moved(register: str, /, **changes: Any) -> dict[str, Any]:
     data = copy.deepcopy(PACKAGED)
     entry = next(r for r in data["registers"] if r["name"] == register)
@@ -222,6 +267,29 @@ def _moved(register: str, /, **changes: Any) -> dict[str, Any]:
         ({**PACKAGED, "qualities": {0: "good"}}, "greater than or equal to 1"),
         ({**PACKAGED, "qualities": {1: "scrap"}}, "Input should be 'good', 'bad' or 'test'"),
         ({**PACKAGED, "alarms": {16: "too_high"}}, "less than or equal to 15"),
+        (_moved("TempOil", group="Slow Ones"), "group 'Slow Ones' is not a short name"),
+        (_moved("TempOil", group=""), "group '' is not a short name"),
+        (_moved("TempOil", group="x" * 33), "is not a short name"),
+        (_moved("TempOil", address=65535), "TempOil at 65535 runs past register 65535"),
+        (
+            _moved("StandstillReason", group="process"),
+            "StandstillReason must be in the group of State ('status'), not 'process'",
+        ),
+        (
+            _moved("PartWeight", group="process"),
+            "PartWeight must be in the group of CounterShots ('status'), not 'process'",
+        ),
+        (
+            _moved("CycleQuality", group="quality"),
+            "CycleQuality must be in the group of CounterShots ('status')",
+        ),
+        (
+            {
+                **PACKAGED,
+                "registers": [r for r in PACKAGED["registers"] if r["name"] != "CycleTime"],
+            },
+            "a CycleQuality register needs CounterShots and CycleTime registers",
+        ),
     ],
 )
 def test_invalid_maps_are_refused(data: dict[str, Any], message: str) -> None:

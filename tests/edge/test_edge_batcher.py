@@ -1,14 +1,15 @@
-"""Snapshots into messages: batching per interval, state changes, sequence numbers (pure)."""
+"""Snapshots into messages: batches, state changes, cycle records, sequence numbers (pure)."""
 
 from __future__ import annotations
 
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from contracts import MachineState, StateChange, TelemetryBatch
+from contracts import CycleRecord, MachineState, PartQuality, StateChange, TelemetryBatch
 from contracts.codec import AnyMessage
 from edge import Snapshot
 from edge.batcher import Batcher
+from edge.modbus import CycleSeen
 
 T0 = datetime(2025, 3, 3, 6, 0, tzinfo=UTC)
 
@@ -91,3 +92,42 @@ def test_nan_readings_are_left_out_and_a_late_poll_starts_a_new_batch() -> None:
         [("TempMould", 46.0)],
         [("TempMould", 47.0)],
     ]
+
+
+def test_a_cycle_is_a_record_of_its_own_and_the_batch_goes_on() -> None:
+    batcher, sent = _batcher()
+    batcher.add(_at(0.0, TempOil=40.0))
+    cycle = CycleSeen(1201, PartQuality.BAD, 4, {"CycleTime": 15.9, "PartWeight": 12.1}, 2)
+    at = T0 + timedelta(seconds=0.25)
+    batcher.add(Snapshot(at, {"CounterShots": 1201.0}, MachineState.RUNNING, cycle=cycle))
+    batcher.add(_at(0.5, TempOil=41.0))
+    batcher.flush()
+    assert [type(m) for m in sent] == [StateChange, CycleRecord, TelemetryBatch]
+    record = sent[1]
+    assert isinstance(record, CycleRecord)
+    assert record.model_dump(exclude={"schema_version", "kind"}) == {
+        "machine_id": "imm-01",
+        "ts": at,
+        "source": "pi-1",
+        "seq": 101,
+        "shot": 1201,
+        "quality": PartQuality.BAD,
+        "parts": 4,
+        "parameters": {"CycleTime": 15.9, "PartWeight": 12.1},
+    }
+    batch = sent[2]
+    assert isinstance(batch, TelemetryBatch)
+    assert batch.seq == 102
+    assert [(r.signal, r.offset_ms) for r in batch.readings] == [
+        ("TempOil", 0),
+        ("CounterShots", 250),
+        ("TempOil", 500),
+    ]
+
+
+def test_a_cycle_comes_after_the_state_it_was_made_in() -> None:
+    batcher, sent = _batcher()
+    cycle = CycleSeen(7, PartQuality.GOOD, 1, {"CycleTime": 15.0})
+    batcher.add(Snapshot(T0, {}, MachineState.RUNNING, cycle=cycle))
+    batcher.add(Snapshot(T0 + timedelta(seconds=1), {}, MachineState.RUNNING))
+    assert [(type(m), m.seq) for m in sent] == [(StateChange, 100), (CycleRecord, 101)]
