@@ -1,4 +1,6 @@
-"""The edge gateway: polls Modbus TCP machines and publishes contracts messages over MQTT.
+"""The edge gateway: polls Modbus TCP machines (or forwards MQTT-native ones) to the plant broker.
+
+Every message goes to a durable SQLite outbox first and leaves it when the broker has it.
 
 Exceptions::
 
@@ -17,17 +19,22 @@ from edge.config import (
     load_register_map,
 )
 from edge.errors import ConfigError, DeviceError, EdgeError
-from edge.modbus import ModbusPoller, Snapshot
+from edge.modbus import CycleSeen, ModbusPoller, Snapshot
+from edge.mqtt_source import MqttSource
+from edge.outbox import Outbox
 
 __all__ = [
     "BrokerConfig",
     "ConfigError",
+    "CycleSeen",
     "DeviceError",
     "EdgeError",
     "GatewayConfig",
     "MachineConfig",
     "ModbusConfig",
     "ModbusPoller",
+    "MqttSource",
+    "Outbox",
     "Snapshot",
     "load_config",
     "load_register_map",

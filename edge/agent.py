@@ -1,69 +1,212 @@
-"""The edge agent: poll every machine, turn what it says into messages, publish them.
+"""The edge agent: poll every machine, turn what it says into messages, store, forward.
 
-    ModbusPoller (one per machine) -> Batcher -> PendingMessages -> MqttPublisher -> broker
+    ModbusPoller (one per machine) -> Batcher ─┐
+    MqttSource (one per MQTT-native machine) ──┴-> Outbox (SQLite) -> MqttPublisher -> broker
 
-Messages get their sequence numbers when they are made, so the durable outbox that
-replaces PendingMessages (and brings a persisted counter) slots in between without
-changing either side. The agent sends telemetry batches and state changes; cycle records
-come with the realistic simulator, whose register map carries the per-cycle values.
+Each machine is a source of its own, `<gateway_id>:<machine_id>`, numbering its messages
+1, 2, 3 ... across restarts (the counters live in the outbox with the messages).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-import itertools
 import logging
+import sqlite3
 import time
+from collections.abc import Callable
 
-from contracts import Topic, encode
+from contracts import Topic
 from contracts.codec import AnyMessage
 from edge.batcher import Batcher
-from edge.config import GatewayConfig, MachineConfig, load_register_map
+from edge.config import GatewayConfig, MachineConfig, ModbusConfig, load_register_map
+from edge.errors import EdgeError
+from edge.metrics import GaugeReading, Metrics, serve_metrics
 from edge.modbus import ModbusPoller
 from edge.mqtt import MqttPublisher
-from edge.pending import PendingMessages
+from edge.mqtt_source import MqttSource
+from edge.outbox import Outbox
 
 _log = logging.getLogger(__name__)
 
 
+def source_of(config: GatewayConfig, machine_id: str) -> str:
+    """The source id of one machine's messages: `<gateway_id>:<machine_id>`."""
+    return f"{config.gateway_id}:{machine_id}"
+
+
+def open_outbox(config: GatewayConfig) -> Outbox:
+    """The gateway's outbox file, made if missing; EdgeError if it cannot be opened."""
+
+    def topic_of(message: AnyMessage) -> str:
+        return str(Topic(config.site, config.area, config.line, message.machine_id, message.kind))
+
+    try:
+        return Outbox(
+            config.outbox.path,
+            topic_of,
+            max_bytes=int(config.outbox.max_mb * 1_000_000),
+            synchronous=config.outbox.synchronous,
+        )
+    except (OSError, sqlite3.Error) as exc:
+        raise EdgeError(f"outbox {config.outbox.path}: cannot open: {exc}") from exc
+
+
 async def run_edge(config: GatewayConfig, stop: asyncio.Event) -> None:
-    """Run the gateway until `stop` is set; then publish what was polled and say goodbye."""
-    maps = {m.machine_id: load_register_map(m.modbus.register_map) for m in config.machines}
-    # Started from the wall clock in ms, a restart never reuses a number as long as the
-    # gateway sends fewer than 1000 messages a second.
-    next_seq = functools.partial(next, itertools.count(time.time_ns() // 1_000_000))
-    pending = PendingMessages()
+    """Run the gateway until `stop` is set; then store what was polled and say goodbye."""
+    outbox = open_outbox(config)
+    try:
+        await _run(config, outbox, stop)
+    finally:
+        outbox.close()
+
+
+async def _run(config: GatewayConfig, outbox: Outbox, stop: asyncio.Event) -> None:
+    pollers: dict[str, ModbusPoller] = {}
+    mqtt_sources: dict[str, MqttSource] = {}
+    made = 0
 
     def emit(message: AnyMessage) -> None:
-        topic = Topic(config.site, config.area, config.line, message.machine_id, message.kind)
-        pending.put(str(topic), encode(message))
+        nonlocal made
+        made += 1
+        outbox.put(message)
 
-    async def poll(machine: MachineConfig) -> None:
+    async def poll(machine: MachineConfig, modbus: ModbusConfig) -> None:
+        source = source_of(config, machine.machine_id)
+        poller = pollers[machine.machine_id] = ModbusPoller(
+            machine.machine_id,
+            modbus,
+            load_register_map(modbus.register_map),
+            last_shot=outbox.last_shot(machine.machine_id),
+        )
         batcher = Batcher(
             machine.machine_id,
-            config.gateway_id,
-            next_seq,
+            source,
+            functools.partial(outbox.next_seq, source),
             emit,
             interval_s=config.telemetry_interval_s,
-            poll_interval_s=machine.modbus.poll_interval_s,
+            poll_interval_s=min(poller.intervals_s.values()),
         )
-        poller = ModbusPoller(machine.machine_id, machine.modbus, maps[machine.machine_id])
         try:
             await poller.run(batcher.add)
         finally:
             batcher.flush()
 
+    for machine in config.machines:
+        if machine.mqtt is not None:
+            mqtt_sources[machine.machine_id] = MqttSource(
+                machine, config.gateway_id, emit, outbox.flush, outbox.next_seq
+            )
+
     pymodbus_log = logging.getLogger("pymodbus")
     if pymodbus_log.level == logging.NOTSET:  # unless configured: it logs every failed attempt,
         pymodbus_log.setLevel(logging.CRITICAL)  # the pollers log each machine's outage once
-    _log.info("edge gateway %s starting: %d machines", config.gateway_id, len(config.machines))
-    async with asyncio.TaskGroup() as tasks:
-        tasks.create_task(MqttPublisher(config, pending, next_seq).run(), name="mqtt publisher")
-        pollers = [tasks.create_task(poll(m), name=f"poll {m.machine_id}") for m in config.machines]
-        await stop.wait()
-        for task in pollers:
-            task.cancel()
-        await asyncio.wait(pollers)
-        pending.close()  # the publisher sends what is left, says goodbye and returns
+    _log.info(
+        "edge gateway %s starting: %d machines, outbox %s",
+        config.gateway_id,
+        len(config.machines),
+        config.outbox.path,
+    )
+    publisher = MqttPublisher(config, outbox)
+    metrics = _metrics(outbox, publisher, pollers, mqtt_sources, lambda: made)
+    stop_publishing = asyncio.Event()
+    async with contextlib.AsyncExitStack() as stack:
+        if config.metrics.enabled:
+            server = await serve_metrics(metrics, config.metrics.host, config.metrics.port)
+            await stack.enter_async_context(server)
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(publisher.run(stop_publishing), name="mqtt publisher")
+            sources = [
+                tasks.create_task(poll(m, m.modbus), name=f"poll {m.machine_id}")
+                for m in config.machines
+                if m.modbus is not None
+            ] + [
+                tasks.create_task(s.run(), name=f"mqtt source {machine_id}")
+                for machine_id, s in mqtt_sources.items()
+            ]
+            await stop.wait()
+            for task in sources:
+                task.cancel()
+            await asyncio.wait(sources)
+            outbox.flush()
+            stop_publishing.set()  # the publisher sends what it can in time, says goodbye
     _log.info("edge gateway %s stopped", config.gateway_id)
+
+
+def _metrics(
+    outbox: Outbox,
+    publisher: MqttPublisher,
+    pollers: dict[str, ModbusPoller],
+    mqtt_sources: dict[str, MqttSource],
+    made: Callable[[], int],
+) -> Metrics:
+    """The gateway's health and counters, read from their owners at each scrape."""
+
+    def per_machine(count: Callable[[ModbusPoller], int]) -> Callable[[], GaugeReading]:
+        return lambda: {(machine,): count(p) for machine, p in pollers.items()}
+
+    def per_source(count: Callable[[MqttSource], float]) -> Callable[[], GaugeReading]:
+        return lambda: {(machine,): count(s) for machine, s in mqtt_sources.items()}
+
+    def backlog_age_s() -> float:
+        oldest = outbox.oldest_made()
+        return max(time.time() - oldest, 0.0) if oldest is not None else 0.0
+
+    m = Metrics()
+    machine = ("machine",)
+    m.counter_fn(
+        "moldlab_edge_polls", "Modbus reads tried", per_machine(lambda p: p.polls), machine
+    )
+    m.counter_fn(
+        "moldlab_edge_poll_errors",
+        "Modbus reads that failed (no answer, exception response, nonsense)",
+        per_machine(lambda p: p.errors),
+        machine,
+    )
+    m.counter_fn(
+        "moldlab_edge_cycles_missed",
+        "cycles that happened between two reads and so were not recorded",
+        per_machine(lambda p: p.cycles_missed),
+        machine,
+    )
+    m.counter_fn(
+        "moldlab_edge_mqtt_received",
+        "messages received from MQTT-native machines",
+        per_source(lambda s: s.received),
+        machine,
+    )
+    m.counter_fn(
+        "moldlab_edge_mqtt_rejected",
+        "messages from MQTT-native machines that were not contract messages",
+        per_source(lambda s: s.rejected),
+        machine,
+    )
+    m.gauge_fn(
+        "moldlab_edge_mqtt_source_connected",
+        "1 while the machine's broker is connected",
+        per_source(lambda s: float(s.connected)),
+        machine,
+    )
+    m.counter_fn("moldlab_edge_messages_queued", "messages made and put in the outbox", made)
+    m.counter_fn(
+        "moldlab_edge_messages_sent", "messages the broker acknowledged", lambda: outbox.sent
+    )
+    m.counter_fn(
+        "moldlab_edge_messages_dropped",
+        "oldest messages dropped because the outbox was full (since the file was made)",
+        lambda: outbox.dropped,
+    )
+    m.gauge_fn("moldlab_edge_outbox_messages", "messages waiting in the outbox", outbox.__len__)
+    m.gauge_fn(
+        "moldlab_edge_outbox_bytes", "bytes of messages in the outbox", lambda: outbox.size_bytes
+    )
+    m.gauge_fn(
+        "moldlab_edge_backlog_age_seconds", "age of the oldest unsent message", backlog_age_s
+    )
+    m.gauge_fn(
+        "moldlab_edge_broker_connected",
+        "1 while the plant broker is connected",
+        lambda: float(publisher.connected),
+    )
+    return m

@@ -5,19 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
+import socket
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 import aiomqtt
 import pytest
+import yaml
 
 from contracts import BrokerUrl, EdgeStatus, MachineState, StateChange, TelemetryBatch, decode
 from contracts.codec import AnyMessage
 from edge import GatewayConfig, run_edge
-from simulators.modbus import ModbusMachineServer
+from simulators.modbus import ModbusMachineServer, load_register_map
 
 pytestmark = pytest.mark.infra
 
@@ -31,7 +36,7 @@ class Broker(Protocol):  # the own_broker fixture
     def stop(self) -> None: ...
 
 
-def _config(mqtt_url: str, port: int, **overrides: object) -> GatewayConfig:
+def _config(mqtt_url: str, port: int, outbox_dir: Path, **overrides: object) -> GatewayConfig:
     data = {
         "gateway_id": "pi-test",
         "site": f"test-{uuid.uuid4().hex[:8]}",  # a site of its own: no retained leftovers
@@ -45,6 +50,8 @@ def _config(mqtt_url: str, port: int, **overrides: object) -> GatewayConfig:
             }
         ],
         "telemetry_interval_s": 0.5,
+        "outbox": {"path": str(outbox_dir / "outbox.sqlite")},
+        "metrics": {"enabled": False},
         **overrides,
     }
     return GatewayConfig.model_validate(data)
@@ -84,9 +91,9 @@ def _of(kind: type[T], received: list[tuple[str, AnyMessage]]) -> list[T]:
 
 
 async def test_telemetry_and_state_reach_the_broker(
-    mqtt_url: str, machine: ModbusMachineServer, sample: dict[str, float]
+    mqtt_url: str, machine: ModbusMachineServer, sample: dict[str, float], tmp_path: Path
 ) -> None:
-    config = _config(mqtt_url, machine.port)
+    config = _config(mqtt_url, machine.port, tmp_path)
     stop = asyncio.Event()
     async with _received(mqtt_url, config.site) as received:
         agent = asyncio.create_task(run_edge(config, stop))
@@ -107,9 +114,11 @@ async def test_telemetry_and_state_reach_the_broker(
     batch = _of(TelemetryBatch, received)[0]
     assert {r.signal: r.value for r in batch.readings} == sample
     assert len({r.offset_ms for r in batch.readings}) > 1  # several polls per batch
-    assert {m.source for _, m in received} == {"pi-test"}
-    seqs = sorted(m.seq for _, m in received)
-    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))  # no gap, no duplicate
+    # Each machine is a source of its own, numbered without gap or duplicate; the gateway's
+    # birth and death are its own source.
+    assert {m.source for _, m in received} == {"pi-test", "pi-test:imm-01"}
+    seqs = [m.seq for _, m in received if m.source == "pi-test:imm-01"]
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
 
     async with _received(mqtt_url, config.site) as retained:
         await _until(lambda: bool(retained))
@@ -117,10 +126,10 @@ async def test_telemetry_and_state_reach_the_broker(
 
 
 async def test_a_machine_that_goes_away_is_reported_once_and_back_once(
-    mqtt_url: str, machine: ModbusMachineServer, caplog: pytest.LogCaptureFixture
+    mqtt_url: str, machine: ModbusMachineServer, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     caplog.set_level(logging.INFO, logger="edge")
-    config = _config(mqtt_url, machine.port)
+    config = _config(mqtt_url, machine.port, tmp_path)
     stop = asyncio.Event()
     async with _received(mqtt_url, config.site) as received:
         agent = asyncio.create_task(run_edge(config, stop))
@@ -140,29 +149,301 @@ async def test_a_machine_that_goes_away_is_reported_once_and_back_once(
     assert sum(" back " in line for line in logged) == 1
 
 
-async def test_the_agent_rides_out_a_broker_restart(
-    own_broker: Broker, machine: ModbusMachineServer, caplog: pytest.LogCaptureFixture
+# --- store and forward ----------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _subscribed(mqtt_url: str, site: str) -> AsyncIterator[list[tuple[float, AnyMessage]]]:
+    """(arrival time, message) of everything under `site`, across broker restarts.
+
+    A persistent session at QoS 1: the broker keeps what comes while this subscriber is
+    away, on disk when it restarts, as the plant's ingest does.
+    """
+    broker = BrokerUrl.parse(mqtt_url)
+    received: list[tuple[float, AnyMessage]] = []
+    subscribed = asyncio.Event()
+    identifier = f"test-{uuid.uuid4().hex[:8]}"
+
+    async def collect() -> None:
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    broker.host, broker.port, identifier=identifier, clean_session=False
+                ) as client:
+                    await client.subscribe(f"moldlab/v1/{site}/#", qos=1)
+                    subscribed.set()
+                    async for message in client.messages:
+                        assert isinstance(message.payload, bytes)
+                        received.append((time.monotonic(), decode(message.payload)))
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.2)
+
+    task = asyncio.create_task(collect())
+    await asyncio.wait_for(subscribed.wait(), 10)
+    try:
+        yield received
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _seqs(received: list[tuple[float, AnyMessage]], source: str) -> list[int]:
+    """`source`'s sequence numbers in the order they arrived, repeats left out."""
+    seen: dict[int, None] = {}
+    for _, message in received:
+        if message.source == source:
+            seen.setdefault(message.seq)
+    return list(seen)
+
+
+def _complete(seqs: list[int]) -> bool:
+    return bool(seqs) and sorted(seqs) == list(range(min(seqs), max(seqs) + 1))
+
+
+def _two_ordered_lanes(seqs: list[int]) -> bool:
+    """Whether `seqs` is the backlog (all below some number) and live data, each in order."""
+
+    def ordered(lane: list[int]) -> bool:
+        return lane == sorted(lane)
+
+    return any(
+        ordered([s for s in seqs if s < cut]) and ordered([s for s in seqs if s >= cut])
+        for cut in seqs
+    )
+
+
+async def test_a_30_s_broker_outage_loses_nothing(
+    own_broker: Broker,
+    machine: ModbusMachineServer,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
 ) -> None:
     caplog.set_level(logging.INFO, logger="edge")
-    config = _config(own_broker.url, machine.port)
+    config = _config(own_broker.url, machine.port, tmp_path)
+    source = "pi-test:imm-01"
     stop = asyncio.Event()
     own_broker.start()
-    async with _received(own_broker.url, config.site) as before:
+    async with _subscribed(own_broker.url, config.site) as received:
         agent = asyncio.create_task(run_edge(config, stop))
-        await _until(lambda: len(_of(TelemetryBatch, before)) >= 2)
-    own_broker.stop()
-    went_down = datetime.now(UTC)
-    await asyncio.sleep(1.5)
-    came_back = datetime.now(UTC)
-    own_broker.start()
-    async with _received(own_broker.url, config.site) as after:
-        await _until(lambda: any(s.online for s in _of(EdgeStatus, after)))
-        await _until(lambda: any(b.ts > came_back for b in _of(TelemetryBatch, after)))
+        await _until(lambda: len(_seqs(received, source)) >= 3)
+        own_broker.stop()
+        went_down = datetime.now(UTC)
+        await asyncio.sleep(30)
+        came_back = datetime.now(UTC)
+        own_broker.start()
+        await _until(
+            lambda: (
+                any(m.ts > came_back for _, m in received if m.source == source)
+                and _complete(_seqs(received, source))
+            ),
+            timeout_s=30,
+        )
         stop.set()
-        await asyncio.wait_for(agent, 10)
+        await asyncio.wait_for(agent, 15)
+        await _until(lambda: any(not s.online for s in _of_arrived(EdgeStatus, received)))
 
-    # What was polled while the broker was away is published once it is back.
-    assert any(went_down < b.ts < came_back for b in _of(TelemetryBatch, after))
+    seqs = _seqs(received, source)
+    assert _complete(seqs), "a sequence number is missing"
+    assert _two_ordered_lanes(seqs)
+    # 30 s of 2 batches a second were polled while the broker was away, and all arrived.
+    during = [m for m in _of_arrived(TelemetryBatch, received) if went_down < m.ts < came_back]
+    assert len(during) >= 50
     logged = [r.getMessage() for r in caplog.records if r.name == "edge.mqtt"]
     assert sum(line.startswith("connected to broker") for line in logged) == 2
     assert sum(line.startswith("disconnected from broker") for line in logged) == 2
+
+
+def _of_arrived(kind: type[T], received: list[tuple[float, AnyMessage]]) -> list[T]:
+    return [m for _, m in received if isinstance(m, kind)]
+
+
+async def test_a_backlog_drains_at_its_rate_while_live_data_flows(
+    own_broker: Broker, machine: ModbusMachineServer, tmp_path: Path
+) -> None:
+    rate_per_s = 10
+    config = _config(
+        own_broker.url,
+        machine.port,
+        tmp_path,
+        telemetry_interval_s=0.2,
+        outbox={"path": str(tmp_path / "outbox.sqlite"), "drain_rate_per_s": rate_per_s},
+    )
+    source = "pi-test:imm-01"
+    stop = asyncio.Event()
+    own_broker.start()
+    async with _subscribed(own_broker.url, config.site) as received:
+        agent = asyncio.create_task(run_edge(config, stop))
+        await _until(lambda: len(_seqs(received, source)) >= 3)
+        own_broker.stop()
+        await asyncio.sleep(6)  # about 30 batches wait in the outbox
+        last_before = max(_seqs(received, source))
+        own_broker.start()
+        await _until(lambda: len([s for s in _of_arrived(EdgeStatus, received) if s.online]) >= 2)
+        reconnected = [s for s in _of_arrived(EdgeStatus, received) if s.online][-1].ts
+        await _until(
+            lambda: (
+                _complete(_seqs(received, source))
+                and any(m.ts > reconnected + timedelta(seconds=1) for _, m in received)
+            ),
+            timeout_s=30,
+        )
+        stop.set()
+        await asyncio.wait_for(agent, 15)
+
+    arrived: dict[int, tuple[float, AnyMessage]] = {}
+    for at, m in received:
+        if m.source == source:
+            arrived.setdefault(m.seq, (at, m))
+    backlog = sorted(at for at, m in arrived.values() if m.seq > last_before and m.ts < reconnected)
+    live = sorted(at for at, m in arrived.values() if m.ts > reconnected + timedelta(seconds=0.5))
+    assert len(backlog) >= 25
+    # The backlog went at its rate, not at once...
+    assert backlog[-1] - backlog[0] >= (len(backlog) - 1) / rate_per_s * 0.8
+    # ...while live data made after the reconnection arrived before the backlog was done.
+    assert live
+    assert live[0] < backlog[-1]
+    assert _two_ordered_lanes(_seqs(received, source))
+
+
+async def test_sigkill_during_an_outage_loses_nothing(
+    own_broker: Broker, machine: ModbusMachineServer, sample: dict[str, float], tmp_path: Path
+) -> None:
+    # The agent as it runs on the Pi: its own process, killed as a power cut would.
+    async with ModbusMachineServer(load_register_map(), port=0) as second:
+        second.update(sample, MachineState.UNPLANNED_STOP, "material_shortage")
+        config = _config(own_broker.url, machine.port, tmp_path)
+        data = config.model_dump(mode="json")
+        data["machines"].append(
+            {
+                "machine_id": "imm-02",
+                "modbus": {"host": "127.0.0.1", "port": second.port, "poll_interval_s": 0.1},
+            }
+        )
+        path = tmp_path / "gateway.yaml"
+        path.write_text(yaml.safe_dump(data))
+        sources = ["pi-test:imm-01", "pi-test:imm-02"]
+
+        async def start_agent() -> asyncio.subprocess.Process:
+            return await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "moldlab",
+                "edge",
+                "--config",
+                str(path),
+                cwd=tmp_path,
+                stdout=log,
+                stderr=log,
+            )
+
+        own_broker.start()
+        with (tmp_path / "agent.log").open("ab") as log:
+            async with _subscribed(own_broker.url, config.site) as received:
+                agent = await start_agent()
+                await _until(lambda: all(len(_seqs(received, s)) >= 3 for s in sources))
+                own_broker.stop()
+                went_down = datetime.now(UTC)
+                await asyncio.sleep(3)
+                agent.kill()  # SIGKILL, in the middle of the outage
+                await agent.wait()
+                killed = datetime.now(UTC)
+                agent = await start_agent()
+                await asyncio.sleep(3)
+                own_broker.start()
+                came_back = datetime.now(UTC)
+                await _until(
+                    lambda: (
+                        all(_complete(_seqs(received, s)) for s in sources)
+                        and any(m.ts > came_back + timedelta(seconds=1) for _, m in received)
+                    ),
+                    timeout_s=30,
+                )
+                agent.terminate()
+                assert await asyncio.wait_for(agent.wait(), 15) == 0
+
+    for source in sources:
+        seqs = _seqs(received, source)
+        assert _complete(seqs), f"{source}: a sequence number is missing"
+        assert _two_ordered_lanes(seqs)
+    # What the killed agent polled during the outage arrived, from its outbox.
+    made_by_the_killed = [
+        m for m in _of_arrived(TelemetryBatch, received) if went_down < m.ts < killed
+    ]
+    assert len(made_by_the_killed) >= 2 * 4
+
+
+async def _scrape(port: int) -> dict[str, float]:
+    """The agent's metrics endpoint, as `name{labels}` -> value; {} while it is not up."""
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return {}
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: pi\r\n\r\n")
+    raw = await reader.read()  # one request per connection
+    writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200")
+    assert b"text/plain; version=0.0.4" in head
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in body.decode().splitlines()
+        if line and not line.startswith("#")
+    }
+
+
+async def _scraped_until(
+    port: int, condition: Callable[[dict[str, float]], bool], timeout_s: float = 20
+) -> dict[str, float]:
+    deadline = time.monotonic() + timeout_s
+    while not condition(metrics := await _scrape(port)):
+        assert time.monotonic() < deadline, f"timed out; metrics: {metrics}"
+        await asyncio.sleep(0.2)
+    return metrics
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+async def test_health_and_counters_are_served_and_the_birth_tells_of_drops(
+    own_broker: Broker, machine: ModbusMachineServer, tmp_path: Path
+) -> None:
+    port = _free_port()
+    config = _config(
+        own_broker.url,
+        machine.port,
+        tmp_path,
+        outbox={"path": str(tmp_path / "outbox.sqlite"), "max_mb": 0.01},
+        metrics={"port": port},
+    )
+    stop = asyncio.Event()
+    agent = asyncio.create_task(run_edge(config, stop))  # the broker is not up yet
+    labels = '{machine="imm-01"}'
+    away = await _scraped_until(port, lambda m: m.get("moldlab_edge_messages_dropped_total", 0) > 0)
+    assert away[f"moldlab_edge_polls_total{labels}"] > 10
+    assert away[f"moldlab_edge_poll_errors_total{labels}"] == 0
+    assert away["moldlab_edge_broker_connected"] == 0
+    assert away["moldlab_edge_messages_sent_total"] == 0
+    assert 0 < away["moldlab_edge_outbox_bytes"] <= 10_000
+    assert away["moldlab_edge_outbox_messages"] > 0
+    assert away["moldlab_edge_backlog_age_seconds"] > 0
+    assert away["moldlab_edge_messages_queued_total"] == pytest.approx(
+        away["moldlab_edge_outbox_messages"] + away["moldlab_edge_messages_dropped_total"], abs=2
+    )
+
+    own_broker.start()
+    async with _subscribed(own_broker.url, config.site) as received:
+        await _scraped_until(port, lambda m: m["moldlab_edge_broker_connected"] == 1, 40)
+        await _until(lambda: any(isinstance(m, EdgeStatus) for _, m in received))
+        await _scraped_until(port, lambda m: m["moldlab_edge_messages_sent_total"] > 0)
+        stop.set()
+        await asyncio.wait_for(agent, 15)
+    birth = next(m for m in _of_arrived(EdgeStatus, received) if m.online)
+    assert birth.detail is not None
+    assert re.search(
+        r"outbox: \d+ messages waiting, the oldest \d+ s old; [1-9]\d* dropped", birth.detail
+    )

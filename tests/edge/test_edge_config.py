@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -33,14 +34,18 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def test_the_example_config_loads() -> None:
     config = load_config(EXAMPLE)
-    assert [m.machine_id for m in config.machines] == ["imm-01", "imm-02"]
-    assert config.machines[1].modbus.port == 502
-    assert config.machines[1].modbus.register_map is None
+    assert [m.machine_id for m in config.machines] == ["imm-01", "imm-02", "imm-03"]
+    assert config.machines[2].mqtt is not None
+    modbus = config.machines[1].modbus
+    assert modbus is not None
+    assert modbus.port == 502
+    assert modbus.register_map is None
 
 
 def test_defaults_and_broker_credentials(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, GOOD))
     modbus = config.machines[0].modbus
+    assert modbus is not None
     assert (modbus.unit_id, modbus.poll_interval_s, config.telemetry_interval_s) == (1, 1.0, 1.0)
     endpoint = config.broker.endpoint()
     assert (endpoint.host, endpoint.port, endpoint.username, endpoint.password) == (
@@ -108,7 +113,9 @@ def test_register_map_path_is_relative_to_the_config(tmp_path: Path) -> None:
         "      host: 10.0.0.5\n", "      host: 10.0.0.5\n      register_map: map.yaml\n"
     )
     config: GatewayConfig = load_config(_write(tmp_path, text))
-    path = config.machines[0].modbus.register_map
+    modbus = config.machines[0].modbus
+    assert modbus is not None
+    path = modbus.register_map
     assert path == tmp_path / "map.yaml"
     assert [r.name for r in load_register_map(path).registers] == ["TempOil"]
 
@@ -120,3 +127,95 @@ def test_a_bad_register_map_is_a_config_error(tmp_path: Path) -> None:
         load_register_map(path)
     with pytest.raises(ConfigError, match="no such file"):
         load_register_map(tmp_path / "missing.yaml")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (  # a register map that is not there
+            "      host: 10.0.0.5\n",
+            "      host: 10.0.0.5\n      register_map: nowhere.yaml\n",
+            r":12: machines\[0\]\.modbus\.register_map: .*nowhere\.yaml: no such file",
+        ),
+        (  # a register map whose registers overlap
+            "      host: 10.0.0.5\n",
+            "      host: 10.0.0.5\n      register_map: overlapping.yaml\n",
+            r":12: machines\[0\]\.modbus\.register_map: .*TempOil \(0-1\) overlaps TempMould",
+        ),
+        (  # neither source
+            "    modbus:\n      host: 10.0.0.5\n",
+            "",
+            r":9: machines\[0\]: .*either `modbus` or `mqtt`",
+        ),
+        (
+            "    modbus:\n      host: 10.0.0.5\n",
+            "    mqtt: {url: 'mqtt://10.0.0.9', topic: 'imm/#'}\n"
+            "    modbus:\n      host: 10.0.0.5\n",
+            r":9: machines\[0\]: .*either `modbus` or `mqtt`",
+        ),
+        (
+            "    modbus:\n      host: 10.0.0.5\n",
+            "    mqtt: {url: 'mqtt://10.0.0.9'}\n",
+            r":10: machines\[0\]\.mqtt\.topic: Field required",
+        ),
+        (  # TLS files must be there, and TLS needs mqtts://
+            "  password: other\n",
+            "  password: other\n  tls: {ca_file: plant-ca.pem}\n",
+            r":8: broker\.tls\.ca_file: .*plant-ca\.pem: no such file",
+        ),
+        (
+            "  password: other\n",
+            "  password: other\n  tls: {}\n",
+            r":5: broker: .*`tls` needs an mqtts:// url",
+        ),
+        (
+            "machines:\n",
+            "outbox: {max_mb: 0}\nmachines:\n",
+            r":8: outbox\.max_mb: Input should be greater than 0",
+        ),
+        (
+            "machines:\n",
+            "outbox: {synchronous: off}\nmachines:\n",
+            r":8: outbox\.synchronous: Input should be 'full' or 'normal'",
+        ),
+        (
+            "machines:\n",
+            "metrics: {port: 99999}\nmachines:\n",
+            r":8: metrics\.port: Input should be less than or equal to 65535",
+        ),
+    ],
+)
+def test_sources_files_and_sections_are_checked_at_start_up(
+    tmp_path: Path, old: str, new: str, expected: str
+) -> None:
+    (tmp_path / "overlapping.yaml").write_text(
+        "registers:\n"
+        "  - {name: TempOil, address: 0, type: float32, unit: degC}\n"
+        "  - {name: TempMould, address: 1, type: float32, unit: degC}\n"
+    )
+    assert old in GOOD
+    path = _write(tmp_path, GOOD.replace(old, new))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert re.match(f"{re.escape(str(path))}{expected}", str(caught.value)), caught.value
+
+
+def test_an_mqtt_native_machine_tls_files_and_the_outbox(tmp_path: Path) -> None:
+    (tmp_path / "plant-ca.pem").write_text("not read until connecting")
+    text = (
+        GOOD.replace("mqtt://user:secret@broker:1884", "mqtts://broker").replace(
+            "  password: other\n", "  password: other\n  tls: {ca_file: plant-ca.pem}\n"
+        )
+        + "  - machine_id: imm-02\n"
+        "    mqtt: {url: 'mqtt://127.0.0.1:1884', topic: 'moldlab/v1/+/+/+/imm-02/+'}\n"
+        "outbox: {path: /var/lib/moldlab/outbox.sqlite, max_mb: 256, drain_rate_per_s: 50}\n"
+    )
+    config = load_config(_write(tmp_path, text))
+    assert config.broker.tls is not None
+    assert config.broker.tls.ca_file == tmp_path / "plant-ca.pem"
+    mqtt = config.machines[1].mqtt
+    assert mqtt is not None
+    assert (mqtt.endpoint().host, mqtt.endpoint().port) == ("127.0.0.1", 1884)
+    assert (config.outbox.max_mb, config.outbox.drain_rate_per_s) == (256, 50)
+    assert config.outbox.synchronous == "full"
+    assert (config.metrics.enabled, config.metrics.port) == (True, 9108)

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -60,3 +61,31 @@ def test_db_upgrade_migrates_a_fresh_database(database_server_url: str) -> None:
         assert row == ("0001",)
     finally:
         drop_database(database_server_url, name)
+
+
+def test_edge_check_validates_a_config_and_exits(tmp_path: Path) -> None:
+    example = Path(__file__).parents[2] / "deploy" / "edge" / "gateway.example.yaml"
+    good = _moldlab("edge", "--config", str(example), "--check")
+    assert good.returncode == 0, good.stderr
+    assert "gateway pi-hall-a-1, 3 machines: ok" in good.stdout
+
+    bad = tmp_path / "gateway.yaml"
+    bad.write_text(example.read_text().replace("port: 502", "port: 70000"))
+    result = _moldlab("edge", "--config", str(bad), "--check")
+    assert result.returncode == 2
+    assert f"{bad}:" in result.stderr
+    assert "machines[0].modbus.port: Input should be less than or equal to 65535" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_edge_with_an_outbox_it_cannot_open_is_a_clear_error(tmp_path: Path) -> None:
+    example = Path(__file__).parents[2] / "deploy" / "edge" / "gateway.example.yaml"
+    (tmp_path / "a-file").write_text("")
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        example.read_text().replace("path: outbox.sqlite", f"path: {tmp_path}/a-file/outbox.sqlite")
+    )
+    result = _moldlab("edge", "--config", str(config))
+    assert result.returncode == 1
+    assert f"outbox {tmp_path}/a-file/outbox.sqlite: cannot open" in result.stderr
+    assert "Traceback" not in result.stderr
