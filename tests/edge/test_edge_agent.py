@@ -13,7 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import IO, Protocol, TypeVar
 
 import aiomqtt
 import pytest
@@ -306,41 +306,42 @@ async def test_a_backlog_drains_at_its_rate_while_live_data_flows(
     assert _two_ordered_lanes(_seqs(received, source))
 
 
+def _gateway_of_two(
+    config: GatewayConfig, second_port: int, path: Path, **outbox: object
+) -> list[str]:
+    """Write `config` with a second machine (and `outbox` settings) to `path`; its sources."""
+    data = config.model_dump(mode="json")
+    data["machines"].append(
+        {
+            "machine_id": "imm-02",
+            "modbus": {"host": "127.0.0.1", "port": second_port, "poll_interval_s": 0.1},
+        }
+    )
+    data["outbox"].update(outbox)
+    path.write_text(yaml.safe_dump(data))
+    return [f"{config.gateway_id}:{m['machine_id']}" for m in data["machines"]]
+
+
+async def _agent_process(path: Path, log: IO[bytes]) -> asyncio.subprocess.Process:
+    """`moldlab edge` as it runs on the Pi: a process of its own, which a power cut kills."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "moldlab", "edge", "--config", str(path),
+        cwd=path.parent, stdout=log, stderr=log,
+    )  # fmt: skip
+
+
 async def test_sigkill_during_an_outage_loses_nothing(
     own_broker: Broker, machine: ModbusMachineServer, sample: dict[str, float], tmp_path: Path
 ) -> None:
-    # The agent as it runs on the Pi: its own process, killed as a power cut would.
+    path = tmp_path / "gateway.yaml"
     async with ModbusMachineServer(load_register_map(), port=0) as second:
         second.update(sample, MachineState.UNPLANNED_STOP, "material_shortage")
         config = _config(own_broker.url, machine.port, tmp_path)
-        data = config.model_dump(mode="json")
-        data["machines"].append(
-            {
-                "machine_id": "imm-02",
-                "modbus": {"host": "127.0.0.1", "port": second.port, "poll_interval_s": 0.1},
-            }
-        )
-        path = tmp_path / "gateway.yaml"
-        path.write_text(yaml.safe_dump(data))
-        sources = ["pi-test:imm-01", "pi-test:imm-02"]
-
-        async def start_agent() -> asyncio.subprocess.Process:
-            return await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "moldlab",
-                "edge",
-                "--config",
-                str(path),
-                cwd=tmp_path,
-                stdout=log,
-                stderr=log,
-            )
-
+        sources = _gateway_of_two(config, second.port, path)
         own_broker.start()
         with (tmp_path / "agent.log").open("ab") as log:
             async with _subscribed(own_broker.url, config.site) as received:
-                agent = await start_agent()
+                agent = await _agent_process(path, log)
                 await _until(lambda: all(len(_seqs(received, s)) >= 3 for s in sources))
                 own_broker.stop()
                 went_down = datetime.now(UTC)
@@ -348,7 +349,7 @@ async def test_sigkill_during_an_outage_loses_nothing(
                 agent.kill()  # SIGKILL, in the middle of the outage
                 await agent.wait()
                 killed = datetime.now(UTC)
-                agent = await start_agent()
+                agent = await _agent_process(path, log)
                 await asyncio.sleep(3)
                 own_broker.start()
                 came_back = datetime.now(UTC)
@@ -371,6 +372,43 @@ async def test_sigkill_during_an_outage_loses_nothing(
         m for m in _of_arrived(TelemetryBatch, received) if went_down < m.ts < killed
     ]
     assert len(made_by_the_killed) >= 2 * 4
+
+
+async def test_sigkill_while_a_backlog_drains_loses_nothing(
+    own_broker: Broker, machine: ModbusMachineServer, sample: dict[str, float], tmp_path: Path
+) -> None:
+    path = tmp_path / "gateway.yaml"
+    async with ModbusMachineServer(load_register_map(), port=0) as second:
+        second.update(sample, MachineState.IDLE, "starved")
+        config = _config(own_broker.url, machine.port, tmp_path)
+        sources = _gateway_of_two(config, second.port, path, drain_rate_per_s=10)
+        own_broker.start()
+        with (tmp_path / "agent.log").open("ab") as log:
+            async with _subscribed(own_broker.url, config.site) as received:
+                agent = await _agent_process(path, log)
+                await _until(lambda: all(len(_seqs(received, s)) >= 3 for s in sources))
+                own_broker.stop()
+                await asyncio.sleep(4)  # some 40 messages wait, 4 s of draining at 10/s
+                own_broker.start()
+                await _until(lambda: len([s for _, s in received if _is_birth(s)]) >= 2)
+                await asyncio.sleep(1.5)
+                agent.kill()  # in the middle of the drain
+                await agent.wait()
+                agent = await _agent_process(path, log)
+                await _until(lambda: all(_complete(_seqs(received, s)) for s in sources), 30)
+                await asyncio.sleep(1)
+                agent.terminate()
+                assert await asyncio.wait_for(agent.wait(), 15) == 0
+
+    for source in sources:
+        assert _complete(_seqs(received, source)), f"{source}: a sequence number is missing"
+    # What was in flight when it died may come twice; ingest keeps one by (source, seq).
+    data = [(m.source, m.seq) for _, m in received if m.source in sources]
+    assert len(data) - len(set(data)) <= 20
+
+
+def _is_birth(message: AnyMessage) -> bool:
+    return isinstance(message, EdgeStatus) and message.online
 
 
 async def _scrape(port: int) -> dict[str, float]:
@@ -447,3 +485,92 @@ async def test_health_and_counters_are_served_and_the_birth_tells_of_drops(
     assert re.search(
         r"outbox: \d+ messages waiting, the oldest \d+ s old; [1-9]\d* dropped", birth.detail
     )
+
+
+class _Cable:
+    """A TCP link to the broker that can be cut as a network is: bytes vanish, nobody is told.
+
+    While cut, what either side sends is dropped and new connections hang unanswered; when
+    it is mended, the connections of before are dead (as after a real outage) and new ones
+    go through.
+    """
+
+    def __init__(self, broker_port: int) -> None:
+        self.broker_port = broker_port
+        self.cut = False
+        self._writers: list[asyncio.StreamWriter] = []
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> _Cable:
+        self._server = await asyncio.start_server(self._connect, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+        self.mend()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"mqtt://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
+    def mend(self) -> None:
+        self.cut = False
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+
+    async def _connect(
+        self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter
+    ) -> None:
+        self._writers.append(client_w)
+        while self.cut:  # no answer to a connection attempt during the cut
+            if client_w.is_closing():
+                return
+            await asyncio.sleep(0.1)
+        broker_r, broker_w = await asyncio.open_connection("127.0.0.1", self.broker_port)
+        self._writers.append(broker_w)
+        await asyncio.gather(
+            self._pump(client_r, broker_w), self._pump(broker_r, client_w), return_exceptions=True
+        )
+
+    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while data := await reader.read(65536):
+            if not self.cut:
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+
+async def test_a_network_cut_is_noticed_and_loses_nothing(
+    mqtt_url: str, machine: ModbusMachineServer, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    caplog.set_level(logging.INFO, logger="edge")
+    source = "pi-test:imm-01"
+    stop = asyncio.Event()
+    async with _Cable(BrokerUrl.parse(mqtt_url).port) as cable:
+        config = _config(cable.url, machine.port, tmp_path)
+        async with _subscribed(mqtt_url, config.site) as received:
+            agent = asyncio.create_task(run_edge(config, stop))
+            await _until(lambda: len(_seqs(received, source)) >= 3)
+            cable.cut = True
+            cut_at = datetime.now(UTC)
+            await asyncio.sleep(15)
+            cable.mend()
+            mended_at = datetime.now(UTC)
+            await _until(
+                lambda: (
+                    any(m.ts > mended_at for _, m in received if m.source == source)
+                    and _complete(_seqs(received, source))
+                ),
+                timeout_s=60,
+            )
+            stop.set()
+            await asyncio.wait_for(agent, 15)
+
+    seqs = _seqs(received, source)
+    assert _complete(seqs), "a sequence number is missing"
+    assert len([m for _, m in received if m.source == source and cut_at < m.ts < mended_at]) >= 25
+    logged = [r.getMessage() for r in caplog.records if r.name == "edge.mqtt"]
+    assert sum(line.startswith("disconnected from broker") for line in logged) == 2  # cut, stop
