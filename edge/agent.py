@@ -182,6 +182,12 @@ def _metrics(
         per_source(lambda s: s.rejected),
         machine,
     )
+    m.counter_fn(
+        "moldlab_edge_mqtt_duplicates",
+        "messages from MQTT-native machines dropped as redeliveries or the gateway's own",
+        per_source(lambda s: s.duplicates),
+        machine,
+    )
     m.gauge_fn(
         "moldlab_edge_mqtt_source_connected",
         "1 while the machine's broker is connected",

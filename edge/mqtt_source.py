@@ -23,7 +23,8 @@ _log = logging.getLogger(__name__)
 
 _SOURCE_ID: TypeAdapter[str] = TypeAdapter(SourceId)
 _BATCH_MAX = 1000  # messages made durable by one flush (the broker's in-flight window is less)
-_RECENT_MAX = 10_000  # messages remembered to drop their redeliveries
+# Messages remembered to drop their redeliveries: far more than the broker has in flight.
+_RECENT_MAX = 1_000
 
 # A machine message as its publisher stamped it: its redelivery has the same key.
 _Key = tuple[str, int, datetime]
@@ -62,6 +63,7 @@ class MqttSource:
         self.broker = machine.mqtt.endpoint()
         self.client_id = machine.mqtt.client_id or f"moldlab-edge-{gateway_id}-{self.machine_id}"
         self.source = f"{gateway_id}:{self.machine_id}"
+        self._own_prefix = f"{gateway_id}:"
         try:
             _SOURCE_ID.validate_python(self.source)
         except ValidationError:
@@ -82,6 +84,9 @@ class MqttSource:
         self._offline = False  # the machine said it is offline, and not yet that it is back
         self._last_ts: datetime | None = None  # of the newest message forwarded
         self._recent: OrderedDict[_Key, None] = OrderedDict()
+        # The last message per topic: a retained one comes again with every subscription,
+        # however long ago it was sent.
+        self._latest: dict[str, _Key] = {}
 
     async def run(self) -> None:
         """Forward until cancelled, reconnecting with backoff when the broker is away."""
@@ -136,6 +141,7 @@ class MqttSource:
         """Emit what `batch` becomes and flush; what it changes is kept only once durable."""
         out: list[AnyMessage] = []
         keys: dict[_Key, None] = {}
+        latest: dict[str, _Key] = {}
         offline, last_ts = self._offline, self._last_ts
         for raw in batch:
             self.received += 1
@@ -147,11 +153,16 @@ class MqttSource:
                     "machine %s: dropped a message on %s: %s", self.machine_id, raw.topic, exc
                 )
                 continue
-            key = (message.source, message.seq, message.ts)
-            if key in self._recent or key in keys:
+            if message.source.startswith(self._own_prefix):
+                # What a gateway forwarded: seen again when the machine's broker is the plant's
+                # and the topic filter matches the gateway's own output. Never a loop.
                 self.duplicates += 1
                 continue
-            keys[key] = None
+            key, topic = (message.source, message.seq, message.ts), str(raw.topic)
+            if key in keys or key in self._recent or self._latest.get(topic) == key:
+                self.duplicates += 1
+                continue
+            keys[key], latest[topic] = None, key
             if isinstance(message, EdgeStatus):
                 if message.online:
                     offline = False
@@ -179,6 +190,7 @@ class MqttSource:
         self.forwarded += len(out)
         self._offline, self._last_ts = offline, last_ts
         self._recent.update(keys)
+        self._latest.update(latest)
         while len(self._recent) > _RECENT_MAX:
             self._recent.popitem(last=False)
 

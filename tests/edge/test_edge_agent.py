@@ -19,7 +19,15 @@ import aiomqtt
 import pytest
 import yaml
 
-from contracts import BrokerUrl, EdgeStatus, MachineState, StateChange, TelemetryBatch, decode
+from contracts import (
+    BrokerUrl,
+    EdgeStatus,
+    MachineState,
+    StateChange,
+    TelemetryBatch,
+    decode,
+    encode,
+)
 from contracts.codec import AnyMessage
 from edge import GatewayConfig, run_edge
 from simulators.modbus import ModbusMachineServer, load_register_map
@@ -574,3 +582,44 @@ async def test_a_network_cut_is_noticed_and_loses_nothing(
     assert len([m for _, m in received if m.source == source and cut_at < m.ts < mended_at]) >= 25
     logged = [r.getMessage() for r in caplog.records if r.name == "edge.mqtt"]
     assert sum(line.startswith("disconnected from broker") for line in logged) == 2  # cut, stop
+
+
+async def test_an_mqtt_native_machine_is_forwarded_as_the_gateways(
+    mqtt_url: str, machine: ModbusMachineServer, tmp_path: Path
+) -> None:
+    # The machine publishes on the same broker as the plant's, and its topic filter would
+    # match the gateway's own output too: each message must come out once.
+    config = _config(mqtt_url, machine.port, tmp_path)
+    data = config.model_dump(mode="json")
+    area = data["area"] = f"hall-{uuid.uuid4().hex[:6]}"  # no retained states of other tests
+    data["machines"].append(
+        {
+            "machine_id": "imm-05",
+            "mqtt": {"url": mqtt_url, "topic": f"moldlab/v1/+/{area}/+/+/state"},
+        }
+    )
+    config = GatewayConfig.model_validate(data)
+    stop = asyncio.Event()
+    broker = BrokerUrl.parse(mqtt_url)
+    async with _received(mqtt_url, config.site) as received:
+        agent = asyncio.create_task(run_edge(config, stop))
+        await _until(lambda: len(_of(TelemetryBatch, received)) >= 1)
+        async with aiomqtt.Client(broker.host, broker.port) as press:
+            for seq, state in enumerate([MachineState.RUNNING, MachineState.SETUP]):
+                change = StateChange(
+                    machine_id="press-5", ts=datetime.now(UTC), source="press-5", seq=seq,
+                    state=state, reason="mould_change" if state is MachineState.SETUP else None,
+                )  # fmt: skip
+                topic = f"moldlab/v1/press-site/{area}/l/press-5/state"
+                await press.publish(topic, encode(change), qos=1)
+        await _until(lambda: len([m for _, m in received if m.machine_id == "imm-05"]) >= 2)
+        await asyncio.sleep(1)  # time for a loop to show, if there were one
+        stop.set()
+        await asyncio.wait_for(agent, 10)
+
+    forwarded = [(t, m) for t, m in received if m.machine_id == "imm-05"]
+    assert [(t.rsplit("/", 2)[-2:], m.state, m.source) for t, m in forwarded] == [  # type: ignore[union-attr]
+        (["imm-05", "state"], MachineState.RUNNING, "pi-test:imm-05"),
+        (["imm-05", "state"], MachineState.SETUP, "pi-test:imm-05"),
+    ]
+    assert forwarded[1][1].seq == forwarded[0][1].seq + 1

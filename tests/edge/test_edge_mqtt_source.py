@@ -30,6 +30,7 @@ from contracts import (
     encode,
 )
 from contracts.codec import AnyMessage
+from edge import mqtt_source
 from edge.config import MachineConfig
 from edge.mqtt_source import MqttSource
 from simulators import MachineSpec, SimulatedMachine
@@ -189,6 +190,7 @@ async def test_a_simulated_machine_comes_out_as_the_gateways(mqtt_url: str) -> N
         stop.set()
         await asyncio.wait_for(sim, 10)
         await _until(lambda: MachineState.OFFLINE in _states(outbox))  # its last word
+        await _until(lambda: any(isinstance(m, EdgeStatus) and not m.online for m in originals))
         watcher.cancel()
 
     *forwarded, offline = outbox.committed
@@ -274,9 +276,10 @@ async def test_a_message_is_acked_only_once_flushed(mqtt_url: str) -> None:
 
 
 async def test_a_machine_broker_that_goes_away_is_reported_once_and_back_once(
-    own_broker: Broker, caplog: pytest.LogCaptureFixture
+    own_broker: Broker, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     caplog.set_level(logging.INFO, logger="edge")
+    monkeypatch.setattr(mqtt_source, "_RECENT_MAX", 1)  # the retained state is long gone from it
     site, gateway = _site(), _gateway()
     outbox = Outbox()
     source = _source(own_broker.url, site, outbox, gateway)
