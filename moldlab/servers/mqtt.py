@@ -40,10 +40,17 @@ class LocalMosquitto(_Broker):
         port: int | None = None,
         log_path: Path | None = None,
         max_inflight_messages: int = 100,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         super().__init__(data_dir, port=port, log_path=log_path)
         # Unacknowledged messages per client; ingest's batches can be no larger (production: 1000).
         self.max_inflight_messages = max_inflight_messages
+        self.tls = tls  # (certificate, key): the listener speaks TLS only
+
+    @property
+    def url(self) -> str:
+        """The broker's URL (mqtts:// with TLS)."""
+        return f"{'mqtts' if self.tls else 'mqtt'}://127.0.0.1:{self.port}"
 
     def start(self, timeout_s: float = 10.0) -> None:
         """Write mosquitto.conf, launch mosquitto and wait until it accepts connections."""
@@ -56,8 +63,10 @@ class LocalMosquitto(_Broker):
             raise ServerError(f"mosquitto.conf cannot hold a path with spaces: {self.data_dir}")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "mosquitto.conf"
+        tls = f"certfile {self.tls[0]}\nkeyfile {self.tls[1]}\n" if self.tls else ""
         conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
+            f"{tls}"
             "allow_anonymous true\n"
             "persistence true\n"
             f"persistence_location {self.data_dir}/\n"

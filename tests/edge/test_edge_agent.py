@@ -7,10 +7,12 @@ import contextlib
 import logging
 import re
 import socket
+import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Protocol, TypeVar
@@ -30,6 +32,7 @@ from contracts import (
 )
 from contracts.codec import AnyMessage
 from edge import GatewayConfig, run_edge
+from moldlab.servers import LocalMosquitto
 from simulators.modbus import ModbusMachineServer, load_register_map
 
 pytestmark = pytest.mark.infra
@@ -623,3 +626,98 @@ async def test_an_mqtt_native_machine_is_forwarded_as_the_gateways(
         (["imm-05", "state"], MachineState.SETUP, "pi-test:imm-05"),
     ]
     assert forwarded[1][1].seq == forwarded[0][1].seq + 1
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+@pytest.fixture
+def tls_broker(scratch_dir: Path, tmp_path: Path) -> Iterator[tuple[LocalMosquitto, Path]]:
+    """A mosquitto speaking TLS only, with a certificate from a private CA; and that CA."""
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=moldlab test plant CA",
+        cwd=tmp_path,
+    )
+    _openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "broker.key",
+        "-out",
+        "broker.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+        cwd=tmp_path,
+    )
+    (tmp_path / "san.cnf").write_text("subjectAltName = IP:127.0.0.1\n")
+    _openssl("x509", "-req", "-in", "broker.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", "broker.pem", "-days", "1", "-extfile", "san.cnf",
+             cwd=tmp_path)  # fmt: skip
+    (tmp_path / "broker.key").chmod(0o644)  # mosquitto may read it as another user
+    broker = LocalMosquitto(
+        Path(tempfile.mkdtemp(dir=scratch_dir)) / "mosquitto",
+        tls=(tmp_path / "broker.pem", tmp_path / "broker.key"),
+    )
+    broker.start()
+    yield broker, tmp_path / "ca.pem"
+    broker.stop()
+
+
+async def test_tls_to_a_broker_with_a_private_ca(
+    tls_broker: tuple[LocalMosquitto, Path],
+    machine: ModbusMachineServer,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:
+    broker, ca_file = tls_broker
+    assert broker.url.startswith("mqtts://")
+    # Without the plant's CA the broker's certificate is refused, and said so once.
+    caplog.set_level(logging.INFO, logger="edge")
+    untrusted = _config(broker.url, machine.port, tmp_path / "untrusted")
+    stop = asyncio.Event()
+    agent = asyncio.create_task(run_edge(untrusted, stop))
+    await _until(lambda: any("certificate verify failed" in r.getMessage() for r in caplog.records))
+    stop.set()
+    await asyncio.wait_for(agent, 10)
+
+    config = _config(
+        broker.url,
+        machine.port,
+        tmp_path,
+        broker={"url": broker.url, "tls": {"ca_file": str(ca_file)}},
+    )
+    assert config.broker.tls is not None
+    context = config.broker.tls.context()
+    host, port = "127.0.0.1", broker.port
+    received: list[AnyMessage] = []
+    stop = asyncio.Event()
+    async with aiomqtt.Client(host, port, tls_context=context) as client:
+        await client.subscribe(f"moldlab/v1/{config.site}/#", qos=1)
+        agent = asyncio.create_task(run_edge(config, stop))
+
+        async def collect() -> None:
+            async for message in client.messages:
+                assert isinstance(message.payload, bytes)
+                received.append(decode(message.payload))
+
+        collector = asyncio.create_task(collect())
+        await _until(lambda: any(isinstance(m, TelemetryBatch) for m in received))
+        stop.set()
+        await asyncio.wait_for(agent, 10)
+        collector.cancel()
+    assert any(isinstance(m, EdgeStatus) and m.online for m in received)
