@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# An MQTT share name may hold no '/', '+' or '#'; a worker name becomes part of a client id.
+_NAME = r"^[A-Za-z0-9_.-]{1,64}$"
 
 
 class IngestSettings(BaseSettings):
@@ -19,3 +22,44 @@ class IngestSettings(BaseSettings):
     ingest_batch_max_messages: int = Field(default=500, ge=1, le=100_000)
     ingest_batch_max_wait_s: float = Field(default=0.25, gt=0, le=10)
     ingest_max_payload_bytes: int = Field(default=1_048_576, ge=1024)
+    # message_log keeps (source, seq) this long: a redelivery older than that is written again.
+    ingest_dedup_window_days: float = Field(default=7.0, gt=0, le=3650)
+    ingest_shared_group: str | None = Field(
+        default=None,
+        pattern=_NAME,
+        description="share the load with the other workers of this MQTT v5 shared "
+        "subscription group ($share/<group>/...); unset: a plain subscription",
+    )
+    ingest_worker: str | None = Field(
+        default=None,
+        pattern=_NAME,
+        validate_default=True,
+        description="this worker's name in its shared group, stable across restarts and "
+        "unique in the group: its session is <client id>-<worker>",
+    )
+    ingest_metrics_host: str = Field(default="127.0.0.1", description="metrics listen address")
+    ingest_metrics_port: int = Field(
+        default=9109, ge=0, le=65535, description="Prometheus metrics port; 0: none"
+    )
+
+    @field_validator("ingest_worker")
+    @classmethod
+    def _worker_with_group(cls, worker: str | None, info: ValidationInfo) -> str | None:
+        # A missing name would give every worker the same client id, and each would take
+        # the session over from the other at every connection.
+        group = info.data.get("ingest_shared_group")
+        if group is not None and worker is None:
+            raise ValueError(
+                "a shared group needs a worker name (--worker): unique in the group and "
+                "the same at every restart"
+            )
+        if worker is not None and group is None and "ingest_shared_group" in info.data:
+            raise ValueError("a worker name is for a shared group (--shared-group) only")
+        return worker
+
+    @property
+    def mqtt_client_id(self) -> str:
+        """The broker session's client id: one per worker of a shared group."""
+        if self.ingest_worker is None:
+            return self.ingest_client_id
+        return f"{self.ingest_client_id}-{self.ingest_worker}"

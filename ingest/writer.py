@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import struct
+from collections import ChainMap
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -40,19 +43,34 @@ class BatchResult:
 
 
 @dataclass(slots=True)
+class Dimensions:
+    """The ids of machines and signals a Writer knows to be committed (read-only here)."""
+
+    machines: dict[str, int] = field(default_factory=dict)  # machine_key -> id
+    signals: dict[str, int] = field(default_factory=dict)  # signal name -> id
+
+
+@dataclass(slots=True)
 class Prepared:
-    """A validated batch, ready to write: its good messages by (source, seq), its rejects."""
+    """A validated batch, ready to write: its good messages by (source, seq), its rejects.
+
+    Telemetry of known machines and signals is already packed as binary COPY tuples, one
+    segment per message, so that the write only joins the segments of the messages the
+    database has not seen; the rest is packed during the write.
+    """
 
     valid: dict[tuple[str, int], tuple[Topic, AnyMessage, list[Sample] | None]] = field(
         default_factory=dict
     )
     rejected: list[tuple[str, bytes, str]] = field(default_factory=list)
     duplicates: int = 0
+    segments: dict[tuple[str, int], tuple[bytes, int, int]] = field(default_factory=dict)
+    latest: dict[tuple[int, int], tuple[int, float]] = field(default_factory=dict)  # pg us
 
 
-def prepare(batch: list[Inbound], limits: Limits) -> Prepared:
-    """Validate `batch`: CPU only, no database, so ingest does it for the next batch while
-    the previous one is being written."""
+def prepare(batch: list[Inbound], limits: Limits, known: Dimensions | None = None) -> Prepared:
+    """Validate `batch` and pack what it can: CPU only, no database, so ingest does it for the
+    next batch while the previous one is being written. `known`: the writer's dimensions."""
     prepared = Prepared()
     for inbound in batch:
         try:
@@ -64,7 +82,44 @@ def prepare(batch: list[Inbound], limits: Limits) -> Prepared:
         if key in prepared.valid:
             prepared.duplicates += 1
         prepared.valid[key] = (topic, message, samples)
+        if known is not None and samples is not None and isinstance(message, TelemetryBatch):
+            machine_id = known.machines.get(topic.machine)
+            if machine_id is not None:
+                packed = _pack(samples, machine_id, _pg_us(message.ts), known.signals,
+                               prepared.latest)  # fmt: skip
+                if packed is not None:
+                    prepared.segments[key] = (packed[0], len(samples), packed[1])
     return prepared
+
+
+def _pack(
+    samples: list[Sample],
+    machine_id: int,
+    base_us: int,
+    signals: Mapping[str, int],
+    latest: dict[tuple[int, int], tuple[int, float]],
+) -> tuple[bytes, int] | None:
+    """`samples` as binary COPY tuples and the newest reading's pg time, the newest value of
+    each signal kept in `latest`; None if a signal has no id yet. The hot loop of ingest.
+
+    (A message given up on half-way has left true values in `latest`: harmless.)
+    """
+    out = bytearray()
+    pack = _TUPLE.pack
+    newest_us = base_us
+    for name, offset_ms, value in samples:
+        signal_id = signals.get(name)
+        if signal_id is None:
+            return None
+        ts_us = base_us + offset_ms * 1000
+        out += pack(4, 8, ts_us, 4, machine_id, 4, signal_id, 8, value)
+        key = (machine_id, signal_id)
+        last = latest.get(key)
+        if last is None or last[0] <= ts_us:
+            latest[key] = (ts_us, value)
+        if ts_us > newest_us:
+            newest_us = ts_us
+    return bytes(out), newest_us
 
 
 @dataclass(slots=True)
@@ -86,20 +141,25 @@ class Writer:
     def __init__(self, conn: AsyncConnection, limits: Limits | None = None) -> None:
         self._conn = conn
         self._limits = limits or Limits()
-        self._machines: dict[str, int] = {}
-        self._signals: dict[str, int] = {}
+        self.dimensions = Dimensions()
+        self._machines = self.dimensions.machines
+        self._signals = self.dimensions.signals
 
     async def write(self, batch: list[Inbound] | Prepared) -> BatchResult:
         """Validate and write `batch` in one transaction; bad messages become rejected rows."""
-        prepared = batch if isinstance(batch, Prepared) else prepare(batch, self._limits)
+        prepared = (
+            batch if isinstance(batch, Prepared) else prepare(batch, self._limits, self.dimensions)
+        )
         valid, rejected = prepared.valid, prepared.rejected
         result = BatchResult(duplicates=prepared.duplicates)
         new_machines: dict[str, int] = {}
         new_signals: dict[str, int] = {}
+        await self._resolve(prepared)
         async with self._conn.transaction():
             fresh = await self._claim(list(valid))
             result.duplicates += len(valid) - len(fresh)
-            rows = _Rows()
+            # The newest values of repeats are already stored: keeping them here changes nothing.
+            rows = _Rows(latest=dict(prepared.latest))
             for key in fresh:
                 topic, message, samples = valid[key]
                 if isinstance(message, EdgeStatus):
@@ -108,7 +168,13 @@ class Writer:
                 machine_id = await self._machine_id(topic, new_machines)
                 seen = rows.last_seen.get(machine_id)
                 rows.last_seen[machine_id] = message.ts if seen is None else max(seen, message.ts)
-                if isinstance(message, TelemetryBatch):
+                if isinstance(message, TelemetryBatch) and key in prepared.segments:
+                    segment, count, newest_us = prepared.segments[key]
+                    rows.telemetry += segment
+                    rows.readings += count
+                    newest = _from_pg_us(newest_us)
+                    rows.last_seen[machine_id] = max(rows.last_seen[machine_id], newest)
+                elif isinstance(message, TelemetryBatch):
                     if samples is None:
                         samples = [(r.signal, r.offset_ms, r.value) for r in message.readings]
                     await self._telemetry(rows, machine_id, message.ts, samples, new_signals)
@@ -130,8 +196,7 @@ class Writer:
     async def reject(self, inbound: Inbound, reason: str) -> BatchResult:
         """Record `inbound` as rejected for `reason` (the database refused it)."""
         await self._conn.execute(
-            "INSERT INTO rejected_message (topic, payload, reason) VALUES (%s, %s, %s)",
-            (inbound.topic, inbound.payload, reason),
+            _INSERT_REJECTED, _rejected_row(inbound.topic, inbound.payload, reason)
         )
         log.warning("rejected a message on %s: %s", inbound.topic, reason)
         return BatchResult(rejected=1)
@@ -144,25 +209,14 @@ class Writer:
         samples: list[Sample],
         new: dict[str, int],
     ) -> None:
-        """Append a batch's samples as binary COPY tuples; the hot loop of ingest."""
-        base_us = _pg_us(ts)
-        latest = rows.latest
-        pack = _TUPLE.pack
-        out = rows.telemetry
-        signals = self._signals
-        newest_us = base_us
-        for name, offset_ms, value in samples:
-            signal_id = signals.get(name) or new.get(name) or await self._signal_id(name, new)
-            ts_us = base_us + offset_ms * 1000
-            out += pack(4, 8, ts_us, 4, machine_id, 4, signal_id, 8, value)
-            key = (machine_id, signal_id)
-            last = latest.get(key)
-            if last is None or last[0] <= ts_us:
-                latest[key] = (ts_us, value)
-            if ts_us > newest_us:
-                newest_us = ts_us
+        """Pack a message that prepare() could not: its machine or a signal was new then."""
+        for name in {name for name, _, _ in samples} - self._signals.keys() - new.keys():
+            await self._signal_id(name, new)
+        packed = _pack(samples, machine_id, _pg_us(ts), ChainMap(new, self._signals), rows.latest)
+        assert packed is not None  # every signal has its id now
+        rows.telemetry += packed[0]
         rows.readings += len(samples)
-        newest = _from_pg_us(newest_us)
+        newest = _from_pg_us(packed[1])
         if newest > rows.last_seen[machine_id]:
             rows.last_seen[machine_id] = newest
 
@@ -177,6 +231,27 @@ class Writer:
         )
         claimed = {(str(s), int(q)) for s, q in await cur.fetchall()}
         return [k for k in keys if k in claimed]
+
+    async def _resolve(self, prepared: Prepared) -> None:
+        """Give the batch's new machines and signals their ids before its transaction, one by
+        one in name order, each committed at once (the connection is in autocommit): two
+        workers writing the same new machine never hold locks the other waits for."""
+        topics: dict[str, Topic] = {}
+        names: set[str] = set()
+        for key, (topic, message, samples) in prepared.valid.items():
+            if isinstance(message, EdgeStatus) or key in prepared.segments:  # all known
+                continue
+            if topic.machine not in self._machines:
+                topics[topic.machine] = topic
+            if isinstance(message, TelemetryBatch):
+                if samples is None:
+                    names.update(r.signal for r in message.readings)
+                else:
+                    names.update(name for name, _, _ in samples)
+        for machine in sorted(topics):
+            await self._machine_id(topics[machine], self._machines)
+        for name in sorted(names - self._signals.keys()):
+            await self._signal_id(name, self._signals)
 
     async def _machine_id(self, topic: Topic, new: dict[str, int]) -> int:
         known = self._machines.get(topic.machine) or new.get(topic.machine)
@@ -261,9 +336,20 @@ class Writer:
                 )
             if rejected:
                 await cur.executemany(
-                    "INSERT INTO rejected_message (topic, payload, reason) VALUES (%s, %s, %s)",
-                    rejected,
+                    _INSERT_REJECTED, [_rejected_row(*reject) for reject in rejected]
                 )
+
+
+# The same bytes on the same topic are one rejection, however often the broker delivers them.
+_INSERT_REJECTED = (
+    "INSERT INTO rejected_message (topic, payload, reason, digest) VALUES (%s, %s, %s, %s)"
+    " ON CONFLICT (digest) DO NOTHING"
+)
+
+
+def _rejected_row(topic: str, payload: bytes, reason: str) -> tuple[str, bytes, str, bytes]:
+    digest = hashlib.sha256(topic.encode() + b"\0" + payload).digest()
+    return (topic, payload, reason, digest)
 
 
 # Binary COPY: a header, then per row the field count and each field's length and value

@@ -241,9 +241,41 @@ def _parser() -> argparse.ArgumentParser:
         help="subscribe to the broker and write to PostgreSQL/TimescaleDB",
         description="Consume every moldlab message with a persistent QoS 1 session and write "
         "it in batches; a message is acknowledged only after its rows are committed. " + _ENV_HELP,
+        epilog="Scale-out: run several workers with the same --shared-group and a --worker name "
+        "each (an MQTT v5 broker: mosquitto 2 or EMQX). Each has a persistent session; "
+        "mosquitto deals a worker that is down its turn of the messages all the same and "
+        "holds them until it restarts (run workers under systemd with Restart=always) while "
+        "the others write theirs: nothing is lost or written twice. To remove a worker for "
+        "good, stop it and run it once with --leave. Workers on one host need a "
+        "--metrics-port each.",
     )
     ingest.add_argument("--database-url", help="postgresql://... (MOLDLAB_DATABASE_URL)")
     ingest.add_argument("--mqtt-url", help="mqtt://host:port (MOLDLAB_MQTT_URL)")
+    ingest.add_argument(
+        "--shared-group",
+        help="share the load with the other workers of this group through an MQTT v5 shared "
+        "subscription, $share/GROUP/moldlab/v1/SITE/+/+/+/+ (MOLDLAB_INGEST_SHARED_GROUP; "
+        "default: none, one worker takes every message)",
+    )
+    ingest.add_argument(
+        "--worker",
+        help="this worker's name in its shared group: unique in the group and the same at "
+        "every restart, for its session is MOLDLAB_INGEST_CLIENT_ID-WORKER "
+        "(MOLDLAB_INGEST_WORKER; required with --shared-group)",
+    )
+    ingest.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve Prometheus metrics at http://MOLDLAB_INGEST_METRICS_HOST:PORT/metrics "
+        "(MOLDLAB_INGEST_METRICS_PORT, default 9109 on 127.0.0.1; 0: none)",
+    )
+    ingest.add_argument(
+        "--leave",
+        action="store_true",
+        help="retire this worker (stop it first): unsubscribe, write what its session still "
+        "holds, end the session, exit. Without it, a stopped worker's session goes on "
+        "receiving its share of the messages until it comes back",
+    )
 
     api = sub.add_parser(
         "api",
@@ -322,12 +354,22 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "edge":
         return _edge(args)
     if args.command == "ingest":
-        from ingest import IngestSettings, run_ingest
+        from ingest import IngestError, IngestSettings, run_ingest
 
         ingest_settings = IngestSettings(
-            **_overrides(args, database_url="database_url", mqtt_url="mqtt_url")  # type: ignore[arg-type]  # pydantic-settings fields are keyword-typed
-        )
-        return run_until_signalled(lambda stop: run_ingest(ingest_settings, stop))
+            **_overrides(
+                args, database_url="database_url", mqtt_url="mqtt_url",
+                shared_group="ingest_shared_group", worker="ingest_worker",
+                metrics_port="ingest_metrics_port",
+            )  # type: ignore[arg-type]  # pydantic-settings fields are keyword-typed
+        )  # fmt: skip
+        try:
+            return run_until_signalled(
+                lambda stop: run_ingest(ingest_settings, stop, leave=args.leave)
+            )
+        except IngestError as exc:
+            print(f"moldlab ingest: {exc}", file=sys.stderr)
+            return 1
     if args.command == "api":
         return _api(args)
     if args.command == "db":

@@ -157,3 +157,23 @@ async def test_bad_messages_are_recorded_with_a_reason_and_good_ones_still_writt
     assert len(reasons) == len(expected)
     for reason, fragment in zip(reasons, expected, strict=True):
         assert fragment in reason
+
+
+async def test_a_redelivered_bad_message_is_one_rejection(
+    writer: Writer, database_url: str
+) -> None:
+    # Ingest died after committing the rejection, before the ack: the broker sends it again.
+    machine = _machine()
+    tele = _topic(machine, MessageKind.TELEMETRY)
+    bad = Inbound(tele, b"{not json", NOW)
+    other_topic = Inbound(_topic(machine, MessageKind.STATE), b"{not json", NOW)
+    await writer.write([bad, _telemetry(machine, 1, [1.0])])
+    result = await writer.write([bad, other_topic, _telemetry(machine, 1, [1.0])])
+    await writer.reject(bad, "the database refused it")
+    assert (result.messages, result.rejected) == (0, 2)
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        cur = await conn.execute(
+            "SELECT topic FROM rejected_message WHERE topic LIKE %s ORDER BY id",
+            (f"%/{machine}/%",),
+        )
+        assert [r[0] for r in await cur.fetchall()] == [tele, other_topic.topic]

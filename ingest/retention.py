@@ -1,0 +1,51 @@
+"""Forgetting what only redeliveries need: message_log entries older than the window.
+
+message_log holds the (source, seq) of every message written, so that a message delivered
+twice is written once. A second delivery comes soon after the first (ingest died before
+its ack; an edge gateway died before deleting what the broker had), so entries older than
+the redelivery window only take space. They are deleted in chunks, oldest first, which the
+BRIN index on received_at finds without reading the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 50_000
+
+
+async def prune_message_log(conn: psycopg.AsyncConnection, keep: timedelta) -> int:
+    """Delete the entries received more than `keep` ago; returns how many (autocommit conn)."""
+    total = 0
+    while True:
+        cur = await conn.execute(
+            "DELETE FROM message_log WHERE ctid = ANY(ARRAY("
+            " SELECT ctid FROM message_log WHERE received_at < now() - %s LIMIT %s))",
+            (keep, _CHUNK),
+        )
+        total += cur.rowcount
+        if cur.rowcount < _CHUNK:
+            return total
+
+
+async def run_pruning(
+    database_url: str, keep: timedelta, stop: asyncio.Event, *, every_s: float = 3600.0
+) -> None:
+    """Prune now and every `every_s` until `stop`; a database that is away is tried later."""
+    while not stop.is_set():
+        try:
+            async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+                pruned = await prune_message_log(conn, keep)
+            if pruned:
+                log.info("pruned %d message_log entries older than %s", pruned, keep)
+        except psycopg.Error as exc:
+            log.warning("cannot prune message_log now: %s", str(exc).strip())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every_s)
