@@ -97,11 +97,9 @@ class LocalPostgres(ChildServer):
         port: int | None = None,
         log_path: Path | None = None,
         durable: bool = True,
-        settings: dict[str, str] | None = None,
     ) -> None:
         super().__init__(data_dir, port=port, log_path=log_path)
         self.durable = durable
-        self.settings = settings or {}  # server settings (-c key=value) over the defaults
         self._socket_dir: Path | None = None
 
     @property
@@ -139,7 +137,6 @@ class LocalPostgres(ChildServer):
         safe = "on" if self.durable else "off"  # off: faster tests, a crash may lose data
         settings = {"max_connections": "200", "shared_buffers": "128MB", "fsync": safe}
         settings |= {"synchronous_commit": safe, "full_page_writes": safe}
-        settings |= self.settings
         argv = [str(bin_dir / "postgres"), "-D", str(self.data_dir), "-p", str(self.port)]
         argv += ["-h", "127.0.0.1", "-k", str(self._socket_dir)]
         for key, value in settings.items():
