@@ -15,7 +15,7 @@ import functools
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from contracts import Topic
 from contracts.codec import AnyMessage
@@ -65,12 +65,6 @@ async def run_edge(config: GatewayConfig, stop: asyncio.Event) -> None:
 async def _run(config: GatewayConfig, outbox: Outbox, stop: asyncio.Event) -> None:
     pollers: dict[str, ModbusPoller] = {}
     mqtt_sources: dict[str, MqttSource] = {}
-    made = 0
-
-    def emit(message: AnyMessage) -> None:
-        nonlocal made
-        made += 1
-        outbox.put(message)
 
     async def poll(machine: MachineConfig, modbus: ModbusConfig) -> None:
         source = source_of(config, machine.machine_id)
@@ -84,7 +78,7 @@ async def _run(config: GatewayConfig, outbox: Outbox, stop: asyncio.Event) -> No
             machine.machine_id,
             source,
             functools.partial(outbox.next_seq, source),
-            emit,
+            outbox.put,
             interval_s=config.telemetry_interval_s,
             poll_interval_s=min(poller.intervals_s.values()),
         )
@@ -96,7 +90,7 @@ async def _run(config: GatewayConfig, outbox: Outbox, stop: asyncio.Event) -> No
     for machine in config.machines:
         if machine.mqtt is not None:
             mqtt_sources[machine.machine_id] = MqttSource(
-                machine, config.gateway_id, emit, outbox.flush, outbox.next_seq
+                machine, config.gateway_id, outbox.put, outbox.flush, outbox.next_seq
             )
 
     pymodbus_log = logging.getLogger("pymodbus")
@@ -109,7 +103,7 @@ async def _run(config: GatewayConfig, outbox: Outbox, stop: asyncio.Event) -> No
         config.outbox.path,
     )
     publisher = MqttPublisher(config, outbox)
-    metrics = _metrics(outbox, publisher, pollers, mqtt_sources, lambda: made)
+    metrics = _metrics(outbox, publisher, pollers, mqtt_sources)
     stop_publishing = asyncio.Event()
     async with contextlib.AsyncExitStack() as stack:
         if config.metrics.enabled:
@@ -139,62 +133,43 @@ def _metrics(
     publisher: MqttPublisher,
     pollers: dict[str, ModbusPoller],
     mqtt_sources: dict[str, MqttSource],
-    made: Callable[[], int],
 ) -> Metrics:
     """The gateway's health and counters, read from their owners at each scrape."""
 
-    def per_machine(count: Callable[[ModbusPoller], int]) -> Callable[[], GaugeReading]:
-        return lambda: {(machine,): count(p) for machine, p in pollers.items()}
-
-    def per_source(count: Callable[[MqttSource], float]) -> Callable[[], GaugeReading]:
-        return lambda: {(machine,): count(s) for machine, s in mqtt_sources.items()}
+    def per_machine(owners: Mapping[str, object], attribute: str) -> Callable[[], GaugeReading]:
+        return lambda: {(m,): getattr(o, attribute) for m, o in owners.items()}
 
     def backlog_age_s() -> float:
         oldest = outbox.oldest_made()
         return max(time.time() - oldest, 0.0) if oldest is not None else 0.0
 
     m = Metrics()
-    machine = ("machine",)
-    m.counter_fn(
-        "moldlab_edge_polls", "Modbus reads tried", per_machine(lambda p: p.polls), machine
-    )
-    m.counter_fn(
-        "moldlab_edge_poll_errors",
-        "Modbus reads that failed (no answer, exception response, nonsense)",
-        per_machine(lambda p: p.errors),
-        machine,
-    )
-    m.counter_fn(
-        "moldlab_edge_cycles_missed",
-        "cycles that happened between two reads and so were not recorded",
-        per_machine(lambda p: p.cycles_missed),
-        machine,
-    )
-    m.counter_fn(
-        "moldlab_edge_mqtt_received",
-        "messages received from MQTT-native machines",
-        per_source(lambda s: s.received),
-        machine,
-    )
-    m.counter_fn(
-        "moldlab_edge_mqtt_rejected",
-        "messages from MQTT-native machines that were not contract messages",
-        per_source(lambda s: s.rejected),
-        machine,
-    )
-    m.counter_fn(
-        "moldlab_edge_mqtt_duplicates",
-        "messages from MQTT-native machines dropped as redeliveries or the gateway's own",
-        per_source(lambda s: s.duplicates),
-        machine,
-    )
+    for name, help, owners, attribute in (
+        ("moldlab_edge_polls", "Modbus reads tried", pollers, "polls"),
+        ("moldlab_edge_poll_errors",
+         "Modbus reads that failed (no answer, exception response, nonsense)", pollers, "errors"),
+        ("moldlab_edge_cycles_missed",
+         "cycles that happened between two reads and so were not recorded", pollers,
+         "cycles_missed"),
+        ("moldlab_edge_mqtt_received", "messages received from MQTT-native machines",
+         mqtt_sources, "received"),
+        ("moldlab_edge_mqtt_rejected",
+         "messages from MQTT-native machines that were not contract messages", mqtt_sources,
+         "rejected"),
+        ("moldlab_edge_mqtt_duplicates",
+         "messages from MQTT-native machines dropped as redeliveries or the gateway's own",
+         mqtt_sources, "duplicates"),
+    ):  # fmt: skip
+        m.counter_fn(name, help, per_machine(owners, attribute), ("machine",))
     m.gauge_fn(
         "moldlab_edge_mqtt_source_connected",
         "1 while the machine's broker is connected",
-        per_source(lambda s: float(s.connected)),
-        machine,
+        per_machine(mqtt_sources, "connected"),
+        ("machine",),
     )
-    m.counter_fn("moldlab_edge_messages_queued", "messages made and put in the outbox", made)
+    m.counter_fn(
+        "moldlab_edge_messages_queued", "messages made and put in the outbox", lambda: outbox.queued
+    )
     m.counter_fn(
         "moldlab_edge_messages_sent", "messages the broker acknowledged", lambda: outbox.sent
     )

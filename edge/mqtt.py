@@ -55,7 +55,6 @@ class MqttPublisher:
         self.drain_rate_per_s = config.outbox.drain_rate_per_s
         self.shutdown_timeout_s = shutdown_timeout_s
         self.connected = False
-        self.backlog = 0  # messages of the backlog lane not sent yet
         self._outbox = outbox
         self._rng = rng
         self._window = asyncio.Semaphore(_WINDOW)
@@ -105,11 +104,10 @@ class MqttPublisher:
         """Send both lanes until stopped and drained (or out of time); MqttError if cut."""
         self._outbox.flush()  # acknowledgements of the last session, lest they go again
         boundary = self._outbox.last_id
-        self.backlog = len(self._outbox)
-        if self.backlog:
+        if backlog := len(self._outbox):
             _log.info(
                 "sending a backlog of %d messages at %g/s besides live data",
-                self.backlog,
+                backlog,
                 self.drain_rate_per_s,
             )
         try:
@@ -167,17 +165,15 @@ class MqttPublisher:
                 if rate_per_s:
                     await asyncio.sleep(max(0.0, began + sent / rate_per_s - time.monotonic()))
                 await self._window.acquire()
-                tasks.create_task(self._publish(client, row, backlog=upto is not None))
+                tasks.create_task(self._publish(client, row))
                 last = row.id
 
-    async def _publish(self, client: aiomqtt.Client, row: Queued, *, backlog: bool) -> None:
+    async def _publish(self, client: aiomqtt.Client, row: Queued) -> None:
         try:
             await client.publish(row.topic, row.payload, qos=1, timeout=_PUBLISH_TIMEOUT_S)
         finally:
             self._window.release()
         self._outbox.ack(row)
-        if backlog:
-            self.backlog -= 1
 
     def _outbox_state(self) -> str:
         waiting = len(self._outbox)

@@ -81,6 +81,7 @@ class Outbox:
         self.last_id: int = self._db.execute("SELECT coalesce(max(id), 0) FROM message").fetchone()[
             0
         ]
+        self.queued = 0  # put since start
         self.sent = 0  # acknowledged since start
         if count:
             _log.info("outbox %s: %d messages from before wait for the broker", self.path, count)
@@ -107,6 +108,7 @@ class Outbox:
     def put(self, message: AnyMessage) -> None:
         """Queue `message`; it is on disk at the end of this event loop turn (or at flush())."""
         self._made.append((self._topic_of(message), encode(message), self._clock()))
+        self.queued += 1
         if isinstance(message, CycleRecord):
             self._shots[message.machine_id] = message.shot
         self._schedule_flush()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import struct
-from collections import ChainMap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -152,8 +151,6 @@ class Writer:
         )
         valid, rejected = prepared.valid, prepared.rejected
         result = BatchResult(duplicates=prepared.duplicates)
-        new_machines: dict[str, int] = {}
-        new_signals: dict[str, int] = {}
         await self._resolve(prepared)
         async with self._conn.transaction():
             fresh = await self._claim(list(valid))
@@ -165,28 +162,24 @@ class Writer:
                 if isinstance(message, EdgeStatus):
                     rows.statuses.append(_status_row(message))
                     continue
-                machine_id = await self._machine_id(topic, new_machines)
+                machine_id = self._machines[topic.machine]  # _resolve gave it its id
                 seen = rows.last_seen.get(machine_id)
                 rows.last_seen[machine_id] = message.ts if seen is None else max(seen, message.ts)
-                if isinstance(message, TelemetryBatch) and key in prepared.segments:
-                    segment, count, newest_us = prepared.segments[key]
+                if isinstance(message, TelemetryBatch):
+                    packed = prepared.segments.get(key) or self._segment(
+                        message, samples, machine_id, rows.latest
+                    )
+                    segment, count, newest_us = packed
                     rows.telemetry += segment
                     rows.readings += count
                     newest = _from_pg_us(newest_us)
                     rows.last_seen[machine_id] = max(rows.last_seen[machine_id], newest)
-                elif isinstance(message, TelemetryBatch):
-                    if samples is None:
-                        samples = [(r.signal, r.offset_ms, r.value) for r in message.readings]
-                    await self._telemetry(rows, machine_id, message.ts, samples, new_signals)
                 elif isinstance(message, CycleRecord):
                     rows.cycles.append(_cycle_row(machine_id, message))
                 elif isinstance(message, StateChange):
                     rows.states.append(_state_row(machine_id, message))
                 result.messages += 1
             await self._insert(rows, rejected)
-        # Only a committed transaction makes the new ids real.
-        self._machines.update(new_machines)
-        self._signals.update(new_signals)
         result.readings = rows.readings
         result.rejected = len(rejected)
         for topic_name, _payload, reason in rejected:
@@ -201,24 +194,19 @@ class Writer:
         log.warning("rejected a message on %s: %s", inbound.topic, reason)
         return BatchResult(rejected=1)
 
-    async def _telemetry(
+    def _segment(
         self,
-        rows: _Rows,
+        message: TelemetryBatch,
+        samples: list[Sample] | None,
         machine_id: int,
-        ts: datetime,
-        samples: list[Sample],
-        new: dict[str, int],
-    ) -> None:
+        latest: dict[tuple[int, int], tuple[int, float]],
+    ) -> tuple[bytes, int, int]:
         """Pack a message that prepare() could not: its machine or a signal was new then."""
-        for name in {name for name, _, _ in samples} - self._signals.keys() - new.keys():
-            await self._signal_id(name, new)
-        packed = _pack(samples, machine_id, _pg_us(ts), ChainMap(new, self._signals), rows.latest)
-        assert packed is not None  # every signal has its id now
-        rows.telemetry += packed[0]
-        rows.readings += len(samples)
-        newest = _from_pg_us(packed[1])
-        if newest > rows.last_seen[machine_id]:
-            rows.last_seen[machine_id] = newest
+        if samples is None:
+            samples = [(r.signal, r.offset_ms, r.value) for r in message.readings]
+        packed = _pack(samples, machine_id, _pg_us(message.ts), self._signals, latest)
+        assert packed is not None  # _resolve gave every signal its id
+        return packed[0], len(samples), packed[1]
 
     async def _claim(self, keys: list[tuple[str, int]]) -> list[tuple[str, int]]:
         """Record (source, seq) of each message; returns those not written before, in order."""
@@ -239,24 +227,21 @@ class Writer:
         topics: dict[str, Topic] = {}
         names: set[str] = set()
         for key, (topic, message, samples) in prepared.valid.items():
-            if isinstance(message, EdgeStatus) or key in prepared.segments:  # all known
+            if isinstance(message, EdgeStatus):
                 continue
-            if topic.machine not in self._machines:
+            if topic.machine not in self._machines:  # after a reconnection, even if packed
                 topics[topic.machine] = topic
-            if isinstance(message, TelemetryBatch):
+            if isinstance(message, TelemetryBatch) and key not in prepared.segments:
                 if samples is None:
                     names.update(r.signal for r in message.readings)
                 else:
                     names.update(name for name, _, _ in samples)
         for machine in sorted(topics):
-            await self._machine_id(topics[machine], self._machines)
+            await self._machine_id(topics[machine])
         for name in sorted(names - self._signals.keys()):
-            await self._signal_id(name, self._signals)
+            await self._signal_id(name)
 
-    async def _machine_id(self, topic: Topic, new: dict[str, int]) -> int:
-        known = self._machines.get(topic.machine) or new.get(topic.machine)
-        if known is not None:
-            return known
+    async def _machine_id(self, topic: Topic) -> None:
         cur = await self._conn.execute(
             "INSERT INTO machine (machine_key, site, area, line) VALUES (%s, %s, %s, %s)"
             " ON CONFLICT (machine_key) DO UPDATE"
@@ -265,13 +250,9 @@ class Writer:
         )
         row = await cur.fetchone()
         assert row is not None  # RETURNING always yields the row
-        new[topic.machine] = int(row[0])
-        return new[topic.machine]
+        self._machines[topic.machine] = int(row[0])
 
-    async def _signal_id(self, name: str, new: dict[str, int]) -> int:
-        known = self._signals.get(name) or new.get(name)
-        if known is not None:
-            return known
+    async def _signal_id(self, name: str) -> None:
         spec = signal_spec(name)
         cur = await self._conn.execute(
             "INSERT INTO signal (name, unit) VALUES (%s, %s)"
@@ -280,8 +261,7 @@ class Writer:
         )
         row = await cur.fetchone()
         assert row is not None  # RETURNING always yields the row
-        new[name] = int(row[0])
-        return new[name]
+        self._signals[name] = int(row[0])
 
     async def _insert(self, rows: _Rows, rejected: list[tuple[str, bytes, str]]) -> None:
         conn = self._conn

@@ -212,6 +212,15 @@ def _complete(seqs: list[int]) -> bool:
     return bool(seqs) and sorted(seqs) == list(range(min(seqs), max(seqs) + 1))
 
 
+def _caught_up(
+    received: list[tuple[float, AnyMessage]], sources: list[str], since: datetime
+) -> bool:
+    """Every number of `sources` has arrived, and something of theirs made after `since`."""
+    return all(_complete(_seqs(received, s)) for s in sources) and any(
+        m.ts > since for _, m in received if m.source in sources
+    )
+
+
 def _two_ordered_lanes(seqs: list[int]) -> bool:
     """Whether `seqs` is the backlog (all below some number) and live data, each in order."""
 
@@ -243,13 +252,7 @@ async def test_a_30_s_broker_outage_loses_nothing(
         await asyncio.sleep(30)
         came_back = datetime.now(UTC)
         own_broker.start()
-        await _until(
-            lambda: (
-                any(m.ts > came_back for _, m in received if m.source == source)
-                and _complete(_seqs(received, source))
-            ),
-            timeout_s=30,
-        )
+        await _until(lambda: _caught_up(received, [source], came_back), timeout_s=30)
         stop.set()
         await asyncio.wait_for(agent, 15)
         await _until(lambda: any(not s.online for s in _of_arrived(EdgeStatus, received)))
@@ -293,10 +296,7 @@ async def test_a_backlog_drains_at_its_rate_while_live_data_flows(
         await _until(lambda: len([s for s in _of_arrived(EdgeStatus, received) if s.online]) >= 2)
         reconnected = [s for s in _of_arrived(EdgeStatus, received) if s.online][-1].ts
         await _until(
-            lambda: (
-                _complete(_seqs(received, source))
-                and any(m.ts > reconnected + timedelta(seconds=1) for _, m in received)
-            ),
+            lambda: _caught_up(received, [source], reconnected + timedelta(seconds=1)),
             timeout_s=30,
         )
         stop.set()
@@ -365,10 +365,7 @@ async def test_sigkill_during_an_outage_loses_nothing(
                 own_broker.start()
                 came_back = datetime.now(UTC)
                 await _until(
-                    lambda: (
-                        all(_complete(_seqs(received, s)) for s in sources)
-                        and any(m.ts > came_back + timedelta(seconds=1) for _, m in received)
-                    ),
+                    lambda: _caught_up(received, sources, came_back + timedelta(seconds=1)),
                     timeout_s=30,
                 )
                 agent.terminate()
@@ -570,13 +567,7 @@ async def test_a_network_cut_is_noticed_and_loses_nothing(
             await asyncio.sleep(15)
             cable.mend()
             mended_at = datetime.now(UTC)
-            await _until(
-                lambda: (
-                    any(m.ts > mended_at for _, m in received if m.source == source)
-                    and _complete(_seqs(received, source))
-                ),
-                timeout_s=60,
-            )
+            await _until(lambda: _caught_up(received, [source], mended_at), timeout_s=60)
             stop.set()
             await asyncio.wait_for(agent, 15)
 

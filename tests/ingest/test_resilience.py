@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import signal
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +20,7 @@ from urllib.parse import urlsplit
 import aiomqtt
 import psycopg
 import pytest
+from ingest_child import IngestChild, wait_until
 
 from contracts import BrokerUrl, MessageKind, Reading, TelemetryBatch, Topic, encode
 from ingest import upgrade
@@ -83,84 +82,29 @@ async def _drop_session(mqtt_url: str, client_id: str) -> None:
         pass
 
 
-async def _wait_until(
-    condition: Callable[[], Awaitable[bool]], timeout_s: float, what: str, poll_s: float = 0.2
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not after {timeout_s:.0f} s")
-        await asyncio.sleep(poll_s)
-
-
-class _Ingest:
-    """`python -m moldlab ingest` as a child process that the test may kill at any moment."""
+class _Ingest(IngestChild):
+    """Ingest for one stream, its database connections named for pg_stat_activity."""
 
     def __init__(self, database_url: str, mqtt_url: str, stream: _Stream, log_path: Path) -> None:
         self.client_id = f"ingest-{stream.site}"
-        self.log_path = log_path
         # Named, so that the test can see in pg_stat_activity when it is mid-transaction.
         self.application_name = self.client_id
         url = urlsplit(database_url)
         query = "&".join(filter(None, [url.query, f"application_name={self.application_name}"]))
-        self._env = {
+        env = {
             **os.environ,
             "MOLDLAB_DATABASE_URL": url._replace(query=query).geturl(),
             "MOLDLAB_MQTT_URL": mqtt_url,
             "MOLDLAB_INGEST_CLIENT_ID": self.client_id,
             "MOLDLAB_INGEST_SITE": stream.site,
         }
-        self._proc: asyncio.subprocess.Process | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self._proc is not None
-        return self._proc.pid
-
-    async def start(self, timeout_s: float = 20.0) -> None:
-        """Start ingest and return once it has subscribed (its persistent session exists)."""
-        assert self._proc is None or self._proc.returncode is not None
-        with self.log_path.open("ab") as log:
-            offset = log.tell()
-            self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "moldlab", "ingest",
-                env=self._env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-            )  # fmt: skip
-
-        async def subscribed() -> bool:
-            assert self._proc is not None
-            if self._proc.returncode is not None:
-                raise AssertionError(f"ingest exited with {self._proc.returncode}:\n{self.tail()}")
-            with self.log_path.open("rb") as log:
-                log.seek(offset)
-                return _SUBSCRIBED in log.read()
-
-        await _wait_until(subscribed, timeout_s, "ingest subscribed", poll_s=0.05)
-
-    async def kill(self) -> None:
-        assert self._proc is not None
-        self._proc.send_signal(signal.SIGKILL)
-        assert await self._proc.wait() == -signal.SIGKILL
-
-    async def stop(self) -> None:
-        if self._proc is None or self._proc.returncode is not None:
-            return
-        self._proc.terminate()
-        try:
-            await asyncio.wait_for(self._proc.wait(), 10)
-        except TimeoutError:
-            self._proc.kill()
-            await self._proc.wait()
+        super().__init__(env, log_path)
 
     def rss_kib(self) -> int:
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
         raise AssertionError(f"no VmRSS for pid {self.pid}")
-
-    def tail(self, lines: int = 30) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
 
 
 @pytest.fixture
@@ -203,7 +147,7 @@ async def _wait_for_all(
         return await asyncio.to_thread(_committed, database_url, stream) >= want
 
     try:
-        await _wait_until(complete, timeout_s, f"{want} messages committed")
+        await wait_until(complete, timeout_s, f"{want} messages committed")
     except AssertionError as exc:
         missing = sorted(set(range(1, want + 1)) - set(_logged_seqs(database_url, stream)))
         raise AssertionError(f"{exc}; {len(missing)} missing, first {missing[:20]}") from None
@@ -305,7 +249,7 @@ async def test_ingest_rides_out_a_database_restart(
             _publish(mqtt_url, stream, range(1, stream.messages + 1), rate_hz=300)
         )
         try:
-            await _wait_until(
+            await wait_until(
                 lambda: asyncio.to_thread(lambda: _committed(database_url, stream) >= 300),
                 timeout_s=10, what="the first messages committed",
             )  # fmt: skip

@@ -37,7 +37,8 @@ async def test_the_pruning_loop_logs_and_stops(
     source = f"src-{uuid.uuid4().hex[:8]}"
     async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
         await conn.execute(
-            "INSERT INTO message_log (source, seq, received_at) VALUES (%s, 1, now() - interval '9 days')",
+            "INSERT INTO message_log (source, seq, received_at)"
+            " VALUES (%s, 1, now() - interval '9 days')",
             (source,),
         )
     stop = asyncio.Event()

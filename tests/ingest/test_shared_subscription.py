@@ -11,12 +11,11 @@ import asyncio
 import logging
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import httpx
 import psycopg
 import pytest
 from aiomqtt.exceptions import MqttCodeError
+from ingest_child import IngestChild, wait_until
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 from prometheus_client.parser import text_string_to_metric_families
@@ -67,27 +67,15 @@ async def _publish(
                 await client.publish(topic, _payload(site, machine, seq), qos=1)
 
 
-async def _wait_until(
-    condition: Callable[[], Awaitable[bool]], timeout_s: float, what: str, poll_s: float = 0.2
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not after {timeout_s:.0f} s")
-        await asyncio.sleep(poll_s)
-
-
-class _Worker:
+class _Worker(IngestChild):
     """`python -m moldlab ingest --shared-group ... --worker NAME` as a child process."""
 
     def __init__(
         self, database_url: str, mqtt_url: str, site: str, group: str, name: str, log_dir: Path
     ) -> None:
-        self.name = name
         self.client_id = f"ingest-{site}-{name}"
-        self.log_path = log_dir / f"ingest-{site}-{name}.log"
         self.metrics_url = f"http://127.0.0.1:{free_port()}/metrics"
-        self.env = {
+        env = {
             **os.environ,
             "MOLDLAB_DATABASE_URL": database_url,
             "MOLDLAB_MQTT_URL": mqtt_url,
@@ -98,26 +86,7 @@ class _Worker:
             "MOLDLAB_INGEST_METRICS_PORT": self.metrics_url.split(":")[2].split("/")[0],
             "MOLDLAB_INGEST_BATCH_MAX_WAIT_S": "0.05",
         }
-        self._proc: asyncio.subprocess.Process | None = None
-
-    async def start(self, timeout_s: float = 20.0) -> None:
-        """Start it and return once it has subscribed."""
-        with self.log_path.open("ab") as log:
-            offset = log.tell()
-            self._proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "moldlab", "ingest",
-                env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-            )  # fmt: skip
-
-        async def subscribed() -> bool:
-            assert self._proc is not None
-            if self._proc.returncode is not None:
-                raise AssertionError(f"ingest exited with {self._proc.returncode}:\n{self.tail()}")
-            with self.log_path.open("rb") as log:
-                log.seek(offset)
-                return b"subscribed to" in log.read()
-
-        await _wait_until(subscribed, timeout_s, f"worker {self.name} subscribed", poll_s=0.05)
+        super().__init__(env, log_dir / f"ingest-{site}-{name}.log", name)
 
     async def leave(self) -> str:
         """Run `moldlab ingest --leave` as this worker; its output."""
@@ -128,21 +97,6 @@ class _Worker:
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         return result.stderr
-
-    async def kill(self) -> None:
-        assert self._proc is not None
-        self._proc.send_signal(signal.SIGKILL)
-        assert await self._proc.wait() == -signal.SIGKILL
-
-    async def stop(self) -> None:
-        if self._proc is None or self._proc.returncode is not None:
-            return
-        self._proc.terminate()
-        try:
-            await asyncio.wait_for(self._proc.wait(), 10)
-        except TimeoutError:
-            self._proc.kill()
-            await self._proc.wait()
 
     async def messages(self) -> float:
         """Messages this worker has acknowledged since it started, from its metrics."""
@@ -155,10 +109,6 @@ class _Worker:
             for sample in family.samples
             if sample.name == "moldlab_ingest_messages_total"
         )
-
-    def tail(self, lines: int = 30) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
 
 
 @pytest.fixture
@@ -198,7 +148,7 @@ async def _wait_for_all(
         return min(counts) >= last
 
     try:
-        await _wait_until(complete, 30, f"seq 1..{last} of every source committed")
+        await wait_until(complete, 30, f"seq 1..{last} of every source committed")
     except AssertionError as exc:
         logs = "\n".join(f"--- worker {w.name}:\n{w.tail()}" for w in workers)
         raise AssertionError(f"{exc}\n{logs}") from None
@@ -248,7 +198,7 @@ async def test_two_workers_share_the_load_and_a_killed_one_loses_nothing(
         publisher.cancel()
     # `b` goes on writing its share meanwhile. (mosquitto keeps routing a's turn to a's
     # session, which holds those messages until a is back.)
-    await _wait_until(lambda: _more(b, b_wrote), 10, "worker b writing on after a was killed")
+    await wait_until(lambda: _more(b, b_wrote), 10, "worker b writing on after a was killed")
     # 2. Both down while the sources go on: the sessions persist and hold the messages.
     await b.stop()
     await _publish(mqtt_url, site, machines, range(301, 351), rate_hz=200)
@@ -348,7 +298,7 @@ async def test_a_broker_without_mqtt_v5_is_a_clear_error(
             return "a shared group needs an MQTT v5 broker" in caplog.text
 
         try:
-            await _wait_until(refused, 30, "a clear error")
+            await wait_until(refused, 30, "a clear error")
         finally:
             stop.set()
             await asyncio.wait_for(task, 10)
@@ -373,7 +323,7 @@ async def test_two_workers_with_one_name_are_told_so(
         return "needs a client id of its own" in caplog.text
 
     try:
-        await _wait_until(told, 15, "the session takeover logged")
+        await wait_until(told, 15, "the session takeover logged")
     finally:
         stop.set()
         await asyncio.wait_for(asyncio.gather(*twins), 15)
