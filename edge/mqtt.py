@@ -163,7 +163,10 @@ class MqttPublisher:
             for row in rows:
                 sent += 1
                 if rate_per_s:
-                    await asyncio.sleep(max(0.0, began + sent / rate_per_s - time.monotonic()))
+                    # The first at once, then one per 1/rate s.
+                    await asyncio.sleep(
+                        max(0.0, began + (sent - 1) / rate_per_s - time.monotonic())
+                    )
                 await self._window.acquire()
                 tasks.create_task(self._publish(client, row))
                 last = row.id
