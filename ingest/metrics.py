@@ -112,6 +112,11 @@ class IngestMetrics:
             buckets=_LAG_BUCKETS_S,
             registry=r,
         )
+        self.latest_written = Counter(
+            "moldlab_ingest_latest_values_written",
+            "newest signal values written to latest_value (at most once a second per signal)",
+            registry=r,
+        )
         self.inflight_batches = Gauge(
             "moldlab_ingest_inflight_batches",
             "batches being written, not yet acknowledged",

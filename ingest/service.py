@@ -15,11 +15,11 @@ Exceptions::
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
-import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import aiomqtt
@@ -30,11 +30,13 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from contracts import BrokerUrl, Topic
+from ingest.backoff import Backoff
+from ingest.latest import LatestValues
 from ingest.metrics import IngestMetrics, serve_metrics
 from ingest.retention import run_pruning
 from ingest.settings import IngestSettings
 from ingest.validation import Inbound, Limits
-from ingest.writer import BatchResult, Prepared, Writer, prepare
+from ingest.writer import BatchResult, Dimensions, Prepared, Writer, prepare
 
 log = logging.getLogger(__name__)
 
@@ -51,55 +53,71 @@ _FLAPS = 3
 # Leaving a group: the broker sends what the session holds at once; this long without a
 # message, and with everything acknowledged, the session is empty.
 _LEAVE_IDLE_S = 2.0
+# Arrivals are validated and packed this many messages at a time (in a thread), so that the
+# end of a write is noticed, and the next batch sent, within a few milliseconds.
+_CHUNK_MESSAGES = 50
+# At shutdown, latest_value's last write gets this long (the database may be away).
+_LATEST_LAST_WRITE_S = 10.0
 
 
 class IngestError(RuntimeError):
     """Ingest cannot do what it is configured to (the broker refuses its subscription)."""
 
 
-class Backoff:
-    """Jittered exponential backoff: 0.5 s doubling to 30 s."""
-
-    def __init__(self, first_s: float = 0.5, max_s: float = 30.0) -> None:
-        self._first_s = first_s
-        self._max_s = max_s
-        self._next_s = first_s
-
-    def reset(self) -> None:
-        self._next_s = self._first_s
-
-    async def wait(self, stop: asyncio.Event) -> None:
-        delay = self._next_s * random.uniform(0.5, 1.5)
-        self._next_s = min(self._next_s * 2, self._max_s)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), delay)
-
-
 class Database:
-    """One connection with its Writer, reconnected with backoff when it breaks."""
+    """A few connections, each with its Writer, reconnected with backoff when they break.
 
-    def __init__(self, url: str, limits: Limits, metrics: IngestMetrics | None = None) -> None:
+    Two batches can be written at once, one per connection, so that PostgreSQL always has
+    one to work on while ingest sends the other or waits for its commit. The writers share
+    the ids of machines and signals.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        limits: Limits,
+        metrics: IngestMetrics | None = None,
+        latest: LatestValues | None = None,
+        *,
+        connections: int = 1,
+    ) -> None:
+        """`latest`: where committed batches hand their newest values; without it, each batch
+        upserts latest_value in its own transaction."""
         self._url = url
         self._limits = limits
         self._metrics = metrics or IngestMetrics()
-        self._conn: psycopg.AsyncConnection | None = None
-        self._writer: Writer | None = None
+        self._latest = latest
+        self.connections = connections
+        self.dimensions = Dimensions()
+        self._free: asyncio.Queue[_Slot] = asyncio.Queue()
+        self._slots = [_Slot() for _ in range(connections)]
+        for slot in self._slots:
+            self._free.put_nowait(slot)
         self._backoff = Backoff()
+        self._connected_once = False
         self._down_since: float | None = None  # monotonic; logged once per outage
 
-    def prepare(self, batch: list[Inbound]) -> Prepared:
-        # With the ids the writer knows, telemetry is packed here too, beside the write.
-        known = self._writer.dimensions if self._writer is not None else None
-        return prepare(batch, self._limits, known)
+    def prepare(self, batch: list[Inbound], into: Prepared) -> None:
+        """Validate `batch` into `into`; with the ids the writers know, pack its telemetry too."""
+        prepare(batch, self._limits, self.dimensions, into)
 
     async def write(
         self, batch: list[Inbound], stop: asyncio.Event, prepared: Prepared | None = None
     ) -> BatchResult | None:
-        """Write `batch` (validated already if `prepared`), retrying through outages; None if
-        `stop` came first."""
+        """Write `batch` (validated already if `prepared`) on a free connection, retrying
+        through outages; None if `stop` came first."""
+        slot = await self._free.get()
+        try:
+            return await self._write(slot, batch, stop, prepared)
+        finally:
+            self._free.put_nowait(slot)
+
+    async def _write(
+        self, slot: _Slot, batch: list[Inbound], stop: asyncio.Event, prepared: Prepared | None
+    ) -> BatchResult | None:
         while not stop.is_set():
             try:
-                writer = await self._connect()
+                writer = await self._connect(slot)
                 started = time.perf_counter()
                 try:
                     result = await writer.write(prepared or batch)
@@ -117,32 +135,46 @@ class Database:
                     log.warning("database unavailable (%s); retrying", str(exc).strip())
                 else:
                     log.debug("database still unavailable (%s)", str(exc).strip())
-                await self.close()
+                await slot.close()
+                self._metrics.database_connected.set(0)
                 await self._backoff.wait(stop)
                 continue
             self._backoff.reset()
             return result
         return None
 
-    async def _connect(self) -> Writer:
-        if self._conn is None or self._conn.closed or self._writer is None:
-            self._conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
-            self._writer = Writer(self._conn, self._limits)
+    async def _connect(self, slot: _Slot) -> Writer:
+        if slot.writer is None or slot.writer.closed:
+            conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
+            hand = None if self._latest is None else self._latest.offer
+            slot.writer = Writer(conn, self._limits, hand, self.dimensions)
             self._metrics.database_connected.set(1)
-            if self._down_since is None:
-                log.info("connected to the database")
-            else:
+            if self._down_since is not None:
                 away_s = time.monotonic() - self._down_since
                 log.info("connected to the database again after %.0f s", away_s)
                 self._down_since = None
-        return self._writer
+            elif not self._connected_once:
+                log.info("connected to the database (%d connections for batches)",
+                         self.connections)  # fmt: skip
+            self._connected_once = True
+        return slot.writer
 
     async def close(self) -> None:
         self._metrics.database_connected.set(0)
-        if self._conn is not None:
-            await self._conn.close()
-        self._conn = None
-        self._writer = None
+        for slot in self._slots:
+            await slot.close()
+
+
+@dataclass(slots=True)
+class _Slot:
+    """One connection's writer, or None while it is to be (re)connected."""
+
+    writer: Writer | None = None
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            await self.writer.close()
+        self.writer = None
 
 
 async def _write_singly(writer: Writer, batch: list[Inbound]) -> BatchResult:
@@ -167,26 +199,44 @@ async def run_ingest(settings: IngestSettings, stop: asyncio.Event, *, leave: bo
     broker = BrokerUrl.parse(settings.mqtt_url)
     metrics = IngestMetrics()
     limits = Limits(max_payload_bytes=settings.ingest_max_payload_bytes)
-    database = Database(settings.database_url, limits, metrics)
+    latest = LatestValues(settings.database_url, on_written=metrics.latest_written.inc)
+    database = Database(
+        settings.database_url, limits, metrics, latest,
+        connections=settings.ingest_write_connections,
+    )  # fmt: skip
     subscription = _subscription(settings)
     metrics.info.info(
         {"client_id": settings.mqtt_client_id, "subscription": subscription, "broker": str(broker)}
     )
     port = 0 if leave else settings.ingest_metrics_port
+    consumed = asyncio.Event()  # no batch commits after it: latest_value's last write follows
     async with serve_metrics(metrics, settings.ingest_metrics_host, port):
         keep = timedelta(days=settings.ingest_dedup_window_days)
         pruning = (
-            None if leave else asyncio.create_task(run_pruning(settings.database_url, keep, stop))
+            None
+            if leave
+            else asyncio.create_task(
+                run_pruning(settings.database_url, keep, stop), name="ingest-prune"
+            )
         )
+        writing_latest = asyncio.create_task(latest.run(consumed), name="ingest-latest")
         try:
             drained = await _consume(settings, broker, subscription, database, metrics, stop, leave)
         finally:
+            consumed.set()
             metrics.broker_connected.set(0)
             await database.close()
             if pruning is not None:
                 pruning.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pruning
+            try:
+                await asyncio.wait_for(writing_latest, _LATEST_LAST_WRITE_S)
+            except TimeoutError:
+                log.warning(
+                    "latest_value: the last write took over %.0f s and was given up; ingest "
+                    "takes its values from telemetry when it starts again", _LATEST_LAST_WRITE_S,
+                )  # fmt: skip
     if drained:
         await _end_session(settings, broker)
         log.info(
@@ -361,11 +411,11 @@ _Written = tuple[BatchResult, datetime]  # a batch's result and when it was comm
 
 @dataclass(slots=True)
 class _Batch:
-    """A batch handed to the database: acknowledged and counted once it is committed."""
+    """Messages validated and packed as they arrive; acknowledged once committed."""
 
-    messages: list[aiomqtt.Message]
-    topics: list[str]
-    prepared: Prepared
+    messages: list[aiomqtt.Message] = field(default_factory=list)
+    inbound: list[Inbound] = field(default_factory=list)
+    prepared: Prepared = field(default_factory=Prepared)
 
 
 async def _pump(
@@ -377,8 +427,15 @@ async def _pump(
     idle_exit_s: float | None = None,
 ) -> bool:
     """Batch, write and acknowledge until `stop` is set or the broker goes away; with
-    `idle_exit_s`, also return True once that long has passed with nothing to do."""
+    `idle_exit_s`, also return True once that long has passed with nothing to do.
+
+    One batch is written while the next one grows: each message is validated and packed
+    as it arrives, and the open batch goes the moment the database is free. Under load,
+    batches grow while the previous one is written (up to batch_max_messages); at a light
+    load, a message waits for no timer. Acks go out in order, each after its batch's commit.
+    """
     inbox: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
+    wake = asyncio.Event()  # a message arrived, or the write in flight ended
     last_received = time.monotonic()
 
     async def receive() -> None:
@@ -387,38 +444,34 @@ async def _pump(
         async for message in client.messages:
             inbox.put_nowait(message)
             last_received = time.monotonic()
+            wake.set()
 
-    async def write(inbound: list[Inbound], prepared: Prepared) -> _Written | None:
-        result = await database.write(inbound, stop, prepared)
+    async def write(batch: _Batch) -> _Written | None:
+        result = await database.write(batch.inbound, stop, batch.prepared)
         return None if result is None else (result, datetime.now(UTC))
 
+    limit = settings.ingest_batch_max_messages
     window = BatchResult()
     window_started = time.monotonic()
-    # Two batches in flight: while one is written and committed, the next is collected and
-    # validated. Acks go out in order, each after its batch's commit.
-    writing: asyncio.Task[_Written | None] | None = None
-    written: _Batch | None = None
+    writing: collections.deque[tuple[asyncio.Task[_Written | None], _Batch]] = collections.deque()
+    growing = _Batch()
     drained = False
     try:
         async with asyncio.TaskGroup() as tg:
             receiver = tg.create_task(receive(), name="ingest-receive")
             while True:
-                batch = [] if stop.is_set() else await _collect(inbox, settings, stop, writing)
-                if batch:
-                    now = datetime.now(UTC)
-                    inbound = [Inbound(str(m.topic), _payload(m), now) for m in batch]
-                    prepared = database.prepare(inbound)
-                if writing is not None:
-                    outcome = await writing
-                    writing = None
+                # Acknowledge written batches in the order they came (MQTT's order for acks).
+                while writing and (writing[0][0].done() or stop.is_set()):
+                    task, written = writing.popleft()
+                    outcome = await task
                     metrics.inflight_batches.dec()
                     if outcome is None:
                         break  # stopping before commit: the broker keeps these for the next run
                     result, committed_at = outcome
-                    assert written is not None
                     for m in written.messages:
                         client._client.ack(m.mid, m.qos)
-                    metrics.batch_committed(written.topics, written.prepared, result, committed_at)
+                    topics = [i.topic for i in written.inbound]
+                    metrics.batch_committed(topics, written.prepared, result, committed_at)
                     window += result
                     if (elapsed_s := time.monotonic() - window_started) >= _REPORT_EVERY_S:
                         log.info(
@@ -430,57 +483,42 @@ async def _pump(
                         window, window_started = BatchResult(), time.monotonic()
                 if stop.is_set():
                     break
-                if batch:
-                    writing = tg.create_task(write(inbound, prepared), name="ingest-write")
-                    written = _Batch(batch, [i.topic for i in inbound], prepared)
+                if len(writing) < database.connections and growing.messages:
+                    task = tg.create_task(write(growing), name="ingest-write")
+                    task.add_done_callback(lambda _: wake.set())
+                    writing.append((task, growing))
+                    growing = _Batch()
                     metrics.inflight_batches.inc()
-                elif (
+                    continue
+                room = min(limit - len(growing.messages), _CHUNK_MESSAGES)
+                if room > 0 and not inbox.empty():
+                    taken = [inbox.get_nowait() for _ in range(min(room, inbox.qsize()))]
+                    now = datetime.now(UTC)
+                    inbound = [Inbound(str(m.topic), _payload(m), now) for m in taken]
+                    # In a thread: the writes in flight go on meanwhile (their statements and
+                    # results need the event loop), rather than waiting for this CPU work.
+                    await asyncio.to_thread(database.prepare, inbound, growing.prepared)
+                    growing.messages += taken
+                    growing.inbound += inbound
+                if (
                     idle_exit_s is not None
-                    and writing is None
+                    and not writing
                     and inbox.empty()
                     and time.monotonic() - last_received >= idle_exit_s
                 ):
                     drained = True
                     break
+                wake.clear()
+                if (inbox.empty() or len(growing.messages) >= limit) and not (
+                    writing and writing[0][0].done()
+                ):
+                    # In short steps, so that `stop` is seen promptly.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(wake.wait(), 0.5)
             receiver.cancel()
     finally:
         metrics.inflight_batches.set(0)
     return drained
-
-
-async def _collect(
-    inbox: asyncio.Queue[aiomqtt.Message],
-    settings: IngestSettings,
-    stop: asyncio.Event,
-    writing: asyncio.Task[_Written | None] | None = None,
-) -> list[aiomqtt.Message]:
-    """Up to batch_max_messages, waiting at most batch_max_wait_s after the first one.
-
-    With nothing arriving it returns empty once `writing` is done: the broker may be holding
-    back further messages until that batch is acknowledged (its in-flight window is full);
-    with nothing arriving and nothing being written, after half a second.
-    """
-    batch: list[aiomqtt.Message] = []
-    deadline = time.monotonic() + settings.ingest_batch_max_wait_s
-    while len(batch) < settings.ingest_batch_max_messages and not stop.is_set():
-        if batch:
-            timeout = deadline - time.monotonic()
-            if timeout <= 0:
-                break
-        elif writing is not None:
-            if writing.done():
-                break
-            timeout = 0.02  # check again soon: the ack of that batch must not wait
-        else:
-            timeout = 0.5  # in short steps, so that `stop` is seen promptly
-        try:
-            batch.append(await asyncio.wait_for(inbox.get(), timeout))
-        except TimeoutError:
-            if not batch:
-                if writing is None:
-                    break  # nothing for a while: the caller may have something to check
-                deadline = time.monotonic() + settings.ingest_batch_max_wait_s
-    return batch
 
 
 def _payload(message: aiomqtt.Message) -> bytes:

@@ -19,8 +19,20 @@ class IngestSettings(BaseSettings):
         description="MQTT client id; the broker keeps this persistent session's messages",
     )
     ingest_site: str = Field(default="+", description="the site to subscribe to (+ for all)")
-    ingest_batch_max_messages: int = Field(default=500, ge=1, le=100_000)
-    ingest_batch_max_wait_s: float = Field(default=0.25, gt=0, le=10)
+    ingest_batch_max_messages: int = Field(
+        default=500,
+        ge=1,
+        le=100_000,
+        description="the most messages in one batch (a batch goes as soon as the database is "
+        "free, and grows while the previous one is written)",
+    )
+    ingest_write_connections: int = Field(
+        default=2,
+        ge=1,
+        le=8,
+        description="database connections writing batches at once (latest_value and pruning "
+        "have one more each)",
+    )
     ingest_max_payload_bytes: int = Field(default=1_048_576, ge=1024)
     # message_log keeps (source, seq) this long: a redelivery older than that is written again.
     ingest_dedup_window_days: float = Field(default=7.0, gt=0, le=3650)

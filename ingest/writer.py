@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import struct
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +21,7 @@ from contracts import (
     signal_spec,
 )
 from contracts.codec import AnyMessage, Sample
+from ingest.latest import Latest, update_last_seen, upsert_latest
 from ingest.validation import Inbound, Limits, RejectedMessage, validate
 
 log = logging.getLogger(__name__)
@@ -64,13 +65,19 @@ class Prepared:
     rejected: list[tuple[str, bytes, str]] = field(default_factory=list)
     duplicates: int = 0
     segments: dict[tuple[str, int], tuple[bytes, int, int]] = field(default_factory=dict)
-    latest: dict[tuple[int, int], tuple[int, float]] = field(default_factory=dict)  # pg us
+    latest: Latest = field(default_factory=dict)  # pg us
 
 
-def prepare(batch: list[Inbound], limits: Limits, known: Dimensions | None = None) -> Prepared:
+def prepare(
+    batch: list[Inbound],
+    limits: Limits,
+    known: Dimensions | None = None,
+    into: Prepared | None = None,
+) -> Prepared:
     """Validate `batch` and pack what it can: CPU only, no database, so ingest does it for the
-    next batch while the previous one is being written. `known`: the writer's dimensions."""
-    prepared = Prepared()
+    next batch while the previous one is being written. `known`: the writer's dimensions;
+    `into`: a batch prepared so far, which `batch` joins (and which is returned)."""
+    prepared = Prepared() if into is None else into
     for inbound in batch:
         try:
             topic, message, samples = validate(inbound, limits)
@@ -96,7 +103,7 @@ def _pack(
     machine_id: int,
     base_us: int,
     signals: Mapping[str, int],
-    latest: dict[tuple[int, int], tuple[int, float]],
+    latest: Latest,
 ) -> tuple[bytes, int] | None:
     """`samples` as binary COPY tuples and the newest reading's pg time, the newest value of
     each signal kept in `latest`; None if a signal has no id yet. The hot loop of ingest.
@@ -127,7 +134,7 @@ class _Rows:
 
     telemetry: bytearray = field(default_factory=bytearray)  # binary COPY tuples
     readings: int = 0
-    latest: dict[tuple[int, int], tuple[int, float]] = field(default_factory=dict)  # pg us
+    latest: Latest = field(default_factory=dict)  # pg us
     cycles: list[tuple[object, ...]] = field(default_factory=list)
     states: list[tuple[object, ...]] = field(default_factory=list)
     statuses: list[tuple[object, ...]] = field(default_factory=list)
@@ -137,10 +144,21 @@ class _Rows:
 class Writer:
     """Holds the dimension caches for one database connection."""
 
-    def __init__(self, conn: AsyncConnection, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        conn: AsyncConnection,
+        limits: Limits | None = None,
+        hand_latest: Callable[[Latest, dict[int, datetime]], None] | None = None,
+        dimensions: Dimensions | None = None,
+    ) -> None:
+        """`hand_latest`: given each committed batch's newest values and machines' last-seen
+        times (LatestValues.offer), to write later on their own; without it, latest_value and
+        machine.last_seen are updated in the batch transaction. `dimensions`: ids shared with
+        other writers to the same database."""
         self._conn = conn
         self._limits = limits or Limits()
-        self.dimensions = Dimensions()
+        self._hand_latest = hand_latest
+        self.dimensions = Dimensions() if dimensions is None else dimensions
         self._machines = self.dimensions.machines
         self._signals = self.dimensions.signals
 
@@ -180,11 +198,20 @@ class Writer:
                     rows.states.append(_state_row(machine_id, message))
                 result.messages += 1
             await self._insert(rows, rejected)
+        if self._hand_latest is not None:
+            self._hand_latest(rows.latest, rows.last_seen)
         result.readings = rows.readings
         result.rejected = len(rejected)
         for topic_name, _payload, reason in rejected:
             log.warning("rejected a message on %s: %s", topic_name, reason)
         return result
+
+    @property
+    def closed(self) -> bool:
+        return self._conn.closed
+
+    async def close(self) -> None:
+        await self._conn.close()
 
     async def reject(self, inbound: Inbound, reason: str) -> BatchResult:
         """Record `inbound` as rejected for `reason` (the database refused it)."""
@@ -199,7 +226,7 @@ class Writer:
         message: TelemetryBatch,
         samples: list[Sample] | None,
         machine_id: int,
-        latest: dict[tuple[int, int], tuple[int, float]],
+        latest: Latest,
     ) -> tuple[bytes, int, int]:
         """Pack a message that prepare() could not: its machine or a signal was new then."""
         if samples is None:
@@ -212,10 +239,13 @@ class Writer:
         """Record (source, seq) of each message; returns those not written before, in order."""
         if not keys:
             return []
+        # In key order: two batches in flight (or two workers) that hold the same redelivered
+        # messages then wait for each other at most, and never deadlock.
+        ordered = sorted(keys)
         cur = await self._conn.execute(
             "INSERT INTO message_log (source, seq) SELECT * FROM unnest(%s::text[], %s::bigint[])"
             " ON CONFLICT DO NOTHING RETURNING source, seq",
-            ([k[0] for k in keys], [k[1] for k in keys]),
+            ([k[0] for k in ordered], [k[1] for k in ordered]),
         )
         claimed = {(str(s), int(q)) for s, q in await cur.fetchall()}
         return [k for k in keys if k in claimed]
@@ -272,25 +302,8 @@ class Writer:
                 ) as copy:
                     # One buffer, built by struct in the loop above: no per-row call here.
                     await copy.write(_COPY_HEADER + rows.telemetry + _COPY_TRAILER)
-            if rows.latest:
-                # One statement for the whole batch, in key order so that concurrent ingest
-                # workers cannot deadlock.
-                ordered = sorted(rows.latest.items())
-                await cur.execute(
-                    "INSERT INTO latest_value (machine_id, signal_id, time, value)"
-                    " SELECT m, s, timestamptz '2000-01-01Z' + t * interval '1 microsecond', v"
-                    " FROM unnest(%s::int4[], %s::int4[], %s::int8[], %s::float8[])"
-                    " AS u(m, s, t, v)"
-                    " ON CONFLICT (machine_id, signal_id) DO UPDATE"
-                    " SET time = EXCLUDED.time, value = EXCLUDED.value"
-                    " WHERE latest_value.time <= EXCLUDED.time",
-                    (
-                        [m for (m, _), _ in ordered],
-                        [sig for (_, sig), _ in ordered],
-                        [t for _, (t, _) in ordered],
-                        [v for _, (_, v) in ordered],
-                    ),
-                )
+            if rows.latest and self._hand_latest is None:
+                await upsert_latest(cur, rows.latest)
             if rows.cycles:
                 await cur.executemany(
                     "INSERT INTO cycle (time, machine_id, shot, quality, parts, cycle_time_s,"
@@ -309,11 +322,8 @@ class Writer:
                     " VALUES (%s, %s, %s, %s, %s, %s)",
                     rows.statuses,
                 )
-            if rows.last_seen:
-                await cur.executemany(
-                    "UPDATE machine SET last_seen = GREATEST(last_seen, %s) WHERE id = %s",
-                    [(t, m) for m, t in sorted(rows.last_seen.items())],
-                )
+            if rows.last_seen and self._hand_latest is None:
+                await update_last_seen(cur, rows.last_seen)
             if rejected:
                 await cur.executemany(
                     _INSERT_REJECTED, [_rejected_row(*reject) for reject in rejected]

@@ -70,7 +70,7 @@ async def test_simulated_machines_reach_the_api_and_the_live_socket(
     stop = asyncio.Event()
     ingest_settings = IngestSettings(
         database_url=database_url, mqtt_url=mqtt_url, ingest_site=site,
-        ingest_client_id=f"ingest-{site}", ingest_batch_max_wait_s=0.05,
+        ingest_client_id=f"ingest-{site}",
     )  # fmt: skip
     async with asyncio.TaskGroup() as tg:
         tg.create_task(run_ingest(ingest_settings, stop))

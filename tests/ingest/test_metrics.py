@@ -118,7 +118,7 @@ async def test_metrics_count_what_ingest_wrote_and_rejected(
     url = f"http://127.0.0.1:{port}/metrics"
     settings = IngestSettings(
         database_url=database_url, mqtt_url=mqtt_url, ingest_site=site,
-        ingest_client_id=f"ingest-{site}", ingest_batch_max_wait_s=0.05,
+        ingest_client_id=f"ingest-{site}",
         ingest_max_payload_bytes=4096, ingest_metrics_port=port,
     )  # fmt: skip
     stop = asyncio.Event()

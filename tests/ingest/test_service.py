@@ -76,7 +76,7 @@ async def test_messages_are_acknowledged_only_after_they_are_committed(
     machine = "imm-01"
     settings = IngestSettings(
         database_url=database_url, mqtt_url=mqtt_url, ingest_site=site,
-        ingest_client_id=f"ingest-{site}", ingest_batch_max_wait_s=0.05,
+        ingest_client_id=f"ingest-{site}",
     )  # fmt: skip
     # 1. The persistent session exists; ingest is then down while a machine publishes.
     await _run_ingest_for(settings, 0.5)

@@ -84,7 +84,6 @@ class _Worker(IngestChild):
             "MOLDLAB_INGEST_SHARED_GROUP": group,
             "MOLDLAB_INGEST_WORKER": name,
             "MOLDLAB_INGEST_METRICS_PORT": self.metrics_url.split(":")[2].split("/")[0],
-            "MOLDLAB_INGEST_BATCH_MAX_WAIT_S": "0.05",
         }
         super().__init__(env, log_dir / f"ingest-{site}-{name}.log", name)
 

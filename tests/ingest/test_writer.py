@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -177,3 +178,31 @@ async def test_a_redelivered_bad_message_is_one_rejection(
             (f"%/{machine}/%",),
         )
         assert [r[0] for r in await cur.fetchall()] == [tele, other_topic.topic]
+
+
+async def test_two_connections_writing_the_same_redelivered_messages_write_them_once(
+    database_url: str,
+) -> None:
+    # Ingest writes two batches at once; a redelivery can put messages in both, in another
+    # order. Neither may write one twice, and they must not deadlock (claimed in key order).
+    machine = _machine()
+    messages = [_telemetry(machine, seq, [float(seq)]) for seq in range(1, 2001)]
+    async with (
+        await psycopg.AsyncConnection.connect(database_url, autocommit=True) as one,
+        await psycopg.AsyncConnection.connect(database_url, autocommit=True) as two,
+    ):
+        first = Writer(one, Limits())
+        second = Writer(two, Limits(), dimensions=first.dimensions)
+        await first.write([_telemetry(machine, 0, [0.0])])  # machine and signal have ids
+        results = await asyncio.wait_for(
+            asyncio.gather(first.write(messages), second.write(messages[::-1])), 30
+        )
+    assert sum(r.messages for r in results) == 2000
+    assert sum(r.duplicates for r in results) == 2000
+    async with await psycopg.AsyncConnection.connect(database_url) as conn:
+        assert await _count(conn, TELEMETRY_ROWS, machine) == 2001
+        cur = await conn.execute(
+            "SELECT count(*), count(DISTINCT seq) FROM message_log WHERE source = %s",
+            (f"src-{machine}",),
+        )
+        assert await cur.fetchone() == (2001, 2001)

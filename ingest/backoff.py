@@ -1,0 +1,25 @@
+"""Jittered exponential backoff between attempts to reach the broker or the database."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+
+
+class Backoff:
+    """Jittered exponential backoff: 0.5 s doubling to 30 s."""
+
+    def __init__(self, first_s: float = 0.5, max_s: float = 30.0) -> None:
+        self._first_s = first_s
+        self._max_s = max_s
+        self._next_s = first_s
+
+    def reset(self) -> None:
+        self._next_s = self._first_s
+
+    async def wait(self, stop: asyncio.Event) -> None:
+        delay = self._next_s * random.uniform(0.5, 1.5)
+        self._next_s = min(self._next_s * 2, self._max_s)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
