@@ -124,6 +124,9 @@ class Database:
                 except psycopg.OperationalError:
                     raise
                 except psycopg.Error as exc:
+                    if not writer.usable:
+                        # Not the batch's fault: the connection is gone (an outage).
+                        raise psycopg.OperationalError(str(exc)) from exc
                     log.error(
                         "the database refused a batch (%s); writing it message by message", exc
                     )
@@ -144,7 +147,8 @@ class Database:
         return None
 
     async def _connect(self, slot: _Slot) -> Writer:
-        if slot.writer is None or slot.writer.closed:
+        if slot.writer is None or not slot.writer.usable:
+            await slot.close()
             conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
             hand = None if self._latest is None else self._latest.offer
             slot.writer = Writer(conn, self._limits, hand, self.dimensions)
@@ -186,6 +190,8 @@ async def _write_singly(writer: Writer, batch: list[Inbound]) -> BatchResult:
         except psycopg.OperationalError:
             raise
         except psycopg.Error as exc:
+            if not writer.usable:
+                raise psycopg.OperationalError(str(exc)) from exc
             total += await writer.reject(inbound, f"database refused it: {exc}")
     return total
 
@@ -416,6 +422,7 @@ class _Batch:
     messages: list[aiomqtt.Message] = field(default_factory=list)
     inbound: list[Inbound] = field(default_factory=list)
     prepared: Prepared = field(default_factory=Prepared)
+    opened: float = 0.0  # monotonic, when its first message came
 
 
 async def _pump(
@@ -429,10 +436,12 @@ async def _pump(
     """Batch, write and acknowledge until `stop` is set or the broker goes away; with
     `idle_exit_s`, also return True once that long has passed with nothing to do.
 
-    One batch is written while the next one grows: each message is validated and packed
-    as it arrives, and the open batch goes the moment the database is free. Under load,
-    batches grow while the previous one is written (up to batch_max_messages); at a light
-    load, a message waits for no timer. Acks go out in order, each after its batch's commit.
+    Batches are written while the next one grows: each message is validated and packed as
+    it arrives, and the growing batch goes when a connection is free and it has waited
+    batch_max_wait_s for more (0 by default: at once), or when it is full
+    (batch_max_messages). Under load, batches grow while the previous ones are written; at
+    a light load, a message waits for no timer. Acks go out in order, each after its
+    batch's commit.
     """
     inbox: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
     wake = asyncio.Event()  # a message arrived, or the write in flight ended
@@ -451,6 +460,7 @@ async def _pump(
         return None if result is None else (result, datetime.now(UTC))
 
     limit = settings.ingest_batch_max_messages
+    linger_s = settings.ingest_batch_max_wait_s
     window = BatchResult()
     window_started = time.monotonic()
     writing: collections.deque[tuple[asyncio.Task[_Written | None], _Batch]] = collections.deque()
@@ -483,7 +493,14 @@ async def _pump(
                         window, window_started = BatchResult(), time.monotonic()
                 if stop.is_set():
                     break
-                if len(writing) < database.connections and growing.messages:
+                if (
+                    len(writing) < database.connections
+                    and growing.messages
+                    and (
+                        len(growing.messages) >= limit
+                        or time.monotonic() >= growing.opened + linger_s
+                    )
+                ):
                     task = tg.create_task(write(growing), name="ingest-write")
                     task.add_done_callback(lambda _: wake.set())
                     writing.append((task, growing))
@@ -498,6 +515,8 @@ async def _pump(
                     # In a thread: the writes in flight go on meanwhile (their statements and
                     # results need the event loop), rather than waiting for this CPU work.
                     await asyncio.to_thread(database.prepare, inbound, growing.prepared)
+                    if not growing.messages:
+                        growing.opened = time.monotonic()
                     growing.messages += taken
                     growing.inbound += inbound
                 if (
@@ -513,8 +532,11 @@ async def _pump(
                     writing and writing[0][0].done()
                 ):
                     # In short steps, so that `stop` is seen promptly.
+                    timeout_s = 0.5
+                    if growing.messages and len(writing) < database.connections:
+                        timeout_s = max(0.0, growing.opened + linger_s - time.monotonic())
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(wake.wait(), 0.5)
+                        await asyncio.wait_for(wake.wait(), timeout_s)
             receiver.cancel()
     finally:
         metrics.inflight_batches.set(0)

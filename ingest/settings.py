@@ -26,6 +26,13 @@ class IngestSettings(BaseSettings):
         description="the most messages in one batch (a batch goes as soon as the database is "
         "free, and grows while the previous one is written)",
     )
+    ingest_batch_max_wait_s: float = Field(
+        default=0.0,
+        ge=0,
+        le=10,
+        description="how long a batch waits for more messages once a connection is free to "
+        "write it (0: it goes at once; more: fewer, larger transactions at a light load)",
+    )
     ingest_write_connections: int = Field(
         default=2,
         ge=1,

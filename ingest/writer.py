@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, pq
 from psycopg.types.json import Jsonb
 
 from contracts import (
@@ -207,8 +207,13 @@ class Writer:
         return result
 
     @property
-    def closed(self) -> bool:
-        return self._conn.closed
+    def usable(self) -> bool:
+        """Whether the connection is open and idle outside any transaction: a write cancelled
+        half-way (the broker went away) or broken leaves it otherwise."""
+        return (
+            not self._conn.closed
+            and self._conn.info.transaction_status == pq.TransactionStatus.IDLE
+        )
 
     async def close(self) -> None:
         await self._conn.close()

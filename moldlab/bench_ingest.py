@@ -113,6 +113,7 @@ class Servers:
     broker: str
     broker_max_inflight: int | None
     ingest_batch_max_messages: int
+    ingest_write_connections: int
     durable: bool | None
 
 
@@ -214,14 +215,15 @@ class _Generator:
 
 @contextmanager
 def _ingest(
-    database_url: str, mqtt_url: str, batch_max: int, log_path: Path
+    database_url: str, mqtt_url: str, batch_max: int, connections: int, log_path: Path
 ) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
     """`python -m moldlab ingest` with a session of its own, subscribed when this yields."""
     client_id = f"moldlab-bench-ingest-{uuid.uuid4().hex[:8]}"
     env = {k: v for k, v in _child_env().items() if not k.startswith("MOLDLAB_")}
     settings = {"MOLDLAB_DATABASE_URL": database_url, "MOLDLAB_MQTT_URL": mqtt_url,
                 "MOLDLAB_INGEST_CLIENT_ID": client_id, "MOLDLAB_INGEST_SITE": _SITE,
-                "MOLDLAB_INGEST_BATCH_MAX_MESSAGES": str(batch_max)}  # fmt: skip
+                "MOLDLAB_INGEST_BATCH_MAX_MESSAGES": str(batch_max),
+                "MOLDLAB_INGEST_WRITE_CONNECTIONS": str(connections)}  # fmt: skip
     argv = [sys.executable, "-m", "moldlab", "ingest"]
     command = " ".join(f"{k}={v}" for k, v in settings.items() if "DATABASE" not in k)
     command += " MOLDLAB_DATABASE_URL=... " + shlex.join(argv)
@@ -296,6 +298,7 @@ def _run_phase(
     database_url: str,
     mqtt_url: str,
     batch_max: int,
+    connections: int,
     pids: dict[str, int | None],
     tmp: Path,
 ) -> PhaseFigures:
@@ -305,7 +308,9 @@ def _run_phase(
         conn = stack.enter_context(psycopg.connect(database_url, autocommit=True))
         clock_sql, clock = _commit_clock(conn)
         before = _committed(conn)  # by earlier phases
-        proc, command = stack.enter_context(_ingest(database_url, mqtt_url, batch_max, log_path))
+        proc, command = stack.enter_context(
+            _ingest(database_url, mqtt_url, batch_max, connections, log_path)
+        )
         gen = stack.enter_context(_Generator(mqtt_url, load))
         deadline = time.monotonic() + 60.0
         while _committed(conn) == before:
@@ -443,7 +448,7 @@ def _servers(
             broker_label = f"external {BrokerUrl.parse(mqtt_url)}"
         where = "local" if database_url is None else "external"
         label = f"{where} {backend} " + ("(fsync on)" if durable else "")
-        servers = Servers(label.strip(), broker_label, inflight, 0, durable)
+        servers = Servers(label.strip(), broker_label, inflight, 0, 0, durable)
         yield url, mqtt_url, servers, pids
 
 
@@ -455,6 +460,7 @@ def run_ingest_bench(
     machines: int,
     signals: int,
     batch_max_messages: int,
+    write_connections: int,
     database_url: str | None,
     mqtt_url: str | None,
     quick: bool,
@@ -464,9 +470,12 @@ def run_ingest_bench(
     command = (
         f"moldlab bench ingest --seconds {seconds:g} --rate {rate:g} --latency-rate "
         f"{latency_rate:g} --machines {machines} --signals {signals} --batch-max-messages "
-        f"{batch_max_messages}" + (" --quick" if quick else "") + (" --json" if as_json else "")
+        f"{batch_max_messages} --write-connections {write_connections}"
+        + (" --quick" if quick else "")
+        + (" --json" if as_json else "")
     )
-    if min(seconds, rate, latency_rate, machines, signals, batch_max_messages) <= 0:
+    if min(seconds, rate, latency_rate, machines, signals, batch_max_messages,
+           write_connections) <= 0:  # fmt: skip
         print("moldlab bench ingest: every number must be positive", file=sys.stderr)
         return 2
     if seconds < MIN_WINDOW_S and not quick:
@@ -481,15 +490,17 @@ def run_ingest_bench(
         with tempfile.TemporaryDirectory(prefix="moldlab-bench-", dir="/tmp") as tmp:
             Path(tmp).chmod(0o755)  # PostgreSQL runs as `postgres` when we are root
             with _servers(database_url, mqtt_url, Path(tmp)) as (db, broker, servers, pids):
-                servers = Servers(**(asdict(servers) | {"ingest_batch_max_messages":
-                                                         batch_max_messages}))  # fmt: skip
+                ingest = {"ingest_batch_max_messages": batch_max_messages,
+                          "ingest_write_connections": write_connections}  # fmt: skip
+                servers = Servers(**(asdict(servers) | ingest))
                 if not as_json:
                     _print_servers(servers)
                 phases = []
                 for name, offered in (("saturation", rate), ("latency", latency_rate)):
                     load = Load(machines, signals, offered)
                     phase = _run_phase(name, load, seconds, warmup_s, db, broker,
-                                       batch_max_messages, pids, Path(tmp))  # fmt: skip
+                                       batch_max_messages, write_connections, pids,
+                                       Path(tmp))  # fmt: skip
                     if not as_json:
                         _print_phase(phase)
                     phases.append(phase)
@@ -540,7 +551,8 @@ def run_ingest_bench(
 def _print_servers(s: Servers) -> None:
     print(f"database: {s.database}")
     print(f"broker:   {s.broker}; ingest batches up to {s.ingest_batch_max_messages} messages "
-          "(no more than the broker's in-flight window)", flush=True)  # fmt: skip
+          "(no more than the broker's in-flight window), written on "
+          f"{s.ingest_write_connections} connections at once", flush=True)  # fmt: skip
 
 
 def _print_phase(p: PhaseFigures) -> None:

@@ -179,8 +179,9 @@ def _parser() -> argparse.ArgumentParser:
         help="measurement window per phase, after a warm-up (default 30, at least 30)",
     )  # fmt: skip
     bench_ingest.add_argument(
-        "--rate", type=float, default=100_000.0,
-        help="readings/s offered in the saturation phase (default 100000)",
+        "--rate", type=float, default=130_000.0,
+        help="readings/s offered in the saturation phase (default 130000: more than the "
+        "100,000/s target, so that what is committed is what ingest can do)",
     )  # fmt: skip
     bench_ingest.add_argument(
         "--latency-rate", type=float, default=50_000.0,
@@ -195,6 +196,11 @@ def _parser() -> argparse.ArgumentParser:
     bench_ingest.add_argument(
         "--batch-max-messages", type=int, default=500,
         help="ingest's MOLDLAB_INGEST_BATCH_MAX_MESSAGES (default 500, as ingest's own default)",
+    )  # fmt: skip
+    bench_ingest.add_argument(
+        "--write-connections", type=int, default=2,
+        help="ingest's MOLDLAB_INGEST_WRITE_CONNECTIONS: batches written at once (default 2, "
+        "as ingest's own default; 1 to compare)",
     )  # fmt: skip
     bench_ingest.add_argument(
         "--database-url", help="a PostgreSQL server to use (a database is created and dropped)"
@@ -337,7 +343,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return run_ingest_bench(
             seconds=args.seconds, rate=args.rate, latency_rate=args.latency_rate,
             machines=args.machines, signals=args.signals,
-            batch_max_messages=args.batch_max_messages, database_url=args.database_url,
+            batch_max_messages=args.batch_max_messages,
+            write_connections=args.write_connections, database_url=args.database_url,
             mqtt_url=args.mqtt_url, quick=args.quick, as_json=args.json,
         )  # fmt: skip
     if args.command == "bench" and args.bench_command == "edge":
