@@ -445,14 +445,16 @@ async def _pump(
     """
     inbox: asyncio.Queue[aiomqtt.Message] = asyncio.Queue()
     wake = asyncio.Event()  # a message arrived, or the write in flight ended
-    last_received = time.monotonic()
+    # The last message received or acknowledged: a broker with a full in-flight window
+    # sends more only after an ack, so quiet is counted from whichever came later.
+    last_active = time.monotonic()
 
     async def receive() -> None:
-        nonlocal last_received
+        nonlocal last_active
         # Bounded by the broker: it sends no more than its in-flight window of unacked messages.
         async for message in client.messages:
             inbox.put_nowait(message)
-            last_received = time.monotonic()
+            last_active = time.monotonic()
             wake.set()
 
     async def write(batch: _Batch) -> _Written | None:
@@ -480,6 +482,7 @@ async def _pump(
                     result, committed_at = outcome
                     for m in written.messages:
                         client._client.ack(m.mid, m.qos)
+                    last_active = time.monotonic()
                     topics = [i.topic for i in written.inbound]
                     metrics.batch_committed(topics, written.prepared, result, committed_at)
                     window += result
@@ -522,8 +525,9 @@ async def _pump(
                 if (
                     idle_exit_s is not None
                     and not writing
+                    and not growing.messages
                     and inbox.empty()
-                    and time.monotonic() - last_received >= idle_exit_s
+                    and time.monotonic() - last_active >= idle_exit_s
                 ):
                     drained = True
                     break

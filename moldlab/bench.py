@@ -125,11 +125,16 @@ def cpu_seconds(pid: int) -> float:
 
 
 def peak_rss_bytes(pid: int) -> int:
-    """The process's peak resident set size (VmHWM)."""
+    """The process's peak resident set size: VmHWM, or VmRSS if higher (the kernel updates
+    VmHWM lazily, so it can lag behind the current size)."""
+    fields = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise BenchError(f"no VmHWM in /proc/{pid}/status")
+        name, _, value = line.partition(":")
+        if name in ("VmHWM", "VmRSS"):
+            fields[name] = int(value.split()[0]) * 1024
+    if "VmHWM" not in fields:
+        raise BenchError(f"no VmHWM in /proc/{pid}/status")
+    return max(fields.values())
 
 
 def _child_env() -> dict[str, str]:

@@ -274,7 +274,8 @@ def _measure(
         cpu_pct_median=round(statistics.median(cpu), 2),
         cpu_pct_windows=[round(c, 2) for c in cpu],
         rss_mb_windows=[round(r, 1) for r in rss],
-        peak_rss_mb=round(peak_rss_bytes(proc.pid) / 1e6, 1),
+        # The kernel updates VmHWM lazily: a sample taken above may be higher.
+        peak_rss_mb=round(max(peak_rss_bytes(proc.pid) / 1e6, *rss), 1),
         messages_per_s=round(sum(by_kind.values()), 1) if count else None,
         messages_per_s_by_kind=by_kind,
     )

@@ -88,11 +88,17 @@ class _Worker(IngestChild):
         super().__init__(env, log_dir / f"ingest-{site}-{name}.log", name)
 
     async def leave(self) -> str:
-        """Run `moldlab ingest --leave` as this worker; its output."""
+        """Run `moldlab ingest --leave` as this worker; its output.
+
+        Its batches wait 2.5 s for more, longer than the 2 s of quiet after which a leaving
+        worker deems its session empty: what it holds then must still be written first, and
+        the broker sends the rest of the session only after those acks.
+        """
+        env = self.env | {"MOLDLAB_INGEST_BATCH_MAX_WAIT_S": "2.5"}
         result = await asyncio.to_thread(
             subprocess.run,
             [sys.executable, "-m", "moldlab", "ingest", "--leave"],
-            env=self.env, capture_output=True, text=True, timeout=60,
+            env=env, capture_output=True, text=True, timeout=60,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         return result.stderr
@@ -222,7 +228,7 @@ async def test_a_worker_that_leaves_hands_its_share_to_the_others(
     machines = [f"imm-{site[-6:]}-{i}" for i in (1, 2)]
     a, b = workers(site, group, "a"), workers(site, group, "b")
     await asyncio.gather(a.start(), b.start())
-    last = 600  # 10 s of publishing: `a` leaves in the middle
+    last = 900  # 15 s of publishing: `a` leaves in the middle
     publisher = asyncio.create_task(
         _publish(mqtt_url, site, machines, range(1, last + 1), rate_hz=60)
     )
