@@ -65,11 +65,10 @@ class IngestError(RuntimeError):
 
 
 class Database:
-    """A few connections, each with its Writer, reconnected with backoff when they break.
-
-    Two batches can be written at once, one per connection, so that PostgreSQL always has
-    one to work on while ingest sends the other or waits for its commit. The writers share
-    the ids of machines and signals.
+    """`connections` connections, each with its Writer, reconnected with backoff when they
+    break. As many batches can be written at once, one per connection (ingest uses two, so
+    that PostgreSQL has one to work on while another's commit waits). The writers share the
+    ids of machines and signals.
     """
 
     def __init__(
