@@ -116,7 +116,7 @@ class LatestValues:
     latest = LatestValues(database_url)
     task = asyncio.create_task(latest.run(done))  # done: no batch will commit any more
     ...
-    latest.offer(newest)  # after each commit
+    latest.offer(newest, last_seen)  # after each commit
     """
 
     def __init__(
@@ -162,7 +162,8 @@ class LatestValues:
                 conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
                 async with conn:
                     if down_since is not None:
-                        log.info("latest_value: writing again after %.0f s", _since(down_since))
+                        away_s = time.monotonic() - down_since
+                        log.info("latest_value: writing again after %.0f s", away_s)
                         down_since = None
                     backoff.reset()
                     if not caught_up:
@@ -212,7 +213,3 @@ class LatestValues:
             raise
         if self._on_written is not None:
             self._on_written(len(latest))
-
-
-def _since(monotonic: float) -> float:
-    return time.monotonic() - monotonic

@@ -123,9 +123,6 @@ class Database:
                 except psycopg.OperationalError:
                     raise
                 except psycopg.Error as exc:
-                    if not writer.usable:
-                        # Not the batch's fault: the connection is gone (an outage).
-                        raise psycopg.OperationalError(str(exc)) from exc
                     log.error(
                         "the database refused a batch (%s); writing it message by message", exc
                     )
@@ -189,8 +186,6 @@ async def _write_singly(writer: Writer, batch: list[Inbound]) -> BatchResult:
         except psycopg.OperationalError:
             raise
         except psycopg.Error as exc:
-            if not writer.usable:
-                raise psycopg.OperationalError(str(exc)) from exc
             total += await writer.reject(inbound, f"database refused it: {exc}")
     return total
 
@@ -423,6 +418,58 @@ class _Batch:
     prepared: Prepared = field(default_factory=Prepared)
     opened: float = 0.0  # monotonic, when its first message came
 
+    async def add(self, messages: list[aiomqtt.Message], database: Database) -> None:
+        """Validate and pack `messages` into this batch, in a thread: the writes in flight go
+        on meanwhile (their statements and results need the event loop)."""
+        now = datetime.now(UTC)
+        inbound = [Inbound(str(m.topic), _payload(m), now) for m in messages]
+        await asyncio.to_thread(database.prepare, inbound, self.prepared)
+        if not self.messages:
+            self.opened = time.monotonic()
+        self.messages += messages
+        self.inbound += inbound
+
+    def acknowledge(
+        self,
+        client: aiomqtt.Client,
+        metrics: IngestMetrics,
+        result: BatchResult,
+        committed_at: datetime,
+    ) -> None:
+        """Acknowledge this batch's messages to the broker (its rows are committed); count it."""
+        for m in self.messages:
+            client._client.ack(m.mid, m.qos)
+        topics = [i.topic for i in self.inbound]
+        metrics.batch_committed(topics, self.prepared, result, committed_at)
+
+    def wait_s(self, settings: IngestSettings) -> float | None:
+        """How long it may still wait for more messages (0: it goes now); None if empty."""
+        if not self.messages:
+            return None
+        if len(self.messages) >= settings.ingest_batch_max_messages:
+            return 0.0
+        return max(0.0, self.opened + settings.ingest_batch_max_wait_s - time.monotonic())
+
+
+class _Throughput:
+    """What committed batches wrote, logged in one line every _REPORT_EVERY_S."""
+
+    def __init__(self) -> None:
+        self._window = BatchResult()
+        self._started = time.monotonic()
+
+    def add(self, result: BatchResult) -> None:
+        self._window += result
+        elapsed_s = time.monotonic() - self._started
+        if elapsed_s >= _REPORT_EVERY_S:
+            w = self._window
+            log.info(
+                "last %.0f s: %d messages, %d readings (%.0f/s), %d duplicates, %d rejected",
+                elapsed_s, w.messages, w.readings, w.readings / elapsed_s, w.duplicates,
+                w.rejected,
+            )  # fmt: skip
+            self._window, self._started = BatchResult(), time.monotonic()
+
 
 async def _pump(
     client: aiomqtt.Client,
@@ -461,9 +508,7 @@ async def _pump(
         return None if result is None else (result, datetime.now(UTC))
 
     limit = settings.ingest_batch_max_messages
-    linger_s = settings.ingest_batch_max_wait_s
-    window = BatchResult()
-    window_started = time.monotonic()
+    throughput = _Throughput()
     writing: collections.deque[tuple[asyncio.Task[_Written | None], _Batch]] = collections.deque()
     growing = _Batch()
     drained = False
@@ -478,31 +523,13 @@ async def _pump(
                     metrics.inflight_batches.dec()
                     if outcome is None:
                         break  # stopping before commit: the broker keeps these for the next run
-                    result, committed_at = outcome
-                    for m in written.messages:
-                        client._client.ack(m.mid, m.qos)
+                    written.acknowledge(client, metrics, *outcome)
                     last_active = time.monotonic()
-                    topics = [i.topic for i in written.inbound]
-                    metrics.batch_committed(topics, written.prepared, result, committed_at)
-                    window += result
-                    if (elapsed_s := time.monotonic() - window_started) >= _REPORT_EVERY_S:
-                        log.info(
-                            "last %.0f s: %d messages, %d readings (%.0f/s), %d duplicates, "
-                            "%d rejected",
-                            elapsed_s, window.messages, window.readings,
-                            window.readings / elapsed_s, window.duplicates, window.rejected,
-                        )  # fmt: skip
-                        window, window_started = BatchResult(), time.monotonic()
+                    throughput.add(outcome[0])
                 if stop.is_set():
                     break
-                if (
-                    len(writing) < database.connections
-                    and growing.messages
-                    and (
-                        len(growing.messages) >= limit
-                        or time.monotonic() >= growing.opened + linger_s
-                    )
-                ):
+                free = len(writing) < database.connections
+                if free and growing.wait_s(settings) == 0.0:
                     task = tg.create_task(write(growing), name="ingest-write")
                     task.add_done_callback(lambda _: wake.set())
                     writing.append((task, growing))
@@ -512,15 +539,7 @@ async def _pump(
                 room = min(limit - len(growing.messages), _CHUNK_MESSAGES)
                 if room > 0 and not inbox.empty():
                     taken = [inbox.get_nowait() for _ in range(min(room, inbox.qsize()))]
-                    now = datetime.now(UTC)
-                    inbound = [Inbound(str(m.topic), _payload(m), now) for m in taken]
-                    # In a thread: the writes in flight go on meanwhile (their statements and
-                    # results need the event loop), rather than waiting for this CPU work.
-                    await asyncio.to_thread(database.prepare, inbound, growing.prepared)
-                    if not growing.messages:
-                        growing.opened = time.monotonic()
-                    growing.messages += taken
-                    growing.inbound += inbound
+                    await growing.add(taken, database)
                 if (
                     idle_exit_s is not None
                     and not writing
@@ -535,9 +554,8 @@ async def _pump(
                     writing and writing[0][0].done()
                 ):
                     # In short steps, so that `stop` is seen promptly.
-                    timeout_s = 0.5
-                    if growing.messages and len(writing) < database.connections:
-                        timeout_s = max(0.0, growing.opened + linger_s - time.monotonic())
+                    wait_s = growing.wait_s(settings) if free else None
+                    timeout_s = 0.5 if wait_s is None else min(wait_s, 0.5)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(wake.wait(), timeout_s)
             receiver.cancel()

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 from psycopg import AsyncConnection, pq
 from psycopg.types.json import Jsonb
 
@@ -163,7 +164,22 @@ class Writer:
         self._signals = self.dimensions.signals
 
     async def write(self, batch: list[Inbound] | Prepared) -> BatchResult:
-        """Validate and write `batch` in one transaction; bad messages become rejected rows."""
+        """Validate and write `batch` in one transaction; bad messages become rejected rows.
+
+        psycopg.OperationalError: the connection failed (an outage, not the batch's fault),
+        also when an error left it unusable; any other psycopg.Error: the database refused
+        something in the batch.
+        """
+        try:
+            return await self._write(batch)
+        except psycopg.OperationalError:
+            raise
+        except psycopg.Error as exc:
+            if not self.usable:
+                raise psycopg.OperationalError(str(exc)) from exc
+            raise
+
+    async def _write(self, batch: list[Inbound] | Prepared) -> BatchResult:
         prepared = (
             batch if isinstance(batch, Prepared) else prepare(batch, self._limits, self.dimensions)
         )
@@ -173,8 +189,10 @@ class Writer:
         async with self._conn.transaction():
             fresh = await self._claim(list(valid))
             result.duplicates += len(valid) - len(fresh)
-            # The newest values of repeats are already stored: keeping them here changes nothing.
-            rows = _Rows(latest=dict(prepared.latest))
+            # The newest values of repeats are already stored: keeping them here changes
+            # nothing. Values packed below join prepared's own (true values: harmless if the
+            # batch is written again after an outage).
+            rows = _Rows(latest=prepared.latest)
             for key in fresh:
                 topic, message, samples = valid[key]
                 if isinstance(message, EdgeStatus):
@@ -264,7 +282,7 @@ class Writer:
         for key, (topic, message, samples) in prepared.valid.items():
             if isinstance(message, EdgeStatus):
                 continue
-            if topic.machine not in self._machines:  # after a reconnection, even if packed
+            if topic.machine not in self._machines:
                 topics[topic.machine] = topic
             if isinstance(message, TelemetryBatch) and key not in prepared.segments:
                 if samples is None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import aiomqtt
 import httpx
 import pytest
+from ingest_child import wait_until
 from prometheus_client.parser import text_string_to_metric_families
 
 from contracts import (
@@ -99,16 +99,6 @@ async def _scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], flo
     }
 
 
-async def _wait_until(
-    condition: Callable[[], Awaitable[bool]], timeout_s: float, what: str
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not after {timeout_s:.0f} s")
-        await asyncio.sleep(0.1)
-
-
 @pytest.mark.infra
 async def test_metrics_count_what_ingest_wrote_and_rejected(
     database_url: str, mqtt_url: str
@@ -137,7 +127,7 @@ async def test_metrics_count_what_ingest_wrote_and_rejected(
         return condition()
 
     try:
-        await _wait_until(
+        await wait_until(
             lambda: sampled(lambda: value("moldlab_ingest_broker_connected") == 1), 10, "subscribed"
         )
         # Every series exists from the start, at 0.
@@ -171,7 +161,7 @@ async def test_metrics_count_what_ingest_wrote_and_rejected(
             def all_counted(want: int = want) -> bool:
                 return sum(value("moldlab_ingest_messages_total", kind=k) for k in KINDS) >= want
 
-            await _wait_until(lambda: sampled(all_counted), 15, f"{want} messages counted")
+            await wait_until(lambda: sampled(all_counted), 15, f"{want} messages counted")
         # The histograms and gauges settle with the counters: scrape once more to be sure.
         await asyncio.sleep(0.2)
         samples = await _scrape(url)
@@ -225,7 +215,7 @@ async def test_a_taken_metrics_port_is_logged_and_ingest_runs_on(
             return "subscribed to" in caplog.text
 
         try:
-            await _wait_until(subscribed, 10, "subscribed")
+            await wait_until(subscribed, 10, "subscribed")
         finally:
             stop.set()
             await asyncio.wait_for(task, 10)
