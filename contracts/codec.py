@@ -1,16 +1,28 @@
-"""Bytes on the wire to and from messages: orjson for speed, pydantic for validation."""
+"""Bytes on the wire to and from messages: orjson to write, jiter to read, pydantic to check.
+
+Decoding is strict: exactly what contracts/schema.json allows. A duplicate key, a number
+written as a string (or a string as a number), true for 1, a Unix time for a timestamp, a
+missing schema_version, a value outside its unit's physical range: each is a DecodeError.
+"""
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any
 
+import jiter
 import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from contracts.errors import ContractError
-from contracts.messages import CycleRecord, EdgeStatus, Message, StateChange, TelemetryBatch
+from contracts.messages import (
+    CycleRecord,
+    EdgeStatus,
+    Message,
+    StateChange,
+    TelemetryBatch,
+)
+from contracts.signals import ANY_RANGE, CYCLE_PARAMETERS, SIGNALS, UNIT_RANGES, signal_range
 
 AnyMessage = TelemetryBatch | CycleRecord | StateChange | EdgeStatus
 
@@ -28,20 +40,40 @@ def encode(message: AnyMessage) -> bytes:
 
 def decode(payload: bytes | str) -> AnyMessage:
     """Parse and validate one message, or raise DecodeError saying what is wrong."""
+    return _validate(_parse(payload))
+
+
+def _parse(payload: bytes | str) -> Any:
+    """The JSON value of `payload`: duplicate keys, NaN and Infinity refused."""
+    data = payload.encode() if isinstance(payload, str) else payload
     try:
-        raw: Any = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise DecodeError(f"invalid JSON: {exc}") from exc
+        raw = jiter.from_json(data, allow_inf_nan=False, catch_duplicate_keys=True)
+    except ValueError as exc:  # jiter's only error: bad JSON, bad UTF-8, too deep
+        raise DecodeError(f"invalid JSON: {_clip(str(exc))}") from exc
+    return raw
+
+
+def _validate(raw: Any) -> AnyMessage:
+    # The models default schema_version for Python code; on the wire it is required.
+    missing = (
+        "schema_version: Field required"
+        if type(raw) is dict and "schema_version" not in raw
+        else ""
+    )
     try:
-        return _ADAPTER.validate_python(raw)
+        message = _ADAPTER.validate_python(raw)
     except ValidationError as exc:
-        raise DecodeError(_summarise(exc)) from exc
+        raise DecodeError(_clip("; ".join(filter(None, (missing, _summarise(exc)))))) from exc
+    if missing:
+        raise DecodeError(missing)
+    return message
 
 
 Sample = tuple[str, int, float]  # a reading as (signal, offset_ms, value)
 
 _SIGNAL_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_.]{0,63}")  # SignalName, whole string
-_NAMES_SEEN: set[str] = set()  # signal names already checked (bounded below)
+# Signal names already checked, with their physical range (bounded below).
+_NAMES_SEEN: dict[str, tuple[float, float]] = {s.name: UNIT_RANGES[s.unit] for s in SIGNALS}
 _MAX_OFFSET_MS = 3_600_000
 _MAX_READINGS = 100_000
 
@@ -54,23 +86,14 @@ def decode_samples(payload: bytes | str) -> tuple[AnyMessage, list[Sample] | Non
     pydantic, so this accepts and refuses exactly what `decode` does. The returned message
     of a fast-checked batch carries only its first reading; use the samples.
     """
-    try:
-        raw: Any = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise DecodeError(f"invalid JSON: {exc}") from exc
+    raw = _parse(payload)
     if isinstance(raw, dict) and raw.get("kind") == "telemetry":
         readings = raw.get("readings")
         samples = _plain_samples(readings)
         if samples is not None:
             assert isinstance(readings, list)  # _plain_samples checked it
-            try:
-                return _ADAPTER.validate_python({**raw, "readings": readings[:1]}), samples
-            except ValidationError as exc:
-                raise DecodeError(_summarise(exc)) from exc
-    try:
-        return _ADAPTER.validate_python(raw), None
-    except ValidationError as exc:
-        raise DecodeError(_summarise(exc)) from exc
+            return _validate({**raw, "readings": readings[:1]}), samples
+    return _validate(raw), None
 
 
 def _plain_samples(readings: object) -> list[Sample] | None:
@@ -85,11 +108,13 @@ def _plain_samples(readings: object) -> list[Sample] | None:
         name, offset, value = r.get("signal"), r.get("offset_ms"), r.get("value")
         if type(name) is not str:
             return None
-        if name not in seen:
+        bounds = seen.get(name)
+        if bounds is None:
             if not _SIGNAL_NAME.fullmatch(name):
                 return None
+            bounds = signal_range(name)
             if len(seen) < 10_000:
-                seen.add(name)
+                seen[name] = bounds
         if type(offset) is not int or not 0 <= offset <= _MAX_OFFSET_MS:
             return None
         if type(value) is int:
@@ -99,24 +124,65 @@ def _plain_samples(readings: object) -> list[Sample] | None:
                 return None
         elif type(value) is not float:
             return None
-        if not math.isfinite(value):
+        if not bounds[0] <= value <= bounds[1]:  # also refuses NaN and infinities
             return None
         out.append((name, offset, value))
     return out
 
 
+_MAX_REASON = 300  # characters of a refusal's text: it is logged and stored
+
+
+def _clip(text: str, limit: int = _MAX_REASON) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _summarise(exc: ValidationError) -> str:
+    """The errors in one bounded line: missing fields together, then up to three others."""
+    missing: dict[str, list[str]] = {}
     parts = []
-    for err in exc.errors()[:5]:
-        where = ".".join(str(p) for p in err["loc"]) or "message"
-        parts.append(f"{where}: {err['msg']}")
-    more = exc.error_count() - len(parts)
-    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+    for err in exc.errors(include_url=False, include_input=False):
+        where = [str(p) for p in err["loc"]]
+        if err["type"] == "missing" and where:
+            missing.setdefault(".".join(where[:-1]) or "message", []).append(where[-1])
+        elif len(parts) < 3:
+            parts.append(f"{_clip('.'.join(where) or 'message', 80)}: {_clip(err['msg'], 160)}")
+    shown = [f"{at}: missing {', '.join(names)}" for at, names in missing.items()] + parts
+    more = exc.error_count() - sum(map(len, missing.values())) - len(parts)
+    return _clip("; ".join(shown) + (f" (+{more} more)" if more > 0 else ""))
 
 
 def json_schema() -> dict[str, Any]:
-    """The JSON Schema of every message kind, as checked in at contracts/schema.json."""
+    """The JSON Schema of every message kind, as checked in at contracts/schema.json.
+
+    It says all that decode() checks: schema_version and kind required, the timestamp's
+    form, each signal's and cycle parameter's physical range, the known cycle parameters.
+    """
     schema = _ADAPTER.json_schema()
     schema["title"] = "moldlab message"
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    defs = schema["$defs"]
+    for name in ("TelemetryBatch", "CycleRecord", "StateChange", "EdgeStatus"):
+        defs[name]["required"] = ["schema_version", "kind", *defs[name]["required"]]
+    value = defs["Reading"]["properties"]["value"]
+    value["minimum"], value["maximum"] = ANY_RANGE
+    defs["Reading"]["allOf"] = [
+        {
+            "if": {"properties": {"signal": {"const": spec.name}}},
+            "then": {
+                "properties": {
+                    "value": dict(zip(("minimum", "maximum"), UNIT_RANGES[spec.unit], strict=True))
+                }
+            },
+        }
+        for spec in SIGNALS
+    ]
+    parameters = defs["CycleRecord"]["properties"]["parameters"]
+    del parameters["additionalProperties"]
+    parameters["properties"] = {
+        name: {"type": "number", "minimum": UNIT_RANGES[unit][0], "maximum": UNIT_RANGES[unit][1]}
+        for name, unit in CYCLE_PARAMETERS.items()
+    }
+    parameters["additionalProperties"] = False
+    parameters["required"] = ["CycleTime"]
     return schema

@@ -7,18 +7,43 @@ uses (source, seq) to drop redeliveries and to see gaps.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+    model_validator,
+)
 
-from contracts.signals import CYCLE_PARAMETERS, MachineState
+from contracts.signals import CYCLE_PARAMETERS, MachineState, parameter_range, signal_range
 
 SCHEMA_VERSION: Final = 1
 
-_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
-MachineId = Annotated[str, Field(pattern=_ID_PATTERN, description="machine id, as in the topic")]
+# Every timestamp on the wire lies in this range (UTC): wide enough for any clock a gateway
+# can have (a Raspberry Pi without NTP boots in 1970), narrow enough that no conversion or
+# sum of offsets overflows. Ingest narrows it further (a year old, minutes ahead).
+TS_MIN: Final = datetime(1970, 1, 1, tzinfo=UTC)
+TS_MAX: Final = datetime(2100, 1, 1, tzinfo=UTC)
+# RFC 3339 with a mandatory offset: no Unix time, no local time, no lower-case T or Z.
+TS_PATTERN: Final = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?"
+    r"(Z|[+-][0-9]{2}:[0-9]{2})$"
+)
+_TS = re.compile(TS_PATTERN)
+
+ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+SIGNAL_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9_.]{0,63}$"
+MachineId = Annotated[str, Field(pattern=ID_PATTERN, description="machine id, as in the topic")]
 SourceId = Annotated[
     str,
     Field(
@@ -26,7 +51,44 @@ SourceId = Annotated[
         description="the publisher whose sequence numbers these are (edge gateway, simulator)",
     ),
 ]
-SignalName = Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.]{0,63}$")]
+SignalName = Annotated[str, Field(pattern=SIGNAL_PATTERN)]
+
+
+def _utc_timestamp(value: Any) -> datetime:
+    """An RFC 3339 string (or, from Python code, an aware datetime) as UTC within range."""
+    if isinstance(value, str):
+        if not _TS.match(value):
+            raise ValueError("must be an RFC 3339 timestamp with an offset: 2026-01-05T08:00:00Z")
+        value = datetime.fromisoformat(value)  # ValueError for a 30th of February
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise ValueError("must be a timezone-aware timestamp")
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:  # year 1 east of UTC, year 9999 west of it
+        raise ValueError(f"must lie between {TS_MIN:%Y-%m-%d} and {TS_MAX:%Y-%m-%d}") from None
+    if not TS_MIN <= utc < TS_MAX:
+        raise ValueError(f"must lie between {TS_MIN:%Y-%m-%d} and {TS_MAX:%Y-%m-%d}")
+    return utc
+
+
+def _exactly_int(value: Any) -> Any:
+    """JSON's 1 only: not true, 1.0 or "1" (which lax validation would take for 1)."""
+    if type(value) is not int:
+        raise ValueError("must be the integer 1")
+    return value
+
+
+def _check_range(name: str, value: float, bounds: tuple[float, float]) -> None:
+    low, high = bounds
+    if not low <= value <= high:
+        raise ValueError(f"{name} = {value:.6g} is outside its physical range [{low:g}, {high:g}]")
+
+
+Timestamp = Annotated[
+    AwareDatetime,
+    BeforeValidator(_utc_timestamp),
+    Field(json_schema_extra={"pattern": TS_PATTERN}),
+]
 
 
 class MessageKind(StrEnum):
@@ -45,18 +107,18 @@ class PartQuality(StrEnum):
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    schema_version: Literal[1] = Field(
+    # Required on the wire (contracts.codec.decode); the default serves Python code.
+    schema_version: Annotated[Literal[1], BeforeValidator(_exactly_int)] = Field(
         default=SCHEMA_VERSION, description="the wire schema version"
     )
     machine_id: MachineId
-    ts: AwareDatetime = Field(description="when it happened, timezone-aware (stored in UTC)")
+    ts: Timestamp = Field(
+        description="when it happened: RFC 3339 with an offset, 1970-2099 (stored in UTC)"
+    )
     source: SourceId
-    seq: int = Field(ge=0, lt=2**63, description="the source's monotonically increasing number")
-
-    @field_validator("ts")
-    @classmethod
-    def _to_utc(cls, value: datetime) -> datetime:
-        return value.astimezone(UTC)
+    seq: StrictInt = Field(
+        ge=0, lt=2**63, description="the source's monotonically increasing number"
+    )
 
 
 class Reading(BaseModel):
@@ -65,8 +127,15 @@ class Reading(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     signal: SignalName
-    offset_ms: int = Field(ge=0, le=3_600_000)
-    value: float
+    offset_ms: StrictInt = Field(ge=0, le=3_600_000)
+    value: StrictFloat = Field(
+        description="in the signal's unit, within its physical range (contracts.UNIT_RANGES)"
+    )
+
+    @model_validator(mode="after")
+    def _in_range(self) -> Reading:
+        _check_range(self.signal, self.value, signal_range(self.signal))
+        return self
 
 
 class TelemetryBatch(_Message):
@@ -80,10 +149,12 @@ class CycleRecord(_Message):
     """One moulding cycle: EUROMAP 77 cycle parameters and the quality of its parts."""
 
     kind: Literal[MessageKind.CYCLE] = MessageKind.CYCLE
-    shot: int = Field(ge=0, lt=2**63, description="the machine's shot counter after this cycle")
+    shot: StrictInt = Field(
+        ge=0, lt=2**63, description="the machine's shot counter after this cycle"
+    )
     quality: PartQuality
-    parts: int = Field(default=1, ge=0, le=1024, description="parts made (active cavities)")
-    parameters: dict[str, float] = Field(
+    parts: StrictInt = Field(default=1, ge=0, le=1024, description="parts made (active cavities)")
+    parameters: dict[str, StrictFloat] = Field(
         description="EUROMAP 77 cycle parameters, e.g. CycleTime in s"
     )
 
@@ -97,6 +168,8 @@ class CycleRecord(_Message):
             )
         if "CycleTime" not in value:
             raise ValueError("CycleTime is required")
+        for name, number in value.items():
+            _check_range(name, number, parameter_range(name))
         return value
 
 
@@ -112,7 +185,7 @@ class EdgeStatus(_Message):
     """Birth and death of a publisher (retained, and its MQTT last will); machine_id is its id."""
 
     kind: Literal[MessageKind.STATUS] = MessageKind.STATUS
-    online: bool
+    online: StrictBool
     detail: str | None = Field(default=None, max_length=256)
 
 

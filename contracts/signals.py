@@ -111,3 +111,36 @@ _BY_NAME = {s.name: s for s in SIGNALS}
 def signal_spec(name: str) -> SignalSpec | None:
     """The spec of a known signal, or None for a signal the contract does not name."""
     return _BY_NAME.get(name)
+
+
+# The physical range of a value in each unit: wider than any moulding machine reads, narrow
+# enough that no sum or average of a year of readings overflows a double. A value outside
+# it is a broken sensor or a broken publisher, never a measurement.
+UNIT_RANGES: dict[str, tuple[float, float]] = {
+    "degC": (-273.15, 1000.0),  # absolute zero; no polymer is processed near 1000 degC
+    "%": (-100.0, 100.0),  # controller outputs (negative: cooling)
+    "bar": (-1.0, 10_000.0),  # vacuum; injection pressures stay under 3,500 bar
+    "mm": (-10_000.0, 10_000.0),
+    "cm3": (0.0, 1_000_000.0),
+    "kW": (-10_000.0, 10_000.0),  # regenerative drives feed power back
+    "kN": (-100_000.0, 100_000.0),
+    "kWh": (0.0, 1_000_000.0),
+    "g": (0.0, 1_000_000.0),
+    "s": (0.0, 86_400.0),  # a cycle or a phase of one: a day at most
+    "1": (0.0, 2.0**53),  # counters and bit words: exact in a double
+}
+# A signal the contract does not name: any finite value this far from overflow.
+ANY_RANGE: tuple[float, float] = (-1e12, 1e12)
+
+_RANGE_BY_SIGNAL = {s.name: UNIT_RANGES[s.unit] for s in SIGNALS}
+_RANGE_BY_PARAMETER = {name: UNIT_RANGES[unit] for name, unit in CYCLE_PARAMETERS.items()}
+
+
+def signal_range(name: str) -> tuple[float, float]:
+    """The (low, high) that a value of signal `name` must lie within, both included."""
+    return _RANGE_BY_SIGNAL.get(name, ANY_RANGE)
+
+
+def parameter_range(name: str) -> tuple[float, float]:
+    """The (low, high) that cycle parameter `name` must lie within, both included."""
+    return _RANGE_BY_PARAMETER.get(name, ANY_RANGE)

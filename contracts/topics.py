@@ -12,15 +12,20 @@ PREFIX = "moldlab/v1"
 _SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
+def _shown(text: str, limit: int = 120) -> str:
+    """`text` quoted for an error message, cut short: a topic may be 64 KiB long."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + f"... ({len(text)} chars)"
+
+
 class TopicError(ContractError):
     """A topic or topic segment that does not follow the moldlab namespace."""
 
 
 def check_segment(field: str, value: str) -> str:
     """Return `value` if it can stand as one topic segment, else raise TopicError."""
-    if not _SEGMENT.match(value):
+    if not _SEGMENT.fullmatch(value):  # match() would let a trailing newline through
         raise TopicError(
-            f"{field} {value!r} is not a valid topic segment "
+            f"{field} {_shown(value)} is not a valid topic segment "
             "(1-64 of A-Z a-z 0-9 _ . -, starting with a letter or digit)"
         )
     return value
@@ -45,12 +50,14 @@ class Topic:
     def parse(cls, topic: str) -> Topic:
         parts = topic.split("/")
         if len(parts) != 7 or "/".join(parts[:2]) != PREFIX:
-            raise TopicError(f"topic {topic!r} is not {PREFIX}/site/area/line/machine/kind")
+            raise TopicError(f"topic {_shown(topic)} is not {PREFIX}/site/area/line/machine/kind")
         try:
             kind = MessageKind(parts[6])
         except ValueError:
             kinds = ", ".join(k.value for k in MessageKind)
-            raise TopicError(f"topic {topic!r} has unknown kind {parts[6]!r} ({kinds})") from None
+            raise TopicError(
+                f"topic {_shown(topic)} has unknown kind {_shown(parts[6])} ({kinds})"
+            ) from None
         return cls(parts[2], parts[3], parts[4], parts[5], kind)
 
     @staticmethod

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
 from contracts import CycleRecord, MachineState, Reading, StateChange, TelemetryBatch
 from contracts.codec import AnyMessage
+from contracts.signals import parameter_range, signal_range
 from edge.modbus import Snapshot
+
+_log = logging.getLogger(__name__)
 
 
 class Batcher:
@@ -39,6 +42,7 @@ class Batcher:
         self._state: tuple[MachineState, str | None] | None = None
         self._batch_ts: datetime | None = None
         self._readings: list[Reading] = []
+        self._reported: set[str] = set()  # signals whose out-of-range readings were logged
 
     def add(self, snapshot: Snapshot) -> None:
         ts = snapshot.ts
@@ -49,17 +53,18 @@ class Batcher:
                 StateChange(**self._header(ts), state=snapshot.state, reason=snapshot.reason)
             )
         if (cycle := snapshot.cycle) is not None:
-            self._emit(
-                CycleRecord(
-                    **self._header(ts),
-                    shot=cycle.shot,
-                    quality=cycle.quality,
-                    parts=cycle.parts,
-                    parameters=cycle.parameters,
+            parameters = self._physical(cycle.parameters, parameter_range)
+            if "CycleTime" in parameters:
+                self._emit(
+                    CycleRecord(
+                        **self._header(ts),
+                        shot=cycle.shot,
+                        quality=cycle.quality,
+                        parts=cycle.parts,
+                        parameters=parameters,
+                    )
                 )
-            )
-        # A broken sensor may read NaN; the contract carries only real numbers.
-        values = {k: v for k, v in snapshot.values.items() if math.isfinite(v)}
+        values = self._physical(snapshot.values, signal_range)
         if not values:
             return
         if self._batch_ts is not None:
@@ -76,6 +81,25 @@ class Batcher:
         # jitter), rather than holding the batch back one more poll.
         if elapsed_s + 1.5 * self.poll_interval_s > self.interval_s:
             self.flush()
+
+    def _physical(
+        self, values: Mapping[str, float], bounds: Callable[[str], tuple[float, float]]
+    ) -> dict[str, float]:
+        """`values` less those outside their physical range (NaN included): a broken sensor
+        or register reads them, and the contract carries none. Logged once per signal."""
+        kept = {}
+        for name, value in values.items():
+            low, high = bounds(name)
+            if low <= value <= high:
+                kept[name] = value
+            elif name not in self._reported:
+                self._reported.add(name)
+                _log.warning(
+                    "machine %s: %s read %.6g, outside its physical range [%g, %g]; such "
+                    "readings are dropped (logged once)",
+                    self.machine_id, name, value, low, high,
+                )  # fmt: skip
+        return kept
 
     def flush(self) -> None:
         """Send the readings collected so far, if any."""

@@ -46,21 +46,22 @@ _UPSERT = (
     " WHERE latest_value.time <= EXCLUDED.time"
 )
 
-# For each signal of each machine, the newest reading near the machine's last_seen, where it
+# For each signal of each machine (the pairs machine_signal holds: what exists, not every
+# machine with every signal name), the newest reading near the machine's last_seen, where it
 # is newer than latest_value's; in key order, as the upserts go, so that two workers never
 # deadlock. Then last_seen from the newest row of each kind.
 _CATCH_UP = """
 INSERT INTO latest_value (machine_id, signal_id, time, value)
-SELECT m.id, s.id, t.time, t.value
-FROM machine m
-CROSS JOIN signal s
+SELECT m.id, ms.signal_id, t.time, t.value
+FROM machine_signal ms
+JOIN machine m ON m.id = ms.machine_id
 CROSS JOIN LATERAL (
     SELECT time, value FROM telemetry
-    WHERE machine_id = m.id AND signal_id = s.id
+    WHERE machine_id = ms.machine_id AND signal_id = ms.signal_id
       AND time >= coalesce(m.last_seen, m.first_seen) - %(window)s
     ORDER BY time DESC LIMIT 1
 ) t
-ORDER BY m.id, s.id
+ORDER BY m.id, ms.signal_id
 ON CONFLICT (machine_id, signal_id) DO UPDATE
 SET time = EXCLUDED.time, value = EXCLUDED.value
 WHERE latest_value.time < EXCLUDED.time

@@ -39,6 +39,8 @@ REJECT_REASONS: Final = (
     "json",  # not JSON
     "schema_version",  # a schema version ingest does not know
     "contract",  # JSON that is not a valid message (missing field, NaN, unknown kind, ...)
+    "range",  # a value outside its unit's physical range
+    "limit",  # a new machine or signal past the plant's limits (MOLDLAB_INGEST_MAX_*)
     "mismatch",  # machine id or kind contradicts the topic
     "future",  # timestamp more than 5 minutes ahead
     "too_old",  # timestamp more than a year old
@@ -53,6 +55,10 @@ def reject_reason(reason: str) -> str:
     database fallback; "contract" for anything else the codec refused."""
     if reason.startswith("payload of "):
         return "too_large"
+    if reason.startswith("limit: "):
+        return "limit"
+    if "outside its physical range" in reason:
+        return "range"
     if reason.startswith("database refused it"):
         return "database"
     if reason.startswith("invalid JSON"):

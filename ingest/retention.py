@@ -1,4 +1,5 @@
-"""Forgetting what only redeliveries need: message_log entries older than the window.
+"""Forgetting what only redeliveries need (message_log entries older than the window), and
+rejected messages older than their keep (MOLDLAB_INGEST_REJECTED_KEEP_DAYS).
 
 message_log holds the (source, seq) of every message written, so that a message delivered
 twice is written once. A second delivery comes soon after the first (ingest died before
@@ -35,16 +36,38 @@ async def prune_message_log(conn: psycopg.AsyncConnection, keep: timedelta) -> i
             return total
 
 
+async def prune_rejected(conn: psycopg.AsyncConnection, keep: timedelta) -> int:
+    """Delete the rejected messages received more than `keep` ago; how many (autocommit)."""
+    total = 0
+    while True:
+        cur = await conn.execute(
+            "DELETE FROM rejected_message WHERE id = ANY(ARRAY("
+            " SELECT id FROM rejected_message WHERE received_at < now() - %s LIMIT %s))",
+            (keep, _CHUNK),
+        )
+        total += cur.rowcount
+        if cur.rowcount < _CHUNK:
+            return total
+
+
 async def run_pruning(
-    database_url: str, keep: timedelta, stop: asyncio.Event, *, every_s: float = 3600.0
+    database_url: str,
+    keep: timedelta,
+    stop: asyncio.Event,
+    *,
+    keep_rejected: timedelta = timedelta(days=30),
+    every_s: float = 3600.0,
 ) -> None:
     """Prune now and every `every_s` until `stop`; a database that is away is tried later."""
     while not stop.is_set():
         try:
             async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
                 pruned = await prune_message_log(conn, keep)
+                rejects = await prune_rejected(conn, keep_rejected)
             if pruned:
                 log.info("pruned %d message_log entries older than %s", pruned, keep)
+            if rejects:
+                log.info("pruned %d rejected messages older than %s", rejects, keep_rejected)
         except psycopg.Error as exc:
             log.warning("cannot prune message_log now: %s", str(exc).strip())
         with contextlib.suppress(TimeoutError):

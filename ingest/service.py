@@ -31,12 +31,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from contracts import BrokerUrl, Topic
 from ingest.backoff import Backoff
+from ingest.dimensions import Dimensions
 from ingest.latest import LatestValues
 from ingest.metrics import IngestMetrics, serve_metrics
 from ingest.retention import run_pruning
 from ingest.settings import IngestSettings
 from ingest.validation import Inbound, Limits
-from ingest.writer import BatchResult, Dimensions, Prepared, Writer, prepare
+from ingest.writer import BatchResult, Prepared, Writer, prepare
 
 log = logging.getLogger(__name__)
 
@@ -198,7 +199,13 @@ async def run_ingest(settings: IngestSettings, stop: asyncio.Event, *, leave: bo
     """
     broker = BrokerUrl.parse(settings.mqtt_url)
     metrics = IngestMetrics()
-    limits = Limits(max_payload_bytes=settings.ingest_max_payload_bytes)
+    limits = Limits(
+        max_payload_bytes=settings.ingest_max_payload_bytes,
+        max_machines=settings.ingest_max_machines,
+        max_machines_per_site=settings.ingest_max_machines_per_site,
+        max_signals=settings.ingest_max_signals,
+        max_signals_per_machine=settings.ingest_max_signals_per_machine,
+    )
     latest = LatestValues(settings.database_url, on_written=metrics.latest_written.inc)
     database = Database(
         settings.database_url, limits, metrics, latest,
@@ -212,11 +219,13 @@ async def run_ingest(settings: IngestSettings, stop: asyncio.Event, *, leave: bo
     consumed = asyncio.Event()  # no batch commits after it: latest_value's last write follows
     async with serve_metrics(metrics, settings.ingest_metrics_host, port):
         keep = timedelta(days=settings.ingest_dedup_window_days)
+        keep_rejected = timedelta(days=settings.ingest_rejected_keep_days)
         pruning = (
             None
             if leave
             else asyncio.create_task(
-                run_pruning(settings.database_url, keep, stop), name="ingest-prune"
+                run_pruning(settings.database_url, keep, stop, keep_rejected=keep_rejected),
+                name="ingest-prune",
             )
         )
         writing_latest = asyncio.create_task(latest.run(consumed), name="ingest-latest")

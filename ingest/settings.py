@@ -41,6 +41,14 @@ class IngestSettings(BaseSettings):
         "have one more each)",
     )
     ingest_max_payload_bytes: int = Field(default=1_048_576, ge=1024)
+    # The plant's limits: a message that would pass one is refused (reason "limit").
+    ingest_max_machines: int = Field(default=1000, ge=1, description="machines in all")
+    ingest_max_machines_per_site: int = Field(default=500, ge=1, description="machines a site")
+    ingest_max_signals: int = Field(default=2000, ge=1, description="distinct signal names")
+    ingest_max_signals_per_machine: int = Field(default=256, ge=1, description="signals a machine")
+    ingest_rejected_keep_days: float = Field(
+        default=30.0, gt=0, le=3650, description="how long rejected messages are kept"
+    )
     # message_log keeps (source, seq) this long: a redelivery older than that is written again.
     ingest_dedup_window_days: float = Field(default=7.0, gt=0, le=3650)
     ingest_shared_group: str | None = Field(

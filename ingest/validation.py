@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from contracts import ContractError, Topic
+from contracts import ContractError, TelemetryBatch, Topic
 from contracts.codec import AnyMessage, Sample, decode_samples
 
 
@@ -24,13 +24,22 @@ class Inbound:
 
 @dataclass(frozen=True, slots=True)
 class Limits:
+    """What ingest accepts: sizes, how far from now a reading may be, how much a plant has."""
+
     max_payload_bytes: int = 1_048_576
     max_future: timedelta = timedelta(minutes=5)
     max_age: timedelta = timedelta(days=365)
+    max_machines: int = 1000
+    max_machines_per_site: int = 500
+    max_signals: int = 2000  # distinct signal names
+    max_signals_per_machine: int = 256
 
 
 def validate(inbound: Inbound, limits: Limits) -> tuple[Topic, AnyMessage, list[Sample] | None]:
     """The topic, message and (telemetry) samples of `inbound`, or RejectedMessage saying why.
+
+    Every reading's time (the batch's ts plus its offset) must lie within the limits, not
+    only the batch's.
 
     A telemetry batch comes with its readings as samples, and then its message carries only
     the first reading (contracts.codec.decode_samples).
@@ -49,8 +58,18 @@ def validate(inbound: Inbound, limits: Limits) -> tuple[Topic, AnyMessage, list[
         )
     if message.kind != topic.kind:
         raise RejectedMessage(f"kind {message.kind.value!r} contradicts topic {topic.kind.value!r}")
-    if message.ts > inbound.received_at + limits.max_future:
-        raise RejectedMessage(f"timestamp {message.ts.isoformat()} is in the future")
+    newest = message.ts + timedelta(milliseconds=_last_offset_ms(message, samples))
+    if newest > inbound.received_at + limits.max_future:
+        raise RejectedMessage(f"timestamp {newest.isoformat()} is in the future")
     if message.ts < inbound.received_at - limits.max_age:
         raise RejectedMessage(f"timestamp {message.ts.isoformat()} is older than {limits.max_age}")
     return topic, message, samples
+
+
+def _last_offset_ms(message: AnyMessage, samples: list[Sample] | None) -> int:
+    """How far after the message's ts its last reading lies (0 but for telemetry)."""
+    if samples is not None:
+        return max(offset for _, offset, _ in samples)
+    if isinstance(message, TelemetryBatch):
+        return max(r.offset_ms for r in message.readings)
+    return 0

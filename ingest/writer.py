@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import struct
 from collections.abc import Callable, Mapping
@@ -13,16 +12,11 @@ import psycopg
 from psycopg import AsyncConnection, pq
 from psycopg.types.json import Jsonb
 
-from contracts import (
-    CycleRecord,
-    EdgeStatus,
-    StateChange,
-    TelemetryBatch,
-    Topic,
-    signal_spec,
-)
+from contracts import CycleRecord, EdgeStatus, StateChange, TelemetryBatch, Topic
 from contracts.codec import AnyMessage, Sample
+from ingest.dimensions import Dimensions, resolve
 from ingest.latest import Latest, update_last_seen, upsert_latest
+from ingest.rejects import INSERT_REJECTED, RejectLog, rejected_row
 from ingest.validation import Inbound, Limits, RejectedMessage, validate
 
 log = logging.getLogger(__name__)
@@ -44,14 +38,6 @@ class BatchResult:
 
 
 @dataclass(slots=True)
-class Dimensions:
-    """The ids of machines and signals a Writer knows to be committed (read-only here)."""
-
-    machines: dict[str, int] = field(default_factory=dict)  # machine_key -> id
-    signals: dict[str, int] = field(default_factory=dict)  # signal name -> id
-
-
-@dataclass(slots=True)
 class Prepared:
     """A validated batch, ready to write: its good messages by (source, seq), its rejects.
 
@@ -66,6 +52,7 @@ class Prepared:
     rejected: list[tuple[str, bytes, str]] = field(default_factory=list)
     duplicates: int = 0
     segments: dict[tuple[str, int], tuple[bytes, int, int]] = field(default_factory=dict)
+    payloads: dict[tuple[str, int], tuple[str, bytes]] = field(default_factory=dict)  # as came
     latest: Latest = field(default_factory=dict)  # pg us
 
 
@@ -85,15 +72,21 @@ def prepare(
         except RejectedMessage as exc:
             prepared.rejected.append((inbound.topic, inbound.payload, str(exc)))
             continue
+        except Exception as exc:  # a fault of the checks: this message is refused, not ingest
+            log.exception("checking a message on %s failed", inbound.topic[:200])
+            reason = f"ingest could not check it ({type(exc).__name__}); kept for a look"
+            prepared.rejected.append((inbound.topic, inbound.payload, reason))
+            continue
         key = (message.source, message.seq)
         if key in prepared.valid:
             prepared.duplicates += 1
         prepared.valid[key] = (topic, message, samples)
+        prepared.payloads[key] = (inbound.topic, inbound.payload)
         if known is not None and samples is not None and isinstance(message, TelemetryBatch):
             machine_id = known.machines.get(topic.machine)
-            if machine_id is not None:
-                packed = _pack(samples, machine_id, _pg_us(message.ts), known.signals,
-                               prepared.latest)  # fmt: skip
+            signals = None if machine_id is None else known.machine_signals.get(machine_id)
+            if machine_id is not None and signals is not None:
+                packed = _pack(samples, machine_id, _pg_us(message.ts), signals, prepared.latest)
                 if packed is not None:
                     prepared.segments[key] = (packed[0], len(samples), packed[1])
     return prepared
@@ -107,7 +100,8 @@ def _pack(
     latest: Latest,
 ) -> tuple[bytes, int] | None:
     """`samples` as binary COPY tuples and the newest reading's pg time, the newest value of
-    each signal kept in `latest`; None if a signal has no id yet. The hot loop of ingest.
+    each signal kept in `latest`; None if a signal is not yet one of the machine's
+    (`signals`: the machine's, by name). The hot loop of ingest.
 
     (A message given up on half-way has left true values in `latest`: harmless.)
     """
@@ -161,7 +155,7 @@ class Writer:
         self._hand_latest = hand_latest
         self.dimensions = Dimensions() if dimensions is None else dimensions
         self._machines = self.dimensions.machines
-        self._signals = self.dimensions.signals
+        self._reject_log = RejectLog()
 
     async def write(self, batch: list[Inbound] | Prepared) -> BatchResult:
         """Validate and write `batch` in one transaction; bad messages become rejected rows.
@@ -221,7 +215,7 @@ class Writer:
         result.readings = rows.readings
         result.rejected = len(rejected)
         for topic_name, _payload, reason in rejected:
-            log.warning("rejected a message on %s: %s", topic_name, reason)
+            self._reject_log.rejected(topic_name, reason)
         return result
 
     @property
@@ -239,9 +233,9 @@ class Writer:
     async def reject(self, inbound: Inbound, reason: str) -> BatchResult:
         """Record `inbound` as rejected for `reason` (the database refused it)."""
         await self._conn.execute(
-            _INSERT_REJECTED, _rejected_row(inbound.topic, inbound.payload, reason)
+            INSERT_REJECTED, rejected_row(inbound.topic, inbound.payload, reason)
         )
-        log.warning("rejected a message on %s: %s", inbound.topic, reason)
+        self._reject_log.rejected(inbound.topic, reason)
         return BatchResult(rejected=1)
 
     def _segment(
@@ -254,8 +248,9 @@ class Writer:
         """Pack a message that prepare() could not: its machine or a signal was new then."""
         if samples is None:
             samples = [(r.signal, r.offset_ms, r.value) for r in message.readings]
-        packed = _pack(samples, machine_id, _pg_us(message.ts), self._signals, latest)
-        assert packed is not None  # _resolve gave every signal its id
+        signals = self.dimensions.machine_signals[machine_id]
+        packed = _pack(samples, machine_id, _pg_us(message.ts), signals, latest)
+        assert packed is not None  # _resolve made every signal one of the machine's
         return packed[0], len(samples), packed[1]
 
     async def _claim(self, keys: list[tuple[str, int]]) -> list[tuple[str, int]]:
@@ -274,47 +269,39 @@ class Writer:
         return [k for k in keys if k in claimed]
 
     async def _resolve(self, prepared: Prepared) -> None:
-        """Give the batch's new machines and signals their ids before its transaction, one by
-        one in name order, each committed at once (the connection is in autocommit): two
-        workers writing the same new machine never hold locks the other waits for."""
+        """Give the batch's new machines and signals their ids (ingest.dimensions), before its
+        transaction; a message that would pass one of the plant's limits is refused."""
         topics: dict[str, Topic] = {}
-        names: set[str] = set()
+        names: dict[str, set[str]] = {}
         for key, (topic, message, samples) in prepared.valid.items():
             if isinstance(message, EdgeStatus):
                 continue
-            if topic.machine not in self._machines:
-                topics[topic.machine] = topic
+            topics.setdefault(topic.machine, topic)
             if isinstance(message, TelemetryBatch) and key not in prepared.segments:
-                if samples is None:
-                    names.update(r.signal for r in message.readings)
-                else:
-                    names.update(name for name, _, _ in samples)
-        for machine in sorted(topics):
-            await self._machine_id(topics[machine])
-        for name in sorted(names - self._signals.keys()):
-            await self._signal_id(name)
-
-    async def _machine_id(self, topic: Topic) -> None:
-        cur = await self._conn.execute(
-            "INSERT INTO machine (machine_key, site, area, line) VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (machine_key) DO UPDATE"
-            " SET site = EXCLUDED.site, area = EXCLUDED.area, line = EXCLUDED.line RETURNING id",
-            (topic.machine, topic.site, topic.area, topic.line),
-        )
-        row = await cur.fetchone()
-        assert row is not None  # RETURNING always yields the row
-        self._machines[topic.machine] = int(row[0])
-
-    async def _signal_id(self, name: str) -> None:
-        spec = signal_spec(name)
-        cur = await self._conn.execute(
-            "INSERT INTO signal (name, unit) VALUES (%s, %s)"
-            " ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
-            (name, spec.unit if spec else None),
-        )
-        row = await cur.fetchone()
-        assert row is not None  # RETURNING always yields the row
-        self._signals[name] = int(row[0])
+                wanted = names.setdefault(topic.machine, set())
+                wanted.update(_signal_names(message, samples))
+        if not topics:
+            return
+        refused = await resolve(self._conn, self.dimensions, self._limits, topics, names)
+        if not refused:
+            return
+        for key, (topic, message, samples) in list(prepared.valid.items()):
+            if isinstance(message, EdgeStatus):
+                continue
+            reason = refused.get(topic.machine)
+            if reason is None and isinstance(message, TelemetryBatch):
+                reason = next(
+                    (
+                        refused[f"{topic.machine}/{name}"]
+                        for name in _signal_names(message, samples)
+                        if f"{topic.machine}/{name}" in refused
+                    ),
+                    None,
+                )
+            if reason is not None:
+                del prepared.valid[key]
+                prepared.segments.pop(key, None)
+                prepared.rejected.append((*prepared.payloads[key], reason))
 
     async def _insert(self, rows: _Rows, rejected: list[tuple[str, bytes, str]]) -> None:
         conn = self._conn
@@ -349,20 +336,8 @@ class Writer:
                 await update_last_seen(cur, rows.last_seen)
             if rejected:
                 await cur.executemany(
-                    _INSERT_REJECTED, [_rejected_row(*reject) for reject in rejected]
+                    INSERT_REJECTED, [rejected_row(*reject) for reject in rejected]
                 )
-
-
-# The same bytes on the same topic are one rejection, however often the broker delivers them.
-_INSERT_REJECTED = (
-    "INSERT INTO rejected_message (topic, payload, reason, digest) VALUES (%s, %s, %s, %s)"
-    " ON CONFLICT (digest) DO NOTHING"
-)
-
-
-def _rejected_row(topic: str, payload: bytes, reason: str) -> tuple[str, bytes, str, bytes]:
-    digest = hashlib.sha256(topic.encode() + b"\0" + payload).digest()
-    return (topic, payload, reason, digest)
 
 
 # Binary COPY: a header, then per row the field count and each field's length and value
@@ -395,3 +370,9 @@ def _state_row(machine_id: int, m: StateChange) -> tuple[object, ...]:
 
 def _status_row(m: EdgeStatus) -> tuple[object, ...]:
     return (m.ts, m.machine_id, m.online, m.detail, m.source, m.seq)
+
+
+def _signal_names(message: TelemetryBatch, samples: list[Sample] | None) -> set[str]:
+    if samples is None:
+        return {r.signal for r in message.readings}
+    return {name for name, _, _ in samples}

@@ -64,7 +64,7 @@ def _golden(name: str) -> dict[str, object]:
     [
         ({"schema_version": 2}, "schema_version"),
         ({"kind": "alarm"}, "does not match any of the expected tags"),
-        ({"ts": "2026-11-21T08:00:00"}, "timezone"),
+        ({"ts": "2026-11-21T08:00:00"}, "with an offset"),
         ({"machine_id": "imm/01"}, "machine_id"),
         ({"seq": -1}, "seq"),
         ({"readings": []}, "readings"),

@@ -79,6 +79,8 @@ def test_every_rejection_reason_has_its_class() -> None:
         "mismatch": _reason(str(Topic("s", "a", "l", "imm-02", MessageKind.TELEMETRY)), good),
         "future": _reason(topic, _telemetry("imm-01", 1, ts=NOW + timedelta(hours=1))),
         "too_old": _reason(topic, _telemetry("imm-01", 1, ts=NOW - timedelta(days=400))),
+        "range": _reason(topic, good.replace(b'"value":200.0', b'"value":1e308')),
+        "limit": "limit: machine imm-01 has 256 signals (MOLDLAB_INGEST_MAX_SIGNALS_PER_MACHINE)",
         "database": "database refused it: new row violates check constraint",
     }
     assert set(reasons) == set(REJECT_REASONS)

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.infra
 
 TABLES = {
     "machine", "signal", "telemetry", "latest_value", "cycle", "machine_state",
-    "edge_status", "message_log", "rejected_message", "storage_info",
+    "edge_status", "message_log", "rejected_message", "storage_info", "machine_signal",
 }  # fmt: skip
 
 
@@ -27,9 +27,13 @@ def empty_database(database_server_url: str) -> Iterator[str]:
 
 
 def _server_has_timescaledb(url: str) -> bool:
+    """Installed and preloaded: a server with the files but without the preload (this
+    machine's own, once TimescaleDB was built into it) gets plain tables."""
     with psycopg.connect(url) as conn:
         row = conn.execute(
             "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
+            " AND 'timescaledb' = ANY(string_to_array("
+            "replace(current_setting('shared_preload_libraries'), ' ', ''), ','))"
         ).fetchone()
     return row is not None
 

@@ -1,0 +1,199 @@
+"""Machines, signals and the signals of each machine: their ids, given within the plant's limits.
+
+A hostile or broken publisher can invent machine ids and signal names faster than anyone
+can read them (50,000 machines in seconds, once). Each new machine, signal name and
+(machine, signal) pair is therefore given an id only while the plant's limits allow
+(`Limits`: machines in all and per site, signal names in all, signals per machine); a
+message that would pass one is refused with a reason that names the setting, and each limit
+is logged once per process, when it is first reached.
+
+Ids are given before a batch's transaction, one statement each in name order with the
+connection in autocommit: two workers giving the same new machine an id never hold locks
+the other waits for. Two workers may together pass a limit by a few at most.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from psycopg import AsyncConnection
+
+from contracts import Topic, signal_spec
+from ingest.validation import Limits
+
+log = logging.getLogger(__name__)
+
+Refusals = dict[str, str]  # a machine key, or "machine key/signal", -> why it was refused
+
+
+@dataclass(slots=True)
+class Dimensions:
+    """The ids of machines and signals known to be committed, shared by a process's writers."""
+
+    machines: dict[str, int] = field(default_factory=dict)  # machine_key -> id
+    signals: dict[str, int] = field(default_factory=dict)  # signal name -> id
+    # machine id -> the signals it has (name -> id); a dict is replaced, never changed, so
+    # that a thread packing telemetry meanwhile reads a whole one.
+    machine_signals: dict[int, dict[str, int]] = field(default_factory=dict)
+    logged_limits: set[str] = field(default_factory=set)
+
+
+async def resolve(
+    conn: AsyncConnection,
+    dimensions: Dimensions,
+    limits: Limits,
+    machines: dict[str, Topic],
+    names: dict[str, set[str]],
+) -> Refusals:
+    """Give ids to the new of `machines` (by key) and of the signals `names` lists per machine
+    key; what a limit refuses, with why (the keys of Refusals: machine, or machine/signal)."""
+    refused: Refusals = {}
+    for key in sorted(machines):
+        if key not in dimensions.machines:
+            reason = await _machine_id(conn, dimensions, limits, machines[key])
+            if reason is not None:
+                refused[key] = reason
+    for key in sorted(names):
+        if key in refused:
+            continue
+        machine_id = dimensions.machines[key]
+        for name, reason in (
+            await _machine_signals(conn, dimensions, limits, key, machine_id, names[key])
+        ).items():
+            refused[f"{key}/{name}"] = reason
+    return refused
+
+
+async def _machine_id(
+    conn: AsyncConnection, dimensions: Dimensions, limits: Limits, topic: Topic
+) -> str | None:
+    """Find or add `topic`'s machine (its place updated); None, or why a limit refused it."""
+    place = {"key": topic.machine, "site": topic.site, "area": topic.area, "line": topic.line}
+    cur = await conn.execute("SELECT id, site, area, line FROM machine WHERE machine_key = %s",
+                             (topic.machine,))  # fmt: skip
+    row = await cur.fetchone()
+    if row is not None and tuple(row[1:]) != (topic.site, topic.area, topic.line):
+        await conn.execute(
+            "UPDATE machine SET site = %(site)s, area = %(area)s, line = %(line)s"
+            " WHERE machine_key = %(key)s",
+            place,
+        )
+    if row is None:
+        cur = await conn.execute(
+            "INSERT INTO machine (machine_key, site, area, line)"
+            " SELECT %(key)s, %(site)s, %(area)s, %(line)s"
+            " WHERE (SELECT count(*) FROM machine WHERE site = %(site)s) < %(per_site)s"
+            " AND (SELECT count(*) FROM machine) < %(total)s"
+            " ON CONFLICT (machine_key) DO UPDATE"
+            " SET site = EXCLUDED.site, area = EXCLUDED.area, line = EXCLUDED.line RETURNING id",
+            {**place, "per_site": limits.max_machines_per_site, "total": limits.max_machines},
+        )
+        row = await cur.fetchone()
+    if row is not None:
+        dimensions.machines[topic.machine] = int(row[0])
+        return None
+    cur = await conn.execute(
+        "SELECT count(*), count(*) FILTER (WHERE site = %s) FROM machine", (topic.site,)
+    )
+    counts = await cur.fetchone()
+    assert counts is not None  # an aggregate always yields a row
+    total, in_site = int(counts[0]), int(counts[1])
+    if in_site >= limits.max_machines_per_site:
+        what = f"site {topic.site} has {in_site} machines (MOLDLAB_INGEST_MAX_MACHINES_PER_SITE)"
+        limit_key = f"machines of site {topic.site}"
+    else:
+        what = f"the plant has {total} machines (MOLDLAB_INGEST_MAX_MACHINES)"
+        limit_key = "machines"
+    return _refusal(dimensions, limit_key, f"{what}; new machine {topic.machine} refused")
+
+
+async def _machine_signals(
+    conn: AsyncConnection,
+    dimensions: Dimensions,
+    limits: Limits,
+    key: str,
+    machine_id: int,
+    names: set[str],
+) -> Refusals:
+    """Make `names` signals of machine `machine_id`; those a limit refused, with why."""
+    known = dimensions.machine_signals.get(machine_id)
+    if known is None:
+        known = await _signals_of(conn, machine_id)
+        dimensions.machine_signals[machine_id] = known
+    new = sorted(names - known.keys())
+    if not new:
+        return {}
+    refused: Refusals = {}
+    ids = []
+    for name in new:
+        if name not in dimensions.signals:
+            reason = await _signal_id(conn, dimensions, limits, name)
+            if reason is not None:
+                refused[name] = reason
+                continue
+        ids.append(dimensions.signals[name])
+    if ids:
+        # As many as the machine has room for, in name order; the rest are refused.
+        await conn.execute(
+            "INSERT INTO machine_signal (machine_id, signal_id)"
+            " SELECT %(m)s, s FROM unnest(%(ids)s::int4[]) WITH ORDINALITY AS u(s, i)"
+            " WHERE i <= %(max)s - (SELECT count(*) FROM machine_signal WHERE machine_id = %(m)s)"
+            " ON CONFLICT DO NOTHING",
+            {"m": machine_id, "ids": ids, "max": limits.max_signals_per_machine},
+        )
+        known = await _signals_of(conn, machine_id)
+        dimensions.machine_signals[machine_id] = known
+    over = [name for name in new if name not in known and name not in refused]
+    if over:
+        reason = _refusal(
+            dimensions,
+            f"signals of machine {key}",
+            f"machine {key} has {len(known)} signals (MOLDLAB_INGEST_MAX_SIGNALS_PER_MACHINE);"
+            f" new signal {over[0]} refused",
+        )
+        refused.update(dict.fromkeys(over, reason))
+    return refused
+
+
+async def _signals_of(conn: AsyncConnection, machine_id: int) -> dict[str, int]:
+    cur = await conn.execute(
+        "SELECT s.name, s.id FROM machine_signal ms JOIN signal s ON s.id = ms.signal_id"
+        " WHERE ms.machine_id = %s",
+        (machine_id,),
+    )
+    return {str(name): int(signal_id) for name, signal_id in await cur.fetchall()}
+
+
+async def _signal_id(
+    conn: AsyncConnection, dimensions: Dimensions, limits: Limits, name: str
+) -> str | None:
+    """Find or add signal `name`; None, or why the limit on signal names refused it."""
+    cur = await conn.execute("SELECT id FROM signal WHERE name = %s", (name,))
+    row = await cur.fetchone()
+    if row is None:
+        spec = signal_spec(name)
+        cur = await conn.execute(
+            "INSERT INTO signal (name, unit) SELECT %(name)s, %(unit)s"
+            " WHERE (SELECT count(*) FROM signal) < %(max)s"
+            " ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name RETURNING id",
+            {"name": name, "unit": spec.unit if spec else None, "max": limits.max_signals},
+        )
+        row = await cur.fetchone()
+    if row is not None:
+        dimensions.signals[name] = int(row[0])
+        return None
+    return _refusal(
+        dimensions,
+        "signals",
+        f"the plant has {limits.max_signals} signal names (MOLDLAB_INGEST_MAX_SIGNALS);"
+        f" new signal {name} refused",
+    )
+
+
+def _refusal(dimensions: Dimensions, limit_key: str, text: str) -> str:
+    """The reason stored with a refused message; logged the first time its limit is met."""
+    if limit_key not in dimensions.logged_limits:
+        dimensions.logged_limits.add(limit_key)
+        log.warning("limit reached: %s (logged once; see moldlab_ingest_rejected_total)", text)
+    return f"limit: {text}"
