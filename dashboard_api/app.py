@@ -12,8 +12,11 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from dashboard_api.deps import StorageBackend
+from dashboard_api.errors import install_error_handlers
 from dashboard_api.live import LiveHub
 from dashboard_api.routes import health, live, machines
 from dashboard_api.settings import ApiSettings
@@ -23,16 +26,29 @@ _STATIC = files("dashboard_api") / "static"
 
 def create_app(settings: ApiSettings) -> FastAPI:
     """A new app bound to `settings`; its pool and live hub live in the lifespan."""
+    timeout_ms = round(settings.api_statement_timeout_s * 1000)
+
+    async def configure(conn: AsyncConnection) -> None:
+        # Every query of the API ends within the timeout, whatever the database holds.
+        await conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{timeout_ms}",))
+        await conn.commit()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        pool = AsyncConnectionPool(settings.database_url, min_size=1, max_size=8, open=False)
+        pool = AsyncConnectionPool(
+            settings.database_url, min_size=1, max_size=8, open=False,
+            timeout=settings.api_statement_timeout_s, configure=configure,
+        )  # fmt: skip
         # Not waiting: the API starts (and /health says why) while the database is down.
         await pool.open(wait=False)
-        hub = LiveHub(pool, settings.live_interval_s)
+        hub = LiveHub(
+            pool, settings.live_interval_s,
+            max_machines=settings.live_max_machines,
+            max_signals=settings.api_max_signals_per_machine,
+        )  # fmt: skip
         poller = asyncio.create_task(hub.run(), name="live-hub")
         try:
-            yield {"pool": pool, "hub": hub}
+            yield {"pool": pool, "hub": hub, "storage": StorageBackend(), "settings": settings}
         finally:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -47,10 +63,16 @@ def create_app(settings: ApiSettings) -> FastAPI:
             "Live updates: WebSocket `/api/v1/live` sends JSON text frames "
             '`{"type": "update", "machines": [...]}` holding, per machine, only the fields and '
             "signals that changed since the last frame (shaped as in `GET /api/v1/machines`), "
-            'and `{"type": "ping"}` every 15 s when nothing changed. The visitor page is `/`.'
+            'and `{"type": "ping"}` every 15 s when nothing changed. It follows the first '
+            "`MOLDLAB_LIVE_MAX_MACHINES` machines by id (default 200), each with at most "
+            "`MOLDLAB_API_MAX_SIGNALS_PER_MACHINE` signals (default 256, the first by name). "
+            "When the database is down or a query takes longer than "
+            "`MOLDLAB_API_STATEMENT_TIMEOUT_S` (default 5 s), a request answers 503 with a "
+            "`detail`. The visitor page is `/`."
         ),
         lifespan=lifespan,
     )
+    install_error_handlers(app, settings.api_statement_timeout_s)
     app.include_router(health.router, prefix="/api/v1")
     app.include_router(machines.router, prefix="/api/v1")
     app.include_router(live.router, prefix="/api/v1")

@@ -8,7 +8,7 @@ from typing import Any
 
 from psycopg_pool import AsyncConnectionPool
 
-from analytics import machine_overview
+from analytics import MachineOverview, machine_overview
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +32,15 @@ def diff(before: dict[str, Update], after: dict[str, Update]) -> list[Update]:
 
 
 class LiveHub:
-    """Polls the machine overview every `interval_s` and broadcasts what changed."""
+    """Polls the first `max_machines` machines every `interval_s` and broadcasts what changed."""
 
-    def __init__(self, pool: AsyncConnectionPool, interval_s: float) -> None:
+    def __init__(
+        self, pool: AsyncConnectionPool, interval_s: float, *, max_machines: int, max_signals: int
+    ) -> None:
         self._pool = pool
         self._interval_s = interval_s
+        self._max_machines = max_machines
+        self._max_signals = max_signals
         self._clients: set[asyncio.Queue[Update]] = set()
         self._last: dict[str, Update] = {}
 
@@ -51,6 +55,13 @@ class LiveHub:
     def is_subscribed(self, queue: asyncio.Queue[Update]) -> bool:
         return queue in self._clients
 
+    async def overview(self) -> list[MachineOverview]:
+        """The machines it follows: the first `max_machines` by id, as a page of the API."""
+        async with self._pool.connection() as conn:
+            return await machine_overview(
+                conn, limit=self._max_machines, max_signals=self._max_signals
+            )
+
     async def run(self) -> None:
         failing = False
         while True:
@@ -59,8 +70,7 @@ class LiveHub:
                 await asyncio.sleep(self._interval_s)
                 continue
             try:
-                async with self._pool.connection() as conn:
-                    machines = await machine_overview(conn)
+                machines = await self.overview()
             except Exception as exc:  # the supervisor of the poll: log once, keep going
                 if not failing:
                     log.warning("live updates paused: database query failed (%s)", exc)

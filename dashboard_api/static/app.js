@@ -3,6 +3,10 @@
 'use strict';
 
 const API_URL = '/api/v1/machines';
+const PAGE_SIZE = 200; // the API's largest page
+// The live socket follows the first MOLDLAB_LIVE_MAX_MACHINES machines by id (default 200):
+// the page shows those, so that every tile it shows is kept live.
+const MAX_MACHINES = 200;
 const WS_URL = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/v1/live`;
 const STALE_AFTER_S = 30;
 const BACKOFF_MIN_MS = 1000;
@@ -227,12 +231,26 @@ function showBanner(text) {
   banner.hidden = !text;
 }
 
-async function loadSnapshot() {
-  try {
-    const res = await fetch(API_URL, { cache: 'no-store', headers: { Accept: 'application/json' } });
+// Every machine the page shows, a page at a time: each response says the `next` page's cursor.
+async function fetchMachines() {
+  const machines = [];
+  let after = null;
+  do {
+    const url = new URL(API_URL, location.href);
+    url.searchParams.set('limit', String(Math.min(PAGE_SIZE, MAX_MACHINES - machines.length)));
+    if (after) url.searchParams.set('after', after);
+    const res = await fetch(url, { cache: 'no-store', headers: { Accept: 'application/json' } });
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     const body = await res.json();
-    applySnapshot(Array.isArray(body.machines) ? body.machines : []);
+    machines.push(...(Array.isArray(body.machines) ? body.machines : []));
+    after = typeof body.next === 'string' ? body.next : null;
+  } while (after && machines.length < MAX_MACHINES);
+  return machines;
+}
+
+async function loadSnapshot() {
+  try {
+    applySnapshot(await fetchMachines());
     showBanner('');
     return true;
   } catch (err) {

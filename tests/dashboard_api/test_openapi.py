@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from dashboard_api import ApiSettings, create_app
 
 
-def test_openapi_lists_the_endpoints_with_summaries() -> None:
+def _spec() -> dict[str, Any]:
     app = create_app(ApiSettings(database_url="postgresql://unused@127.0.0.1:1/none"))
-    spec = app.openapi()
+    return app.openapi()
+
+
+def test_openapi_lists_the_endpoints_with_summaries() -> None:
+    spec = _spec()
     paths = spec["paths"]
     assert set(paths) == {
         "/api/v1/health",
@@ -17,3 +23,27 @@ def test_openapi_lists_the_endpoints_with_summaries() -> None:
     for path in paths.values():
         assert path["get"]["summary"]
     assert "/api/v1/live" in spec["info"]["description"]
+
+
+def test_openapi_says_how_machines_are_paged_and_bounded() -> None:
+    spec = _spec()
+    machines = spec["paths"]["/api/v1/machines"]["get"]
+    params = {p["name"]: p for p in machines["parameters"]}
+    assert params["limit"]["schema"]["maximum"] == 200
+    assert params["limit"]["schema"]["default"] == 50
+    assert "next" in params["after"]["description"]
+    assert "MOLDLAB_API_MAX_SIGNALS_PER_MACHINE" in machines["description"]
+    assert "503" in machines["responses"]
+    page = spec["components"]["schemas"]["MachinePage"]["properties"]
+    assert set(page) == {"machines", "total", "next"}
+    for name in ("MachinePage", "MachineOverview", "SignalValue", "HistoryPoint"):
+        for field, schema in spec["components"]["schemas"][name]["properties"].items():
+            if field not in {"site", "area", "line"}:
+                assert schema.get("description"), f"{name}.{field} has no description"
+
+
+def test_path_parameters_carry_the_wire_contract_patterns() -> None:
+    history = _spec()["paths"]["/api/v1/machines/{machine_id}/signals/{signal}/history"]["get"]
+    params = {p["name"]: p["schema"] for p in history["parameters"]}
+    assert params["machine_id"]["pattern"] == r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+    assert params["signal"]["pattern"] == r"^[A-Za-z][A-Za-z0-9_.]{0,63}$"

@@ -1,0 +1,235 @@
+"""A signal's history reads the rows of its window, not the machine's or the plant's history."""
+
+from __future__ import annotations
+
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from psycopg import AsyncConnection, AsyncCursor
+
+from analytics import Backend, HistoryPoint, NotFound, first_bucket, signal_history, storage_backend
+
+pytestmark = pytest.mark.infra
+
+WINDOW = timedelta(minutes=60)
+PER_MINUTE = 10  # samples of the signal per minute
+OTHER_MACHINES = 25  # with the same signal, in the same window
+OLD_ROWS = 15_000  # of the same machine and signal, before the window
+
+
+@pytest.fixture
+async def conn(database_url: str) -> AsyncIterator[AsyncConnection]:
+    async with await AsyncConnection.connect(database_url, autocommit=True) as c:
+        yield c
+
+
+@dataclass(frozen=True)
+class Floor:
+    machine: str
+    signal: str
+    since: datetime
+    rows: list[tuple[datetime, float]]  # the machine's rows of the signal in the window
+
+    def expected(self) -> list[HistoryPoint]:
+        buckets: dict[datetime, list[float]] = defaultdict(list)
+        start = first_bucket(self.since)
+        for ts, value in self.rows:
+            if ts >= start:
+                buckets[ts.replace(second=0, microsecond=0)].append(value)
+        return [
+            HistoryPoint(bucket=b, avg=sum(v) / len(v), min=min(v), max=max(v), samples=len(v))
+            for b, v in sorted(buckets.items())
+        ]
+
+
+async def _floor(conn: AsyncConnection) -> Floor:
+    """One machine's signal in the window, beside 50 times as many rows it must not read."""
+    tag = uuid.uuid4().hex[:8]
+    # "zz-..." sorts after the machines of other tests: theirs stay on the API's first page.
+    machine, signal = f"zz-h-{tag}", f"Hist{tag}"
+    cur = await conn.execute(
+        "INSERT INTO machine (machine_key, site, area, line)"
+        " SELECT %s || '-' || g, 'test', 'hall', 'line-1' FROM generate_series(0, %s) g"
+        " RETURNING id",
+        (machine, OTHER_MACHINES),
+    )
+    ids = [row[0] for row in await cur.fetchall()]
+    await conn.execute("UPDATE machine SET machine_key = %s WHERE id = %s", (machine, ids[0]))
+    cur = await conn.execute(
+        "INSERT INTO signal (name, unit) VALUES (%s, 'degC') RETURNING id", (signal,)
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    signal_id = row[0]
+    now = datetime.now(UTC)
+    step = timedelta(minutes=1) / PER_MINUTE
+    count = int(WINDOW / step)
+    rows = [(now - i * step, 200.0 + (i % 37)) for i in range(count)]
+    await conn.execute(
+        "INSERT INTO telemetry (time, machine_id, signal_id, value)"
+        " SELECT t, %s, %s, v FROM unnest(%s::timestamptz[], %s::float8[]) AS r(t, v)",
+        (ids[0], signal_id, [t for t, _ in rows], [v for _, v in rows]),
+    )
+    # The other machines, same signal, same window: 25 x 600 rows.
+    await conn.execute(
+        "INSERT INTO telemetry (time, machine_id, signal_id, value)"
+        " SELECT %s - g * %s, m, %s, g FROM generate_series(0, %s) g, unnest(%s::int[]) m",
+        (now, step, signal_id, count - 1, ids[1:]),
+    )
+    # The machine's older rows: half earlier today, half one to four days ago (other chunks
+    # on TimescaleDB).
+    half = OLD_ROWS // 2
+    await conn.execute(
+        "INSERT INTO telemetry (time, machine_id, signal_id, value)"
+        " SELECT %s - g * interval '5 s', %s, %s, g FROM generate_series(0, %s) g"
+        " UNION ALL"
+        " SELECT %s - interval '1 day' - g * interval '25 s', %s, %s, g"
+        " FROM generate_series(0, %s) g",
+        (now - WINDOW - step, ids[0], signal_id, half - 1, now, ids[0], signal_id, half - 1),
+    )
+    await conn.execute("ANALYZE telemetry")
+    return Floor(machine, signal, now - WINDOW, rows)
+
+
+def _recording(statements: list[tuple[str, Any]]) -> type[AsyncCursor[Any]]:
+    """A cursor class that notes every statement run through it, with its parameters."""
+
+    class Recording(AsyncCursor[Any]):
+        async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Recording:
+            statements.append((str(query), params))
+            await super().execute(query, params, **kwargs)
+            return self
+
+    return Recording
+
+
+async def _relations(conn: AsyncConnection, backend: Backend) -> tuple[set[str], set[str]]:
+    """Names of the telemetry table and its chunks; of the aggregate's materialized chunks."""
+    if backend is Backend.POSTGRESQL:
+        return {"telemetry"}, set()
+    cur = await conn.execute(
+        "SELECT chunk_name FROM timescaledb_information.chunks WHERE hypertable_name = 'telemetry'"
+    )
+    raw = {"telemetry"} | {r[0] for r in await cur.fetchall()}
+    cur = await conn.execute(
+        "SELECT c.chunk_name FROM timescaledb_information.continuous_aggregates a"
+        " JOIN timescaledb_information.chunks c"
+        " ON c.hypertable_name = a.materialization_hypertable_name"
+        " WHERE a.view_name = 'telemetry_1m'"
+    )
+    return raw, {r[0] for r in await cur.fetchall()}
+
+
+def _rows_read(plan: dict[str, Any], relations: set[str]) -> int:
+    """Rows the scans of `relations` read: returned plus removed by a filter, over all loops."""
+    total = 0
+    if plan.get("Relation Name") in relations:
+        per_loop = (
+            plan["Actual Rows"]
+            + plan.get("Rows Removed by Filter", 0)
+            + plan.get("Rows Removed by Index Recheck", 0)
+        )
+        total += round(per_loop * plan["Actual Loops"])
+    for child in plan.get("Plans", []):
+        total += _rows_read(child, relations)
+    return total
+
+
+async def _history_and_rows_read(
+    conn: AsyncConnection, backend: Backend, floor: Floor
+) -> tuple[list[HistoryPoint], int, int]:
+    """The history, and the raw and materialized rows its statements read (EXPLAIN ANALYZE)."""
+    statements: list[tuple[str, Any]] = []
+    plain = conn.cursor_factory
+    conn.cursor_factory = _recording(statements)
+    try:
+        points = await signal_history(conn, backend, floor.machine, floor.signal, floor.since)
+    finally:
+        conn.cursor_factory = plain
+    raw, materialized = await _relations(conn, backend)
+    raw_rows = materialized_rows = 0
+    for query, params in statements:
+        cur = await conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + query, params, prepare=False)
+        row = await cur.fetchone()
+        assert row is not None
+        plan = row[0][0]["Plan"]
+        raw_rows += _rows_read(plan, raw)
+        materialized_rows += _rows_read(plan, materialized)
+    return points, raw_rows, materialized_rows
+
+
+async def _settle(conn: AsyncConnection, backend: Backend, floor: Floor) -> None:
+    """On TimescaleDB, materialize the rows just written below the aggregate's watermark.
+
+    Rows written below the watermark show in the real-time aggregate only once refreshed
+    (the policy does it within a minute); the refresh reaches the window's middle at least,
+    so that the window is read half from materialized buckets, half from raw rows (or, when
+    the policy has already moved the watermark further, its newest minutes from raw rows).
+    """
+    if backend is not Backend.TIMESCALEDB:
+        return
+    middle = first_bucket(floor.since) + WINDOW / 2
+    cur = await conn.execute(
+        "SELECT greatest(%s, _timescaledb_functions.to_timestamp("
+        "_timescaledb_functions.cagg_watermark(mat_hypertable_id)))"
+        " FROM _timescaledb_catalog.continuous_agg WHERE user_view_name = 'telemetry_1m'",
+        (middle,),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    await conn.execute(
+        "CALL refresh_continuous_aggregate('telemetry_1m', %s, %s)",
+        (floor.since - timedelta(days=5), row[0]),
+    )
+
+
+async def test_history_reads_the_window_not_the_whole_telemetry_table(
+    conn: AsyncConnection,
+) -> None:
+    backend = await storage_backend(conn)
+    floor = await _floor(conn)
+    await _settle(conn, backend, floor)
+    window_rows = sum(ts >= first_bucket(floor.since) for ts, _ in floor.rows)
+
+    points, raw_rows, materialized_rows = await _history_and_rows_read(conn, backend, floor)
+
+    assert points == floor.expected()
+    # 50 times the window's rows are there (other machines, older rows of this machine).
+    assert raw_rows <= 2 * window_rows, (raw_rows, window_rows)
+    if backend is Backend.TIMESCALEDB:
+        # Both parts of the real-time aggregate ran: raw rows past the watermark (the newest
+        # minute at least: the refresh policy stops a minute short of now) and materialized
+        # buckets before it, of this signal in the window only (one a machine and minute).
+        assert raw_rows > 0
+        assert 0 < materialized_rows <= (1 + OTHER_MACHINES) * (WINDOW // timedelta(minutes=1))
+
+
+async def test_history_leaves_out_the_first_partial_minute(conn: AsyncConnection) -> None:
+    backend = await storage_backend(conn)
+    floor = await _floor(conn)
+    await _settle(conn, backend, floor)
+    since = floor.since.replace(second=30, microsecond=0)
+    points = await signal_history(conn, backend, floor.machine, floor.signal, since)
+    assert points[0].bucket == since.replace(second=0) + timedelta(minutes=1)
+    assert points[0].samples == PER_MINUTE
+
+
+async def test_an_unknown_machine_or_signal_is_not_found(conn: AsyncConnection) -> None:
+    backend = await storage_backend(conn)
+    floor = await _floor(conn)
+    with pytest.raises(NotFound, match="no machine imm-nobody"):
+        await signal_history(conn, backend, "imm-nobody", floor.signal, floor.since)
+    with pytest.raises(NotFound, match="no signal Nothing"):
+        await signal_history(conn, backend, floor.machine, "Nothing", floor.since)
+
+
+async def test_first_bucket_is_the_next_whole_minute() -> None:
+    at = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
+    assert first_bucket(at) == at
+    assert first_bucket(at + timedelta(microseconds=1)) == at + timedelta(minutes=1)
+    assert first_bucket(at.astimezone(timezone(timedelta(hours=2)))) == at
