@@ -11,7 +11,9 @@ from contracts.broker import BrokerUrl
 from contracts.codec import DecodeError, decode, encode
 from contracts.errors import ContractError
 from contracts.messages import (
+    ID_PATTERN,
     SCHEMA_VERSION,
+    SIGNAL_PATTERN,
     CycleRecord,
     EdgeStatus,
     Message,
@@ -35,8 +37,10 @@ from contracts.topics import Topic, TopicError
 __all__ = [
     "ALARM_BITS",
     "CYCLE_PARAMETERS",
+    "ID_PATTERN",
     "SCHEMA_VERSION",
     "SIGNALS",
+    "SIGNAL_PATTERN",
     "STANDSTILL_REASONS",
     "BrokerUrl",
     "ContractError",

@@ -55,11 +55,7 @@ def _parse(payload: bytes | str) -> Any:
 
 def _validate(raw: Any) -> AnyMessage:
     # The models default schema_version for Python code; on the wire it is required.
-    missing = (
-        "schema_version: Field required"
-        if type(raw) is dict and "schema_version" not in raw
-        else ""
-    )
+    missing = "missing schema_version" if type(raw) is dict and "schema_version" not in raw else ""
     try:
         message = _ADAPTER.validate_python(raw)
     except ValidationError as exc:
@@ -140,7 +136,7 @@ def _clip(text: str, limit: int = _MAX_REASON) -> str:
 def _summarise(exc: ValidationError) -> str:
     """The errors in one bounded line: missing fields together, then up to three others."""
     missing: dict[str, list[str]] = {}
-    parts = []
+    parts: list[str] = []
     for err in exc.errors(include_url=False, include_input=False):
         where = [str(p) for p in err["loc"]]
         if err["type"] == "missing" and where:
@@ -150,6 +146,15 @@ def _summarise(exc: ValidationError) -> str:
     shown = [f"{at}: missing {', '.join(names)}" for at, names in missing.items()] + parts
     more = exc.error_count() - sum(map(len, missing.values())) - len(parts)
     return _clip("; ".join(shown) + (f" (+{more} more)" if more > 0 else ""))
+
+
+def _value_within(bounds: tuple[float, float], signal: dict[str, Any]) -> dict[str, Any]:
+    """A JSON Schema rule: a reading whose signal matches `signal` has its value in `bounds`."""
+    low, high = bounds
+    return {
+        "if": {"properties": {"signal": signal}},
+        "then": {"properties": {"value": {"minimum": low, "maximum": high}}},
+    }
 
 
 def json_schema() -> dict[str, Any]:
@@ -164,18 +169,10 @@ def json_schema() -> dict[str, Any]:
     defs = schema["$defs"]
     for name in ("TelemetryBatch", "CycleRecord", "StateChange", "EdgeStatus"):
         defs[name]["required"] = ["schema_version", "kind", *defs[name]["required"]]
-    value = defs["Reading"]["properties"]["value"]
-    value["minimum"], value["maximum"] = ANY_RANGE
+    known = [spec.name for spec in SIGNALS]
     defs["Reading"]["allOf"] = [
-        {
-            "if": {"properties": {"signal": {"const": spec.name}}},
-            "then": {
-                "properties": {
-                    "value": dict(zip(("minimum", "maximum"), UNIT_RANGES[spec.unit], strict=True))
-                }
-            },
-        }
-        for spec in SIGNALS
+        *(_value_within(UNIT_RANGES[spec.unit], {"const": spec.name}) for spec in SIGNALS),
+        _value_within(ANY_RANGE, {"not": {"enum": known}}),
     ]
     parameters = defs["CycleRecord"]["properties"]["parameters"]
     del parameters["additionalProperties"]

@@ -40,6 +40,8 @@ TS_PATTERN: Final = (
     r"(Z|[+-][0-9]{2}:[0-9]{2})$"
 )
 _TS = re.compile(TS_PATTERN)
+# The same in the JSON Schema, with the years of the range (decode says "out of range" instead).
+_TS_SCHEMA_PATTERN: Final = TS_PATTERN.replace("^[0-9]{4}", "^(19[7-9][0-9]|20[0-9][0-9])")
 
 ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 SIGNAL_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9_.]{0,63}$"
@@ -52,6 +54,8 @@ SourceId = Annotated[
     ),
 ]
 SignalName = Annotated[str, Field(pattern=SIGNAL_PATTERN)]
+# Free text (a reason, a detail): printable, so that every log and database takes it whole.
+_TEXT_PATTERN: Final = r"^[^\x00-\x1f\x7f]*$"
 
 
 def _utc_timestamp(value: Any) -> datetime:
@@ -87,7 +91,7 @@ def _check_range(name: str, value: float, bounds: tuple[float, float]) -> None:
 Timestamp = Annotated[
     AwareDatetime,
     BeforeValidator(_utc_timestamp),
-    Field(json_schema_extra={"pattern": TS_PATTERN}),
+    Field(json_schema_extra={"pattern": _TS_SCHEMA_PATTERN}),
 ]
 
 
@@ -178,7 +182,7 @@ class StateChange(_Message):
 
     kind: Literal[MessageKind.STATE] = MessageKind.STATE
     state: MachineState
-    reason: str | None = Field(default=None, max_length=64)
+    reason: str | None = Field(default=None, max_length=64, pattern=_TEXT_PATTERN)
 
 
 class EdgeStatus(_Message):
@@ -186,7 +190,7 @@ class EdgeStatus(_Message):
 
     kind: Literal[MessageKind.STATUS] = MessageKind.STATUS
     online: StrictBool
-    detail: str | None = Field(default=None, max_length=256)
+    detail: str | None = Field(default=None, max_length=256, pattern=_TEXT_PATTERN)
 
 
 Message = Annotated[

@@ -32,7 +32,9 @@ INSERT_REJECTED: Final = (
 def rejected_row(topic: str, payload: bytes, reason: str) -> tuple[str, bytes, int, str, bytes]:
     """The rejected_message row of a refused message: excerpts, its size and its digest."""
     digest = hashlib.sha256(topic.encode(errors="replace") + b"\0" + payload).digest()
-    return (topic[:TOPIC_CHARS], payload[:EXCERPT_BYTES], len(payload), reason[:1000], digest)
+    # PostgreSQL's text takes no NUL: shown escaped, the row is still written.
+    shown, why = topic[:TOPIC_CHARS].replace("\0", "\\x00"), reason[:1000].replace("\0", "\\x00")
+    return (shown, payload[:EXCERPT_BYTES], len(payload), why, digest)
 
 
 class RejectLog:

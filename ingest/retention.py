@@ -16,6 +16,7 @@ import logging
 from datetime import timedelta
 
 import psycopg
+from psycopg import sql
 
 log = logging.getLogger(__name__)
 
@@ -24,27 +25,23 @@ _CHUNK = 50_000
 
 async def prune_message_log(conn: psycopg.AsyncConnection, keep: timedelta) -> int:
     """Delete the entries received more than `keep` ago; returns how many (autocommit conn)."""
-    total = 0
-    while True:
-        cur = await conn.execute(
-            "DELETE FROM message_log WHERE ctid = ANY(ARRAY("
-            " SELECT ctid FROM message_log WHERE received_at < now() - %s LIMIT %s))",
-            (keep, _CHUNK),
-        )
-        total += cur.rowcount
-        if cur.rowcount < _CHUNK:
-            return total
+    return await _prune(conn, "message_log", "ctid", keep)
 
 
 async def prune_rejected(conn: psycopg.AsyncConnection, keep: timedelta) -> int:
     """Delete the rejected messages received more than `keep` ago; how many (autocommit)."""
+    return await _prune(conn, "rejected_message", "id", keep)
+
+
+async def _prune(conn: psycopg.AsyncConnection, table: str, key: str, keep: timedelta) -> int:
+    """Delete `table`'s rows received more than `keep` ago, oldest first in chunks."""
+    statement = sql.SQL(
+        "DELETE FROM {table} WHERE {key} = ANY(ARRAY("
+        " SELECT {key} FROM {table} WHERE received_at < now() - %s LIMIT %s))"
+    ).format(table=sql.Identifier(table), key=sql.Identifier(key))
     total = 0
     while True:
-        cur = await conn.execute(
-            "DELETE FROM rejected_message WHERE id = ANY(ARRAY("
-            " SELECT id FROM rejected_message WHERE received_at < now() - %s LIMIT %s))",
-            (keep, _CHUNK),
-        )
+        cur = await conn.execute(statement, (keep, _CHUNK))
         total += cur.rowcount
         if cur.rowcount < _CHUNK:
             return total

@@ -187,7 +187,17 @@ async def _write_singly(writer: Writer, batch: list[Inbound]) -> BatchResult:
         except psycopg.OperationalError:
             raise
         except psycopg.Error as exc:
-            total += await writer.reject(inbound, f"database refused it: {exc}")
+            reason = f"database refused it: {str(exc).strip()[:300]}"
+            try:
+                total += await writer.reject(inbound, reason)
+            except psycopg.OperationalError:
+                raise
+            except psycopg.Error as again:  # so long as one message cannot stop the rest
+                log.error(
+                    "a message on %s was refused and could not be recorded either (%s); it is "
+                    "acknowledged unrecorded", inbound.topic[:160], str(again).strip()[:300],
+                )  # fmt: skip
+                total += BatchResult(rejected=1)
     return total
 
 

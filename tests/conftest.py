@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from databases import migrated_database
 
-from ingest import upgrade
-from moldlab.servers import LocalMosquitto, LocalPostgres, create_database, drop_database
+from moldlab.servers import LocalMosquitto, LocalPostgres
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -44,11 +43,8 @@ def database_server_url(scratch_dir: Path) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def database_url(database_server_url: str) -> Iterator[str]:
     """A fresh database of this run, migrated to the newest schema, dropped afterwards."""
-    name = f"moldlab_test_{uuid.uuid4().hex[:10]}"
-    url = create_database(database_server_url, name)
-    upgrade(url)
-    yield url
-    drop_database(database_server_url, name)
+    with migrated_database(database_server_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import aiomqtt
+import orjson
 import pytest
 
 from contracts import (
@@ -345,3 +346,26 @@ async def test_an_offline_machine_becomes_one_offline_state(mqtt_url: str) -> No
     assert not any(isinstance(m, EdgeStatus) for m in outbox.committed)
     assert {m.source for m in outbox.committed} == {f"{gateway}:imm-07"}
     assert {m.machine_id for m in outbox.committed} == {"imm-07"}
+
+
+async def test_a_timestamp_that_overflowed_utc_is_dropped_and_the_source_runs_on(
+    mqtt_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # It raised OverflowError out of decode: the source died, and died again at each restart
+    # on the same unacknowledged message.
+    caplog.set_level(logging.INFO, logger="edge")
+    site, gateway = _site(), _gateway()
+    outbox = Outbox()
+    source = _source(mqtt_url, site, outbox, gateway)
+    async with _machine(mqtt_url, site) as machine:
+        good = orjson.loads(encode(machine.cycle(T0, shot=1)))
+        async with _running(source):
+            await _until(lambda: source.connected)
+            for ts in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
+                await machine.publish(orjson.dumps({**good, "ts": ts, "shot": 9}))
+            await machine.publish(machine.cycle(T0, shot=1))
+            await _until(lambda: len(outbox.committed) == 1)
+        assert (source.received, source.forwarded, source.rejected) == (3, 1, 2)
+    dropped = [r.getMessage() for r in caplog.records if "dropped a message" in r.getMessage()]
+    assert len(dropped) == 2
+    assert all("must lie between" in text for text in dropped)

@@ -85,3 +85,33 @@ def test_upgrade_is_idempotent_and_downgrade_removes_everything(empty_database: 
     assert _tables(empty_database) & TABLES == set()
     upgrade(empty_database)
     assert _tables(empty_database) >= TABLES
+
+
+def test_0003_keeps_rejections_as_excerpts_and_the_signals_machines_have(
+    empty_database: str,
+) -> None:
+    upgrade(empty_database, "0002")
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO rejected_message (topic, payload, reason, digest)"
+            " VALUES (%s, %s, 'too big', '\\x01'), ('t', 'small', 'bad', '\\x02')",
+            ("x" * 2000, b"A" * 100_000),
+        )
+        conn.execute(
+            "INSERT INTO machine (machine_key, site, area, line) VALUES ('m', 's', 'a', 'l')"
+        )
+        conn.execute("INSERT INTO signal (name) VALUES ('TempZone2'), ('TempOil'), ('Unused')")
+        conn.execute(
+            "INSERT INTO latest_value SELECT m.id, s.id, now(), 1.0 FROM machine m, signal s"
+            " WHERE s.name <> 'Unused'"
+        )
+    upgrade(empty_database)
+    with psycopg.connect(empty_database) as conn:
+        rows = conn.execute(
+            "SELECT length(topic), length(payload), payload_bytes FROM rejected_message ORDER BY id"
+        ).fetchall()
+        pairs = conn.execute(
+            "SELECT s.name FROM machine_signal ms JOIN signal s ON s.id = ms.signal_id ORDER BY 1"
+        ).fetchall()
+    assert rows == [(512, 4096, 100_000), (1, 5, 5)]
+    assert pairs == [("TempOil",), ("TempZone2",)]

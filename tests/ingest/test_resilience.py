@@ -53,7 +53,7 @@ class _Stream:
     def payload(self, seq: int) -> bytes:
         # Each reading carries its message's seq, so telemetry rows can be counted by seq.
         readings = [
-            Reading(signal="TempZone2", offset_ms=i * 50, value=float(seq))
+            Reading(signal="CounterShots", offset_ms=i * 50, value=float(seq))
             for i in range(self.readings)
         ]
         msg = TelemetryBatch(

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import time
 import uuid
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import aiomqtt
@@ -68,12 +71,31 @@ def _shots_and_rejections(database_url: str, machine: str) -> tuple[list[int], l
     return [int(shot) for (shot,) in shots], [str(reason) for (reason,) in reasons]
 
 
-async def _run_ingest_for(settings: IngestSettings, seconds: float) -> None:
+@contextlib.asynccontextmanager
+async def _ingest(settings: IngestSettings) -> AsyncIterator[None]:
+    """Ingest running in this process, from the moment it has subscribed until the block ends."""
+    subscribed = asyncio.Event()
+
+    class _Subscribed(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage().startswith("subscribed to"):
+                subscribed.set()
+
+    handler = _Subscribed()
+    logger = logging.getLogger("ingest.service")
+    level = logger.level
+    logger.setLevel(logging.INFO)  # "subscribed to" is an INFO line
+    logger.addHandler(handler)
     stop = asyncio.Event()
     task = asyncio.create_task(run_ingest(settings, stop))
-    await asyncio.sleep(seconds)
-    stop.set()
-    await asyncio.wait_for(task, 10)
+    try:
+        await asyncio.wait_for(subscribed.wait(), 20)
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        stop.set()
+        await asyncio.wait_for(task, 10)
 
 
 async def test_messages_are_acknowledged_only_after_they_are_committed(
@@ -86,7 +108,8 @@ async def test_messages_are_acknowledged_only_after_they_are_committed(
         ingest_client_id=f"ingest-{site}",
     )  # fmt: skip
     # 1. The persistent session exists; ingest is then down while a machine publishes.
-    await _run_ingest_for(settings, 0.5)
+    async with _ingest(settings):
+        pass
     async with aiomqtt.Client(**BrokerUrl.parse(mqtt_url).client_options()) as publisher:
         for seq in range(1, 21):
             inbound = _cycle(machine, seq, seq)
@@ -96,16 +119,24 @@ async def test_messages_are_acknowledged_only_after_they_are_committed(
     unreachable = settings.model_copy(
         update={"database_url": "postgresql://postgres@127.0.0.1:1/nowhere"}
     )
-    await _run_ingest_for(unreachable, 1.5)
+    async with _ingest(unreachable):
+        await asyncio.sleep(1.5)  # the messages come, and nothing may acknowledge them
     # 3. With the database back, the broker redelivers every one of them.
-    await _run_ingest_for(settings, 2.0)
-    with psycopg.connect(database_url) as conn:
-        seqs = conn.execute(
-            "SELECT c.seq FROM cycle c JOIN machine m ON m.id = c.machine_id"
-            " WHERE m.machine_key = %s AND m.site = %s ORDER BY c.seq",
-            (machine, site),
-        ).fetchall()
-    assert [s for (s,) in seqs] == list(range(1, 21))
+
+    def seqs() -> list[int]:
+        with psycopg.connect(database_url) as conn:
+            rows = conn.execute(
+                "SELECT c.seq FROM cycle c JOIN machine m ON m.id = c.machine_id"
+                " WHERE m.machine_key = %s AND m.site = %s ORDER BY c.seq",
+                (machine, site),
+            ).fetchall()
+        return [s for (s,) in rows]
+
+    async with _ingest(settings):
+        deadline = time.monotonic() + 20
+        while len(seqs()) < 20 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+    assert seqs() == list(range(1, 21))
 
 
 @pytest.mark.parametrize(("wait_s", "one_batch"), [(0.0, False), (1.5, True)])

@@ -44,7 +44,7 @@ def _source(site: str, machine: str) -> str:
 
 def _payload(site: str, machine: str, seq: int) -> bytes:
     readings = [
-        Reading(signal="TempZone2", offset_ms=i * 50, value=float(seq)) for i in range(_READINGS)
+        Reading(signal="CounterShots", offset_ms=i * 50, value=float(seq)) for i in range(_READINGS)
     ]
     msg = TelemetryBatch(
         machine_id=machine, ts=datetime.now(UTC), source=_source(site, machine), seq=seq,

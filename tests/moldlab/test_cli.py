@@ -58,7 +58,7 @@ def test_db_upgrade_migrates_a_fresh_database(database_server_url: str) -> None:
         assert again.returncode == 0, again.stderr
         with psycopg.connect(url) as conn:
             row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-        assert row == ("0002",)
+        assert row == ("0003",)
     finally:
         drop_database(database_server_url, name)
 

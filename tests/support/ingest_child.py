@@ -54,6 +54,10 @@ class IngestChild:
 
         await wait_until(subscribed, timeout_s, f"{self.name} subscribed", poll_s=0.05)
 
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.returncode is None
+
     async def kill(self) -> None:
         assert self._proc is not None
         self._proc.send_signal(signal.SIGKILL)
