@@ -11,6 +11,10 @@ from analytics.errors import NotFound
 from analytics.storage import Backend
 
 BUCKET = timedelta(minutes=1)
+# Windows up to this long are read from the raw rows on TimescaleDB too: exact at once,
+# backlog from an edge gateway included (the aggregate shows rows written below its
+# watermark only after its next refresh, within a minute), and cheap (an hour of a signal).
+RAW_WINDOW = timedelta(hours=1)
 
 
 class HistoryPoint(BaseModel):
@@ -26,9 +30,10 @@ _IDS = (
     " (SELECT id FROM signal WHERE name = %s)"
 )
 
-# Plain PostgreSQL: the telemetry_1m view would aggregate every machine before filtering, so
-# the raw rows are read here, through the (machine_id, signal_id, time DESC) index. The
-# buckets are the view's (date_bin from 2000-01-01).
+# Plain PostgreSQL, and short windows on TimescaleDB: the telemetry_1m view would aggregate
+# every machine before filtering, so the raw rows are read here, through the
+# (machine_id, signal_id, time DESC) index. The buckets are the view's (date_bin from
+# 2000-01-01, which time_bucket's are too).
 _PLAIN = """
 SELECT date_bin(INTERVAL '1 minute', time, TIMESTAMPTZ '2000-01-01') AS bucket,
        avg(value), min(value), max(value), count(*)
@@ -57,12 +62,19 @@ def first_bucket(since: datetime) -> datetime:
 
 
 async def signal_history(
-    conn: AsyncConnection, backend: Backend, machine_key: str, signal: str, since: datetime
+    conn: AsyncConnection,
+    backend: Backend,
+    machine_key: str,
+    signal: str,
+    since: datetime,
+    *,
+    now: datetime | None = None,
 ) -> list[HistoryPoint]:
     """The whole 1-minute buckets of one signal of one machine from `since` on, oldest first.
 
     Raises NotFound when the machine or the signal does not exist.
     """
+    now = now or datetime.now(UTC)
     cur = await conn.execute(_IDS, (machine_key, signal))
     row = await cur.fetchone()
     machine_id, signal_id = row if row else (None, None)
@@ -70,7 +82,8 @@ async def signal_history(
         raise NotFound(f"no machine {machine_key}")
     if signal_id is None:
         raise NotFound(f"no signal {signal}")
-    query = _TIMESCALE if backend is Backend.TIMESCALEDB else _PLAIN
+    aggregate = backend is Backend.TIMESCALEDB and now - since > RAW_WINDOW
+    query = _TIMESCALE if aggregate else _PLAIN
     # Never a prepared statement: in a generic plan TimescaleDB cannot derive `time >= start`
     # from `bucket >= start` and reads this machine's raw rows from the watermark on.
     cur = await conn.execute(query, (machine_id, signal_id, first_bucket(since)), prepare=False)

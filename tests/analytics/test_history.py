@@ -16,7 +16,7 @@ from analytics import Backend, HistoryPoint, NotFound, first_bucket, signal_hist
 
 pytestmark = pytest.mark.infra
 
-WINDOW = timedelta(minutes=60)
+WINDOW = timedelta(hours=3)  # past analytics.history.RAW_WINDOW: the aggregate on TimescaleDB
 PER_MINUTE = 10  # samples of the signal per minute
 OTHER_MACHINES = 25  # with the same signal, in the same window
 OLD_ROWS = 15_000  # of the same machine and signal, before the window
@@ -48,7 +48,7 @@ class Floor:
 
 
 async def _floor(conn: AsyncConnection) -> Floor:
-    """One machine's signal in the window, beside 50 times as many rows it must not read."""
+    """One machine's signal in the window, beside 30 times as many rows it must not read."""
     tag = uuid.uuid4().hex[:8]
     # "zz-..." sorts after the machines of other tests: theirs stay on the API's first page.
     machine, signal = f"zz-h-{tag}", f"Hist{tag}"
@@ -75,7 +75,7 @@ async def _floor(conn: AsyncConnection) -> Floor:
         " SELECT t, %s, %s, v FROM unnest(%s::timestamptz[], %s::float8[]) AS r(t, v)",
         (ids[0], signal_id, [t for t, _ in rows], [v for _, v in rows]),
     )
-    # The other machines, same signal, same window: 25 x 600 rows.
+    # The other machines, same signal, same window: 25 x 1,800 rows.
     await conn.execute(
         "INSERT INTO telemetry (time, machine_id, signal_id, value)"
         " SELECT %s - g * %s, m, %s, g FROM generate_series(0, %s) g, unnest(%s::int[]) m",
@@ -199,7 +199,7 @@ async def test_history_reads_the_window_not_the_whole_telemetry_table(
     points, raw_rows, materialized_rows = await _history_and_rows_read(conn, backend, floor)
 
     assert points == floor.expected()
-    # 50 times the window's rows are there (other machines, older rows of this machine).
+    # 30 times the window's rows are there (other machines, older rows of this machine).
     assert raw_rows <= 2 * window_rows, (raw_rows, window_rows)
     if backend is Backend.TIMESCALEDB:
         # Both parts of the real-time aggregate ran: raw rows past the watermark (the newest
@@ -233,3 +233,40 @@ async def test_first_bucket_is_the_next_whole_minute() -> None:
     assert first_bucket(at) == at
     assert first_bucket(at + timedelta(microseconds=1)) == at + timedelta(minutes=1)
     assert first_bucket(at.astimezone(timezone(timedelta(hours=2)))) == at
+
+
+async def test_a_backlog_below_the_watermark_shows_at_once_in_a_short_window(
+    conn: AsyncConnection,
+) -> None:
+    # An edge gateway's backlog lands minutes in the past: on TimescaleDB, below the
+    # aggregate's watermark once it has been refreshed. A window up to RAW_WINDOW reads the
+    # raw rows, so it shows at once (the dashboard's default hour), on either backend.
+    backend = await storage_backend(conn)
+    tag = uuid.uuid4().hex[:8]
+    machine, signal = f"zz-b-{tag}", f"Late{tag}"
+    now = datetime.now(UTC)
+    cur = await conn.execute(
+        "INSERT INTO machine (machine_key, site, area, line) VALUES (%s, 'test', 'hall', 'l1')"
+        " RETURNING id",
+        (machine,),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    cur = await conn.execute("INSERT INTO signal (name) VALUES (%s) RETURNING id", (signal,))
+    signal_row = await cur.fetchone()
+    assert signal_row is not None
+    write = "INSERT INTO telemetry (time, machine_id, signal_id, value) VALUES (%s, %s, %s, %s)"
+    recent = (now - timedelta(minutes=3)).replace(second=5, microsecond=0)
+    await conn.execute(write, (recent, row[0], signal_row[0], 2.5))
+    if backend is Backend.TIMESCALEDB:  # the watermark moves past the recent row
+        await conn.execute(
+            "CALL refresh_continuous_aggregate('telemetry_1m', %s, %s)",
+            (now - timedelta(hours=2), now - timedelta(minutes=1)),
+        )
+    late = (now - timedelta(minutes=10)).replace(second=5, microsecond=0)
+    await conn.execute(write, (late, row[0], signal_row[0], 1.5))
+    points = await signal_history(conn, backend, machine, signal, now - timedelta(minutes=30))
+    assert [(p.bucket, p.samples, p.avg) for p in points] == [
+        (late.replace(second=0), 1, 1.5),
+        (recent.replace(second=0), 1, 2.5),
+    ]

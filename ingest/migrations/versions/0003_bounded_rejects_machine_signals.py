@@ -5,7 +5,8 @@ first bytes (`payload`, an excerpt) and its size (`payload_bytes`) are kept, wit
 cut short too; the digest still identifies the whole message, so a redelivery is still one
 rejection. `machine_signal` holds the (machine, signal) pairs that have data, so that ingest
 can limit the signals per machine and its start-up catch-up of latest_value reads only the
-pairs that exist (it used to try every machine with every signal name ever seen).
+pairs that exist (it used to try every machine with every signal name ever seen). On
+TimescaleDB the 1-minute aggregate gets an index by machine, signal and bucket for history.
 
 Revision ID: 0003
 Revises: 0002
@@ -48,10 +49,31 @@ def upgrade() -> None:
         "CREATE INDEX machine_site ON machine (site)",
     ):
         conn.exec_driver_sql(statement)
+    if _backend() == "timescaledb":
+        # History asks for one machine's signal: without this the aggregate's own indexes
+        # (machine, bucket) and (signal, bucket) read the signal's buckets of every machine.
+        conn.exec_driver_sql(
+            "CREATE INDEX telemetry_1m_machine_signal_bucket"
+            " ON telemetry_1m (machine_id, signal_id, bucket DESC)"
+        )
+
+
+def _backend() -> str | None:
+    return (
+        op.get_bind()
+        .exec_driver_sql("SELECT value FROM storage_info WHERE key = 'backend'")
+        .scalar()
+    )
 
 
 def downgrade() -> None:
     conn = op.get_bind()
+    # TimescaleDB made it on the aggregate's materialized hypertable, in its own schema.
+    schema = conn.exec_driver_sql(
+        "SELECT schemaname FROM pg_indexes WHERE indexname = 'telemetry_1m_machine_signal_bucket'"
+    ).scalar()
+    if schema is not None:
+        conn.exec_driver_sql(f'DROP INDEX "{schema}".telemetry_1m_machine_signal_bucket')
     conn.exec_driver_sql("DROP INDEX machine_site")
     conn.exec_driver_sql("DROP TABLE machine_signal")
     conn.exec_driver_sql("ALTER TABLE rejected_message DROP COLUMN payload_bytes")
