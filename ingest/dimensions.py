@@ -37,6 +37,7 @@ class Dimensions:
     # that a thread packing telemetry meanwhile reads a whole one.
     machine_signals: dict[int, dict[str, int]] = field(default_factory=dict)
     logged_limits: set[str] = field(default_factory=set)
+    full: dict[str, str] = field(default_factory=dict)  # a limit met -> what it says
 
 
 async def resolve(
@@ -49,9 +50,26 @@ async def resolve(
     """Give ids to the new of `machines` (by key) and of the signals `names` lists per machine
     key; what a limit refuses, with why (the keys of Refusals: machine, or machine/signal)."""
     refused: Refusals = {}
-    for key in sorted(machines):
-        if key not in dimensions.machines:
-            reason = await _machine_id(conn, dimensions, limits, machines[key])
+    unknown = sorted(key for key in machines if key not in dimensions.machines)
+    if unknown:
+        # One query for all a batch does not know: a flood of new ids costs one per batch.
+        cur = await conn.execute(
+            "SELECT machine_key, id, site, area, line FROM machine WHERE machine_key = ANY(%s)",
+            (unknown,),
+        )
+        found = {str(row[0]): row[1:] for row in await cur.fetchall()}
+        for key in unknown:
+            topic = machines[key]
+            if key in found:
+                machine_id, *place = found[key]
+                if tuple(place) != (topic.site, topic.area, topic.line):
+                    await conn.execute(
+                        "UPDATE machine SET site = %s, area = %s, line = %s WHERE id = %s",
+                        (topic.site, topic.area, topic.line, machine_id),
+                    )
+                dimensions.machines[key] = int(machine_id)
+                continue
+            reason = await _add_machine(conn, dimensions, limits, topic)
             if reason is not None:
                 refused[key] = reason
     for key in sorted(names):
@@ -65,31 +83,27 @@ async def resolve(
     return refused
 
 
-async def _machine_id(
+async def _add_machine(
     conn: AsyncConnection, dimensions: Dimensions, limits: Limits, topic: Topic
 ) -> str | None:
-    """Find or add `topic`'s machine (its place updated); None, or why a limit refused it."""
-    place = {"key": topic.machine, "site": topic.site, "area": topic.area, "line": topic.line}
-    cur = await conn.execute("SELECT id, site, area, line FROM machine WHERE machine_key = %s",
-                             (topic.machine,))  # fmt: skip
+    """Add `topic`'s machine if the limits let it; None, or why they refused it."""
+    for limit_key in (f"machines of site {topic.site}", "machines"):
+        if (what := dimensions.full.get(limit_key)) is not None:
+            # Full once, full until restart (machines are not removed while ingest runs).
+            return _refusal(dimensions, limit_key, f"{what}; new machine {topic.machine} refused")
+    cur = await conn.execute(
+        "INSERT INTO machine (machine_key, site, area, line)"
+        " SELECT %(key)s, %(site)s, %(area)s, %(line)s"
+        " WHERE (SELECT count(*) FROM machine WHERE site = %(site)s) < %(per_site)s"
+        " AND (SELECT count(*) FROM machine) < %(total)s"
+        " ON CONFLICT (machine_key) DO UPDATE"
+        " SET site = EXCLUDED.site, area = EXCLUDED.area, line = EXCLUDED.line RETURNING id",
+        {
+            "key": topic.machine, "site": topic.site, "area": topic.area, "line": topic.line,
+            "per_site": limits.max_machines_per_site, "total": limits.max_machines,
+        },
+    )  # fmt: skip
     row = await cur.fetchone()
-    if row is not None and tuple(row[1:]) != (topic.site, topic.area, topic.line):
-        await conn.execute(
-            "UPDATE machine SET site = %(site)s, area = %(area)s, line = %(line)s"
-            " WHERE machine_key = %(key)s",
-            place,
-        )
-    if row is None:
-        cur = await conn.execute(
-            "INSERT INTO machine (machine_key, site, area, line)"
-            " SELECT %(key)s, %(site)s, %(area)s, %(line)s"
-            " WHERE (SELECT count(*) FROM machine WHERE site = %(site)s) < %(per_site)s"
-            " AND (SELECT count(*) FROM machine) < %(total)s"
-            " ON CONFLICT (machine_key) DO UPDATE"
-            " SET site = EXCLUDED.site, area = EXCLUDED.area, line = EXCLUDED.line RETURNING id",
-            {**place, "per_site": limits.max_machines_per_site, "total": limits.max_machines},
-        )
-        row = await cur.fetchone()
     if row is not None:
         dimensions.machines[topic.machine] = int(row[0])
         return None
@@ -105,6 +119,7 @@ async def _machine_id(
     else:
         what = f"the plant has {total} machines (MOLDLAB_INGEST_MAX_MACHINES)"
         limit_key = "machines"
+    dimensions.full[limit_key] = what
     return _refusal(dimensions, limit_key, f"{what}; new machine {topic.machine} refused")
 
 
@@ -171,6 +186,10 @@ async def _signal_id(
     """Find or add signal `name`; None, or why the limit on signal names refused it."""
     cur = await conn.execute("SELECT id FROM signal WHERE name = %s", (name,))
     row = await cur.fetchone()
+    if row is None and "signals" in dimensions.full:
+        return _refusal(
+            dimensions, "signals", f"{dimensions.full['signals']}; new signal {name} refused"
+        )
     if row is None:
         spec = signal_spec(name)
         cur = await conn.execute(
@@ -183,12 +202,9 @@ async def _signal_id(
     if row is not None:
         dimensions.signals[name] = int(row[0])
         return None
-    return _refusal(
-        dimensions,
-        "signals",
-        f"the plant has {limits.max_signals} signal names (MOLDLAB_INGEST_MAX_SIGNALS);"
-        f" new signal {name} refused",
-    )
+    what = f"the plant has {limits.max_signals} signal names (MOLDLAB_INGEST_MAX_SIGNALS)"
+    dimensions.full["signals"] = what
+    return _refusal(dimensions, "signals", f"{what}; new signal {name} refused")
 
 
 def _refusal(dimensions: Dimensions, limit_key: str, text: str) -> str:
