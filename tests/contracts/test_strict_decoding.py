@@ -134,10 +134,30 @@ def test_a_reading_value_must_be_a_json_number(value: str) -> None:
         b'{"schema_version": 1, "kind": "telemetry", "machine_id": "imm-01",'
         b' "ts": "2026-11-21T08:00:00Z", "source": "s", "seq": 1, "readings": ['
         b'{"signal": "TempZone2", "offset_ms": 0, "value": 1.0, "value": 999.0}]}',
+        # The same key once plainly and once with an escape: counting the bytes misses it.
+        b'{"schema_version": 1, "kind": "telemetry", "machine_id": "imm-01",'
+        b' "ts": "2026-11-21T08:00:00Z", "source": "s", "seq": 1, "readings": ['
+        b'{"signal": "TempZone2", "offset_ms": 0, "value": 1.0, "val\\u0075e": 999.0}]}',
+        b'{"schema_version": 1, "kind": "telemetry", "machine_id": "imm-01",'
+        b' "ts": "2026-11-21T08:00:00Z", "source": "s", "seq": 1, "s\\u0065q": 2, "readings": ['
+        b'{"signal": "TempZone2", "offset_ms": 0, "value": 1.0}]}',
     ],
 )
 def test_duplicate_keys_are_refused(payload: bytes) -> None:
     _refused(payload, "duplicate key")
+
+
+def test_key_names_as_values_do_not_pass_for_duplicates() -> None:
+    # A signal named "value", a machine named "kind": valid, decoded by the thorough path.
+    payload = (
+        b'{"schema_version": 1, "kind": "telemetry", "machine_id": "kind",'
+        b' "ts": "2026-11-21T08:00:00Z", "source": "s", "seq": 1, "readings": ['
+        b'{"signal": "value", "offset_ms": 0, "value": 1.0},'
+        b'{"signal": "signal", "offset_ms": 5, "value": 2.0}]}'
+    )
+    message, samples = decode_samples(payload)
+    assert message.machine_id == "kind"
+    assert samples == [("value", 0, 1.0), ("signal", 5, 2.0)]
 
 
 def test_a_missing_schema_version_is_refused() -> None:
