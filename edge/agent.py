@@ -15,7 +15,7 @@ import functools
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from contracts import Topic
 from contracts.codec import AnyMessage
@@ -29,6 +29,9 @@ from edge.mqtt_source import MqttSource
 from edge.outbox import Outbox
 
 _log = logging.getLogger(__name__)
+
+_GOODBYE_S = 2.0  # after the publisher's grace: its death message and disconnection
+_RECANCEL_S = 0.5  # a task still running this long after its cancellation is cancelled again
 
 
 def source_of(config: GatewayConfig, machine_id: str) -> str:
@@ -110,7 +113,7 @@ async def _run(config: GatewayConfig, outbox: Outbox, stop: asyncio.Event) -> No
             server = await serve_metrics(metrics, config.metrics.host, config.metrics.port)
             await stack.enter_async_context(server)
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(publisher.run(stop_publishing), name="mqtt publisher")
+            publishing = tasks.create_task(publisher.run(stop_publishing), name="mqtt publisher")
             sources = [
                 tasks.create_task(poll(m, m.modbus), name=f"poll {m.machine_id}")
                 for m in config.machines
@@ -120,12 +123,33 @@ async def _run(config: GatewayConfig, outbox: Outbox, stop: asyncio.Event) -> No
                 for machine_id, s in mqtt_sources.items()
             ]
             await stop.wait()
-            for task in sources:
-                task.cancel()
-            await asyncio.wait(sources)
+            await _cancel(sources)
             outbox.flush()
-            stop_publishing.set()  # the publisher sends what it can in time, says goodbye
+            stop_publishing.set()  # the publisher sends what it can in time, says goodbye...
+            grace_s = publisher.shutdown_timeout_s + _GOODBYE_S
+            _, late = await asyncio.wait([publishing], timeout=grace_s)
+            if late:  # ...unless the broker stopped answering, or never answered the connect
+                _log.warning(
+                    "broker %s did not answer in %g s: stopping without a goodbye",
+                    publisher.broker,
+                    grace_s,
+                )
+                await _cancel([publishing])
     _log.info("edge gateway %s stopped", config.gateway_id)
+
+
+async def _cancel(tasks: Collection[asyncio.Task[None]]) -> None:
+    """Cancel `tasks` and wait for them, cancelling again those that carry on.
+
+    pymodbus and aiomqtt await their answers with asyncio.wait_for, which on Python 3.11
+    returns an answer that came in the loop turn of a cancellation and drops the
+    cancellation (CPython gh-86296): a task cancelled once may carry on for ever.
+    """
+    pending = set(tasks)
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=_RECANCEL_S)
 
 
 def _metrics(

@@ -11,9 +11,10 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
@@ -29,6 +30,8 @@ _SAME_ROUND_S = 0.005  # groups due this close together are read in one round
 
 _PART_COUNTERS = ("CounterGood", "CounterBad")  # parts, where CounterShots counts shots
 _MAX_PARTS = 1024  # the most parts one shot may make (contracts.CycleRecord.parts)
+
+_T = TypeVar("_T")
 
 
 def _utcnow() -> datetime:
@@ -125,13 +128,15 @@ class ModbusPoller:
     async def _read_blocks(self, blocks: list[Block]) -> tuple[datetime, dict[str, float]]:
         client = self._client
         try:
-            if not client.connected and not await client.connect():
+            if not client.connected and not await _answer(client.connect()):
                 raise DeviceError(f"{self.address}: cannot connect")
             ts = self._clock()
             values: dict[str, float] = {}
             for block in blocks:
-                response = await client.read_holding_registers(
-                    block.start, count=block.count, device_id=self.config.unit_id
+                response = await _answer(
+                    client.read_holding_registers(
+                        block.start, count=block.count, device_id=self.config.unit_id
+                    )
                 )
                 if response.isError():
                     raise DeviceError(
@@ -214,6 +219,20 @@ class ModbusPoller:
                     due[group] = max(due[group] + self.intervals_s[group], time.monotonic())
         finally:
             self.close()
+
+
+async def _answer(request: Awaitable[_T]) -> _T:
+    """Await pymodbus's `request`; CancelledError if the task was cancelled meanwhile.
+
+    pymodbus awaits each answer with asyncio.wait_for, which on Python 3.11 returns an answer
+    that came in the loop turn of a cancellation and drops the cancellation (CPython
+    gh-86296): a poller so cancelled would poll on for ever. The task still counts it.
+    """
+    answer = await request
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+    return answer
 
 
 def _merged(snapshots: list[Snapshot]) -> Snapshot:

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import aiomqtt
@@ -97,8 +96,10 @@ class MqttPublisher:
                     len(self._outbox),
                 )
                 return
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can drop a cancellation.
             with contextlib.suppress(TimeoutError):  # wait, but not past a shutdown
-                await asyncio.wait_for(stop.wait(), next(delays))
+                async with asyncio.timeout(next(delays)):
+                    await stop.wait()
 
     async def _send(self, client: aiomqtt.Client, stop: asyncio.Event) -> None:
         """Send both lanes until stopped and drained (or out of time); MqttError if cut."""
@@ -112,15 +113,13 @@ class MqttPublisher:
             )
         try:
             async with asyncio.timeout(None) as deadline, asyncio.TaskGroup() as tasks:
-
-                def on_stop() -> None:
-                    loop_time = asyncio.get_running_loop().time()
-                    deadline.reschedule(loop_time + self.shutdown_timeout_s)
-
                 tasks.create_task(
-                    self._lane(client, tasks, 0, boundary, self.drain_rate_per_s, stop, None)
+                    self._lane(client, tasks, 0, boundary, self.drain_rate_per_s, stop)
                 )
-                tasks.create_task(self._lane(client, tasks, boundary, None, None, stop, on_stop))
+                tasks.create_task(self._lane(client, tasks, boundary, None, None, stop))
+                # The grace counts from the stop, whatever the lanes are waiting for then.
+                await stop.wait()
+                deadline.reschedule(asyncio.get_running_loop().time() + self.shutdown_timeout_s)
         except TimeoutError:
             _log.warning(
                 "shutting down: %d messages not sent in %g s stay in the outbox",
@@ -141,14 +140,10 @@ class MqttPublisher:
         upto: int | None,
         rate_per_s: float | None,
         stop: asyncio.Event,
-        on_stop: Callable[[], None] | None,
     ) -> None:
         """Publish the outbox's messages after `after` (up to `upto`, or on and on) in order."""
         last, sent, began = after, 0, time.monotonic()
         while True:
-            if stop.is_set() and on_stop is not None:
-                on_stop()
-                on_stop = None
             rows = self._outbox.after(last, _READ, upto)
             if not rows:
                 if upto is not None and sent:
@@ -157,8 +152,9 @@ class MqttPublisher:
                     )
                 if upto is not None or stop.is_set():
                     return
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._outbox.wait_beyond(last), 0.5)
+                with contextlib.suppress(TimeoutError):  # a look at `stop` twice a second
+                    async with asyncio.timeout(0.5):
+                        await self._outbox.wait_beyond(last)
                 continue
             for row in rows:
                 sent += 1

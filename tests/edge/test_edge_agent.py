@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -20,6 +22,7 @@ from typing import IO, Protocol, TypeVar
 import aiomqtt
 import pytest
 import yaml
+from pymodbus.transaction import TransactionManager
 
 from contracts import (
     BrokerUrl,
@@ -581,6 +584,130 @@ async def test_a_network_cut_is_noticed_and_loses_nothing(
     assert len([m for _, m in received if m.source == source and cut_at < m.ts < mended_at]) >= 25
     logged = [r.getMessage() for r in caplog.records if r.name == "edge.mqtt"]
     assert sum(line.startswith("disconnected from broker") for line in logged) == 2  # cut, stop
+
+
+# --- stopping: within its 5 s grace and a little, whatever it is doing ----------------------
+
+_STOP_WITHIN_S = 5.0 + 2.0 + 3.0  # the grace, the goodbye, slack for a loaded machine
+
+
+async def _ended_within(agent: asyncio.Task[None], seconds: float) -> float:
+    """How long `agent` took to end; cancelled and failed if it took longer than `seconds`."""
+    began = time.monotonic()
+    done, _ = await asyncio.wait([agent], timeout=seconds)
+    agent.cancel()  # should it run on, lest it run into the next tests
+    with contextlib.suppress(asyncio.CancelledError):
+        await agent
+    assert done, f"the agent did not stop in {seconds} s"
+    return time.monotonic() - began
+
+
+async def test_a_stop_that_comes_with_a_modbus_answer_ends_the_agent(
+    mqtt_url: str, machine: ModbusMachineServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # pymodbus awaits each answer with asyncio.wait_for, which on Python 3.11 drops a
+    # cancellation that comes in the loop turn of the answer (CPython gh-86296). A SIGTERM
+    # that came so left a poller polling on, and the agent waiting for it for ever.
+    config = _config(mqtt_url, machine.port, tmp_path)
+    stop = asyncio.Event()
+    answer = TransactionManager.callback_data
+    answers = 0
+
+    def stop_with_the_tenth_answer(
+        protocol: TransactionManager, data: bytes, addr: tuple[str, int] | None = None
+    ) -> int:
+        nonlocal answers
+        used = answer(protocol, data, addr)
+        if not protocol.is_server and protocol.response_future.done():
+            answers += 1
+            if answers == 10:
+                stop.set()  # as the SIGTERM handler does, in the loop turn of the answer
+        return used
+
+    monkeypatch.setattr(TransactionManager, "callback_data", stop_with_the_tenth_answer)
+    async with _received(mqtt_url, config.site) as received:
+        agent = asyncio.create_task(run_edge(config, stop))
+        await asyncio.wait_for(stop.wait(), 10)
+        await _ended_within(agent, _STOP_WITHIN_S)
+        await _until(lambda: any(not s.online for s in _of(EdgeStatus, received)))
+    assert answers == 10  # no poll after the stop
+
+
+def _answering(log_path: Path) -> int:
+    """How many times the agents writing `log_path` found a machine answering."""
+    return log_path.read_text().count(" answering at ")
+
+
+async def _sigterm_while_polling(path: Path, log_path: Path, delay_s: float) -> int | None:
+    """Start the agent, SIGTERM it `delay_s` after it polls its two machines: its exit code,
+    or None if it did not end in _STOP_WITHIN_S (then it is killed)."""
+    answering = _answering(log_path)
+    with log_path.open("ab") as log:
+        agent = await _agent_process(path, log)
+    try:
+        await _until(lambda: _answering(log_path) == answering + 2)
+        await asyncio.sleep(delay_s)  # a moment while it polls
+        agent.terminate()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(agent.wait(), _STOP_WITHIN_S)
+        return agent.returncode
+    finally:
+        if agent.returncode is None:
+            agent.kill()
+            await agent.wait()
+
+
+async def test_a_sigterm_at_any_moment_ends_the_agent_process(
+    mqtt_url: str, machine: ModbusMachineServer, sample: dict[str, float], tmp_path: Path
+) -> None:
+    # Two machines answering as often as they can, so that SIGTERMs at random moments meet
+    # answers arriving: before the fix about one stop in six hung so, even on an idle machine.
+    path, log_path = tmp_path / "gateway.yaml", tmp_path / "agent.log"
+    log_path.touch()
+    rng = random.Random(7)
+    async with ModbusMachineServer(load_register_map(), port=0) as second:
+        second.update(sample, MachineState.RUNNING)
+        machines = [
+            {"machine_id": m, "modbus": {"host": "127.0.0.1", "port": p, "poll_interval_s": 0.01}}
+            for m, p in (("imm-01", machine.port), ("imm-02", second.port))
+        ]
+        config = _config(mqtt_url, machine.port, tmp_path, machines=machines)
+        path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+        for round_ in range(15):
+            code = await _sigterm_while_polling(path, log_path, rng.uniform(0, 0.3))
+            assert code == 0, f"round {round_}: exit code {code} (None: still running)"
+
+
+def _waiting(outbox: Path, made_after: float) -> int:
+    """Messages in the agent's outbox made after `made_after` (unix time)."""
+    with contextlib.closing(sqlite3.connect(outbox)) as db:
+        (count,) = db.execute(
+            "SELECT count(*) FROM message WHERE made > ?", (made_after,)
+        ).fetchone()
+    return int(count)
+
+
+async def test_a_broker_that_stops_answering_does_not_hold_up_a_stop(
+    mqtt_url: str, machine: ModbusMachineServer, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    caplog.set_level(logging.INFO, logger="edge")
+    source = "pi-test:imm-01"
+    stop = asyncio.Event()
+    async with _Cable(BrokerUrl.parse(mqtt_url).port) as cable:
+        config = _config(cable.url, machine.port, tmp_path)
+        async with _subscribed(mqtt_url, config.site) as received:
+            agent = asyncio.create_task(run_edge(config, stop))
+            await _until(lambda: len(_seqs(received, source)) >= 3)
+            cable.cut = True  # what is in flight, what comes next, the goodbye: no answer
+            cut_at = time.time()
+            await _until(lambda: _waiting(config.outbox.path, cut_at) >= 1)
+            stop.set()
+            took_s = await _ended_within(agent, _STOP_WITHIN_S)
+    assert took_s >= 5.0 - 0.5  # it tried for its grace
+    assert _waiting(config.outbox.path, cut_at) >= 1  # what was not acknowledged stays
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("edge")]
+    assert any("stay in the outbox" in line for line in logged)
+    assert any("stopping without a goodbye" in line for line in logged)
 
 
 async def test_an_mqtt_native_machine_is_forwarded_as_the_gateways(

@@ -128,6 +128,36 @@ async def _run_for(poller: ModbusPoller, seconds: float) -> list[Snapshot]:
     return snapshots
 
 
+async def test_a_cancellation_that_comes_with_an_answer_stops_it(
+    machine: ModbusMachineServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # pymodbus awaits each answer with asyncio.wait_for, which on Python 3.11 returns the
+    # answer and drops a cancellation that comes in the loop turn the answer does (CPython
+    # gh-86296): the poller of a stopping agent polled on, and the agent waited for ever.
+    poller = _poller(machine.port, poll_interval_s=0.1)
+    task = asyncio.create_task(poller.run(lambda snapshot: None))
+    protocol = poller._client.ctx
+    answer = protocol.callback_data
+    answers = 0
+
+    def cancel_with_the_third_answer(data: bytes, addr: tuple[str, int] | None = None) -> int:
+        nonlocal answers
+        used = answer(data, addr)
+        answers += 1
+        if answers == 3:
+            assert protocol.response_future.done()
+            task.cancel()
+        return used
+
+    monkeypatch.setattr(protocol, "callback_data", cancel_with_the_third_answer)
+    done, _ = await asyncio.wait([task], timeout=5)
+    task.cancel()  # should it have polled on, lest it poll into the next tests
+    assert done, "the poller polled on after it was cancelled"
+    assert task.cancelled()
+    assert answers == 3
+    assert not poller._client.connected
+
+
 async def test_each_group_is_polled_at_its_own_interval(machine: ModbusMachineServer) -> None:
     poller = _poller(machine.port, poll_interval_s=0.5, poll_intervals_s={"status": 0.1})
     assert poller.intervals_s == {"status": 0.1, "process": 0.5}
