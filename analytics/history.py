@@ -33,12 +33,14 @@ _IDS = (
 # Plain PostgreSQL, and short windows on TimescaleDB: the telemetry_1m view would aggregate
 # every machine before filtering, so the raw rows are read here, through the
 # (machine_id, signal_id, time DESC) index. The buckets are the view's (date_bin from
-# 2000-01-01, which time_bucket's are too).
+# 2000-01-01, which time_bucket's are too). Values past any unit's range (stored before
+# ingest refused them) are left out: two of 1e308 overflow avg() and failed the request.
 _PLAIN = """
 SELECT date_bin(INTERVAL '1 minute', time, TIMESTAMPTZ '2000-01-01') AS bucket,
        avg(value), min(value), max(value), count(*)
 FROM telemetry
 WHERE machine_id = %s AND signal_id = %s AND time >= %s
+  AND value BETWEEN -1e16 AND 1e16
 GROUP BY bucket
 ORDER BY bucket
 """

@@ -270,3 +270,31 @@ async def test_a_backlog_below_the_watermark_shows_at_once_in_a_short_window(
         (late.replace(second=0), 1, 1.5),
         (recent.replace(second=0), 1, 2.5),
     ]
+
+
+async def test_values_stored_before_ingest_refused_them_do_not_fail_a_short_window(
+    conn: AsyncConnection,
+) -> None:
+    # Two readings of 1e308 in one minute overflowed avg(): the request answered 500.
+    backend = await storage_backend(conn)
+    tag = uuid.uuid4().hex[:8]
+    machine, signal = f"zz-o-{tag}", f"Over{tag}"
+    cur = await conn.execute(
+        "INSERT INTO machine (machine_key, site, area, line) VALUES (%s, 'test', 'hall', 'l1')"
+        " RETURNING id",
+        (machine,),
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    cur = await conn.execute("INSERT INTO signal (name) VALUES (%s) RETURNING id", (signal,))
+    signal_row = await cur.fetchone()
+    assert signal_row is not None
+    at = (datetime.now(UTC) - timedelta(minutes=5)).replace(second=10, microsecond=0)
+    await conn.execute(
+        "INSERT INTO telemetry (time, machine_id, signal_id, value)"
+        " SELECT %s + g * interval '1 s', %s, %s, v"
+        " FROM unnest(array[1e308, 1e308, 7.0]::float8[]) WITH ORDINALITY AS u(v, g)",
+        (at, row[0], signal_row[0]),
+    )
+    points = await signal_history(conn, backend, machine, signal, at - timedelta(minutes=5))
+    assert [(p.samples, p.avg) for p in points] == [(1, 7.0)]
