@@ -34,6 +34,7 @@ from ingest.backoff import Backoff
 from ingest.dimensions import Dimensions
 from ingest.latest import LatestValues
 from ingest.metrics import IngestMetrics, serve_metrics
+from ingest.rejects import RejectLog
 from ingest.retention import run_pruning
 from ingest.settings import IngestSettings
 from ingest.validation import Inbound, Limits
@@ -89,6 +90,7 @@ class Database:
         self._latest = latest
         self.connections = connections
         self.dimensions = Dimensions()
+        self._reject_log = RejectLog()  # one for all connections: 20 lines a minute in all
         self._free: asyncio.Queue[_Slot] = asyncio.Queue()
         self._slots = [_Slot() for _ in range(connections)]
         for slot in self._slots:
@@ -148,7 +150,7 @@ class Database:
             await slot.close()
             conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
             hand = None if self._latest is None else self._latest.offer
-            slot.writer = Writer(conn, self._limits, hand, self.dimensions)
+            slot.writer = Writer(conn, self._limits, hand, self.dimensions, self._reject_log)
             self._metrics.database_connected.set(1)
             if self._down_since is not None:
                 away_s = time.monotonic() - self._down_since

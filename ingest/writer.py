@@ -145,17 +145,19 @@ class Writer:
         limits: Limits | None = None,
         hand_latest: Callable[[Latest, dict[int, datetime]], None] | None = None,
         dimensions: Dimensions | None = None,
+        reject_log: RejectLog | None = None,
     ) -> None:
         """`hand_latest`: given each committed batch's newest values and machines' last-seen
         times (LatestValues.offer), to write later on their own; without it, latest_value and
         machine.last_seen are updated in the batch transaction. `dimensions`: ids shared with
-        other writers to the same database."""
+        other writers to the same database. `reject_log`: shared with them, so that its
+        limit of lines a minute holds for the process."""
         self._conn = conn
         self._limits = limits or Limits()
         self._hand_latest = hand_latest
         self.dimensions = Dimensions() if dimensions is None else dimensions
         self._machines = self.dimensions.machines
-        self._reject_log = RejectLog()
+        self._reject_log = RejectLog() if reject_log is None else reject_log
 
     async def write(self, batch: list[Inbound] | Prepared) -> BatchResult:
         """Validate and write `batch` in one transaction; bad messages become rejected rows.
