@@ -253,7 +253,12 @@ def _parser() -> argparse.ArgumentParser:
         "holds them until it restarts (run workers under systemd with Restart=always) while "
         "the others write theirs: nothing is lost or written twice. To remove a worker for "
         "good, stop it and run it once with --leave. Workers on one host need a "
-        "--metrics-port each.",
+        "--metrics-port each. Refused: a message that breaks contracts/schema.json, lies more "
+        "than 5 minutes ahead or a year back, or would add a machine or signal past the "
+        "plant's limits (MOLDLAB_INGEST_MAX_MACHINES 1000, ..._MAX_MACHINES_PER_SITE 500, "
+        "..._MAX_SIGNALS 2000, ..._MAX_SIGNALS_PER_MACHINE 256); it is kept in "
+        "rejected_message with its reason for MOLDLAB_INGEST_REJECTED_KEEP_DAYS (30) and the "
+        "rest of its batch is written.",
     )
     ingest.add_argument("--database-url", help="postgresql://... (MOLDLAB_DATABASE_URL)")
     ingest.add_argument("--mqtt-url", help="mqtt://host:port (MOLDLAB_MQTT_URL)")
@@ -287,6 +292,10 @@ def _parser() -> argparse.ArgumentParser:
         "api",
         help="serve the REST API, live WebSocket and visitor dashboard",
         description="Serve /api/v1 (OpenAPI at /docs) and the visitor page at /. " + _ENV_HELP,
+        epilog="Bounded whatever the database holds: GET /api/v1/machines answers in pages of "
+        "at most 200 machines, each with at most MOLDLAB_API_MAX_SIGNALS_PER_MACHINE signals "
+        "(256); the live socket follows MOLDLAB_LIVE_MAX_MACHINES machines (200); a query "
+        "that takes longer than MOLDLAB_API_STATEMENT_TIMEOUT_S (5) answers 503.",
     )
     api.add_argument("--database-url", help="postgresql://... (MOLDLAB_DATABASE_URL)")
     api.add_argument("--host", help="listen address (MOLDLAB_API_HOST, default 127.0.0.1)")
