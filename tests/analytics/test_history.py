@@ -235,16 +235,12 @@ async def test_first_bucket_is_the_next_whole_minute() -> None:
     assert first_bucket(at.astimezone(timezone(timedelta(hours=2)))) == at
 
 
-async def test_a_backlog_below_the_watermark_shows_at_once_in_a_short_window(
-    conn: AsyncConnection,
-) -> None:
-    # An edge gateway's backlog lands minutes in the past: on TimescaleDB, below the
-    # aggregate's watermark once it has been refreshed. A window up to RAW_WINDOW reads the
-    # raw rows, so it shows at once (the dashboard's default hour), on either backend.
-    backend = await storage_backend(conn)
+async def _machine_and_signal(
+    conn: AsyncConnection, prefix: str
+) -> tuple[str, str, tuple[int, int]]:
+    """A new machine and signal of their own, with no rows: their names and ids."""
     tag = uuid.uuid4().hex[:8]
-    machine, signal = f"zz-b-{tag}", f"Late{tag}"
-    now = datetime.now(UTC)
+    machine, signal = f"zz-{prefix.lower()}-{tag}", f"{prefix}{tag}"
     cur = await conn.execute(
         "INSERT INTO machine (machine_key, site, area, line) VALUES (%s, 'test', 'hall', 'l1')"
         " RETURNING id",
@@ -255,16 +251,28 @@ async def test_a_backlog_below_the_watermark_shows_at_once_in_a_short_window(
     cur = await conn.execute("INSERT INTO signal (name) VALUES (%s) RETURNING id", (signal,))
     signal_row = await cur.fetchone()
     assert signal_row is not None
+    return machine, signal, (int(row[0]), int(signal_row[0]))
+
+
+async def test_a_backlog_below_the_watermark_shows_at_once_in_a_short_window(
+    conn: AsyncConnection,
+) -> None:
+    # An edge gateway's backlog lands minutes in the past: on TimescaleDB, below the
+    # aggregate's watermark once it has been refreshed. A window up to RAW_WINDOW reads the
+    # raw rows, so it shows at once (the dashboard's default hour), on either backend.
+    backend = await storage_backend(conn)
+    machine, signal, ids = await _machine_and_signal(conn, "Late")
+    now = datetime.now(UTC)
     write = "INSERT INTO telemetry (time, machine_id, signal_id, value) VALUES (%s, %s, %s, %s)"
     recent = (now - timedelta(minutes=3)).replace(second=5, microsecond=0)
-    await conn.execute(write, (recent, row[0], signal_row[0], 2.5))
+    await conn.execute(write, (recent, *ids, 2.5))
     if backend is Backend.TIMESCALEDB:  # the watermark moves past the recent row
         await conn.execute(
             "CALL refresh_continuous_aggregate('telemetry_1m', %s, %s)",
             (now - timedelta(hours=2), now - timedelta(minutes=1)),
         )
     late = (now - timedelta(minutes=10)).replace(second=5, microsecond=0)
-    await conn.execute(write, (late, row[0], signal_row[0], 1.5))
+    await conn.execute(write, (late, *ids, 1.5))
     points = await signal_history(conn, backend, machine, signal, now - timedelta(minutes=30))
     assert [(p.bucket, p.samples, p.avg) for p in points] == [
         (late.replace(second=0), 1, 1.5),
@@ -277,24 +285,13 @@ async def test_values_stored_before_ingest_refused_them_do_not_fail_a_short_wind
 ) -> None:
     # Two readings of 1e308 in one minute overflowed avg(): the request answered 500.
     backend = await storage_backend(conn)
-    tag = uuid.uuid4().hex[:8]
-    machine, signal = f"zz-o-{tag}", f"Over{tag}"
-    cur = await conn.execute(
-        "INSERT INTO machine (machine_key, site, area, line) VALUES (%s, 'test', 'hall', 'l1')"
-        " RETURNING id",
-        (machine,),
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    cur = await conn.execute("INSERT INTO signal (name) VALUES (%s) RETURNING id", (signal,))
-    signal_row = await cur.fetchone()
-    assert signal_row is not None
+    machine, signal, ids = await _machine_and_signal(conn, "Over")
     at = (datetime.now(UTC) - timedelta(minutes=5)).replace(second=10, microsecond=0)
     await conn.execute(
         "INSERT INTO telemetry (time, machine_id, signal_id, value)"
         " SELECT %s + g * interval '1 s', %s, %s, v"
         " FROM unnest(array[1e308, 1e308, 7.0]::float8[]) WITH ORDINALITY AS u(v, g)",
-        (at, row[0], signal_row[0]),
+        (at, *ids),
     )
     points = await signal_history(conn, backend, machine, signal, at - timedelta(minutes=5))
     assert [(p.samples, p.avg) for p in points] == [(1, 7.0)]
