@@ -3,11 +3,12 @@
 Exceptions::
 
     AnalyticsError
-    ├── NotFound         no machine or signal of that name (a LookupError too)
-    └── SchemaNotReady   the database has no moldlab schema yet (run `moldlab db upgrade`)
+    └── NotFound         no machine or signal of that name (a LookupError too)
+
+A database without the moldlab schema raises `store.SchemaNotReady`.
 """
 
-from analytics.errors import AnalyticsError, NotFound, SchemaNotReady
+from analytics.errors import AnalyticsError, NotFound
 from analytics.history import HistoryPoint, first_bucket, signal_history
 from analytics.overview import (
     CycleSummary,
@@ -17,21 +18,17 @@ from analytics.overview import (
     machine_overview,
     machine_page,
 )
-from analytics.storage import Backend, storage_backend
 
 __all__ = [
     "AnalyticsError",
-    "Backend",
     "CycleSummary",
     "HistoryPoint",
     "MachineOverview",
     "MachinePage",
     "NotFound",
-    "SchemaNotReady",
     "SignalValue",
     "first_bucket",
     "machine_overview",
     "machine_page",
     "signal_history",
-    "storage_backend",
 ]

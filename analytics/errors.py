@@ -3,8 +3,9 @@
 Exceptions::
 
     AnalyticsError
-    ├── NotFound         no machine or signal of that name (a LookupError too)
-    └── SchemaNotReady   the database has no moldlab schema yet (run `moldlab db upgrade`)
+    └── NotFound         no machine or signal of that name (a LookupError too)
+
+A database without the moldlab schema raises `store.SchemaNotReady`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,3 @@ class AnalyticsError(Exception):
 
 class NotFound(AnalyticsError, LookupError):
     """No machine or signal of that name."""
-
-
-class SchemaNotReady(AnalyticsError):
-    """The database has no moldlab schema yet: `moldlab db upgrade` makes it."""

@@ -8,7 +8,7 @@ from psycopg import AsyncConnection
 from pydantic import BaseModel, Field
 
 from analytics.errors import NotFound
-from analytics.storage import Backend
+from store import Backend
 
 BUCKET = timedelta(minutes=1)
 # Windows up to this long are read from the raw rows on TimescaleDB too: exact at once,

@@ -8,8 +8,8 @@ from fastapi import Depends, Request
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from analytics import Backend, storage_backend
 from dashboard_api.settings import ApiSettings
+from store import Backend, storage_backend
 
 
 class StorageBackend:

@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import PoolTimeout
 
-from analytics import SchemaNotReady
+from store import SchemaNotReady
 
 log = logging.getLogger(__name__)
 

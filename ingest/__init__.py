@@ -1,7 +1,6 @@
-"""MQTT -> validated batches -> PostgreSQL/TimescaleDB; owns the database schema."""
+"""MQTT -> validated batches -> the store (PostgreSQL/TimescaleDB), exactly once."""
 
 from ingest.metrics import IngestMetrics
-from ingest.schema import downgrade, storage_backend, upgrade
 from ingest.service import IngestError, run_ingest
 from ingest.settings import IngestSettings
 from ingest.validation import Inbound, Limits, RejectedMessage
@@ -16,8 +15,5 @@ __all__ = [
     "Limits",
     "RejectedMessage",
     "Writer",
-    "downgrade",
     "run_ingest",
-    "storage_backend",
-    "upgrade",
 ]

@@ -418,7 +418,7 @@ def _servers(
     database_url: str | None, mqtt_url: str | None, tmp: Path
 ) -> Iterator[tuple[str, str, Servers, dict[str, int | None]]]:
     """A fresh, migrated database and a broker: local child processes unless URLs are given."""
-    from ingest import upgrade
+    from store import upgrade
 
     with ExitStack() as stack:
         pids: dict[str, int | None] = {}

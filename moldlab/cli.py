@@ -389,8 +389,8 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "api":
         return _api(args)
     if args.command == "db":
-        from ingest import upgrade
         from ingest.settings import IngestSettings
+        from store import upgrade
 
         db_settings = IngestSettings(**_overrides(args, database_url="database_url"))  # type: ignore[arg-type]  # as above
         backend = upgrade(db_settings.database_url)

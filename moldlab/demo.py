@@ -162,7 +162,7 @@ def run_demo(data_dir: Path, *, port: int = 8000, machines: int | None = None) -
         postgres.start()
         signals.check()
         database_url = _ensure_database(postgres.url, "moldlab")
-        from ingest import upgrade
+        from store import upgrade
 
         backend = upgrade(database_url)
         log.info("database ready on port %d (storage: %s)", postgres.port, backend)

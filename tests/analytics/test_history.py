@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from psycopg import AsyncConnection, AsyncCursor
 
-from analytics import Backend, HistoryPoint, NotFound, first_bucket, signal_history, storage_backend
+from analytics import HistoryPoint, NotFound, first_bucket, signal_history
+from store import Backend, storage_backend
 
 pytestmark = pytest.mark.infra
 

@@ -23,8 +23,8 @@ import pytest
 from ingest_child import IngestChild, wait_until
 
 from contracts import BrokerUrl, MessageKind, Reading, TelemetryBatch, Topic, encode
-from ingest import upgrade
 from moldlab.servers import LocalPostgres, create_database
+from store import upgrade
 
 pytestmark = [pytest.mark.infra, pytest.mark.slow]
 

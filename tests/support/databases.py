@@ -6,8 +6,8 @@ import contextlib
 import uuid
 from collections.abc import Iterator
 
-from ingest import upgrade
 from moldlab.servers import create_database, drop_database
+from store import upgrade
 
 
 @contextlib.contextmanager

@@ -1,4 +1,4 @@
-"""Alembic environment: runs the migrations on the connection `ingest.schema` hands over.
+"""Alembic environment: runs the migrations on the connection `store.schema` hands over.
 
 That connection is inside one transaction, so an upgrade is all or nothing.
 """

@@ -22,7 +22,7 @@ down_revision: str | None = None
 branch_labels: str | None = None
 depends_on: str | None = None
 
-log = logging.getLogger("ingest.migrations")
+log = logging.getLogger("store.migrations")
 
 _STATES = "'running','idle','setup','planned_stop','unplanned_stop','fault','offline'"
 

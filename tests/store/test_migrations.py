@@ -8,8 +8,9 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from ingest import downgrade, storage_backend, upgrade
 from moldlab.servers import create_database, drop_database
+from store import database_backend as storage_backend
+from store import downgrade, upgrade
 
 pytestmark = pytest.mark.infra
 

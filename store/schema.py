@@ -1,4 +1,4 @@
-"""The database schema, owned by ingest: Alembic migrations run by `moldlab db upgrade`."""
+"""The database schema: the Alembic migrations that `moldlab db upgrade` runs."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import logging
 from collections.abc import Callable
 from importlib.resources import files
 
-import psycopg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
+
+from store.backend import Backend, database_backend
 
 log = logging.getLogger(__name__)
 
@@ -26,28 +27,19 @@ def _migrate(database_url: str, step: Callable[[Config, str], None], revision: s
     try:
         with engine.begin() as connection:
             config = Config()
-            config.set_main_option("script_location", str(files("ingest") / "migrations"))
+            config.set_main_option("script_location", str(files("store") / "migrations"))
             config.attributes["connection"] = connection
             step(config, revision)
     finally:
         engine.dispose()
 
 
-def upgrade(database_url: str, revision: str = "head") -> str:
+def upgrade(database_url: str, revision: str = "head") -> Backend:
     """Migrate the database to `revision`; returns the storage backend the server gave."""
     _migrate(database_url, command.upgrade, revision)
-    return storage_backend(database_url)
+    return database_backend(database_url)
 
 
 def downgrade(database_url: str, revision: str) -> None:
     """Migrate the database down to `revision` ("base" removes every table)."""
     _migrate(database_url, command.downgrade, revision)
-
-
-def storage_backend(database_url: str) -> str:
-    """'timescaledb' or 'postgresql': what the migrations found on this server."""
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute("SELECT value FROM storage_info WHERE key = 'backend'").fetchone()
-    if row is None:
-        raise RuntimeError("the database has no moldlab schema: run `moldlab db upgrade`")
-    return str(row[0])
