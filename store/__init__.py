@@ -1,17 +1,19 @@
 """The database every part shares: schema and migrations, backend detection, shared queries.
 
 ingest writes through it, analytics and the API read through it; only `moldlab db upgrade`
-(and the demo) changes the schema.
+(and the demo) changes the schema. `store.plant` keeps each version of the plant file's
+master data and answers "as of time t" (`moldlab plant load|show`).
 
 Exceptions::
 
     StoreError
-    └── SchemaNotReady   the database has no moldlab schema yet (run `moldlab db upgrade`)
+    ├── SchemaNotReady   the database has no moldlab schema yet (run `moldlab db upgrade`)
+    └── PlantConflict    (store.plant) a plant-file change that would rewrite history
 """
 
 from store.backend import Backend, database_backend, storage_backend
 from store.errors import SchemaNotReady, StoreError
-from store.schema import downgrade, upgrade
+from store.schema import downgrade, head_revision, upgrade
 
 __all__ = [
     "Backend",
@@ -19,6 +21,7 @@ __all__ = [
     "StoreError",
     "database_backend",
     "downgrade",
+    "head_revision",
     "storage_backend",
     "upgrade",
 ]

@@ -8,6 +8,7 @@ from importlib.resources import files
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 
@@ -22,12 +23,17 @@ def _sqlalchemy_url(database_url: str) -> str:
     return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
+def _config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(files("store") / "migrations"))
+    return config
+
+
 def _migrate(database_url: str, step: Callable[[Config, str], None], revision: str) -> None:
     engine = create_engine(_sqlalchemy_url(database_url))
     try:
         with engine.begin() as connection:
-            config = Config()
-            config.set_main_option("script_location", str(files("store") / "migrations"))
+            config = _config()
             config.attributes["connection"] = connection
             step(config, revision)
     finally:
@@ -43,3 +49,10 @@ def upgrade(database_url: str, revision: str = "head") -> Backend:
 def downgrade(database_url: str, revision: str) -> None:
     """Migrate the database down to `revision` ("base" removes every table)."""
     _migrate(database_url, command.downgrade, revision)
+
+
+def head_revision() -> str:
+    """The newest revision of the schema: where `upgrade` takes a database."""
+    head = ScriptDirectory.from_config(_config()).get_current_head()
+    assert head is not None  # the migrations are one chain
+    return head

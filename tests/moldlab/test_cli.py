@@ -12,6 +12,7 @@ import psycopg
 import pytest
 
 from moldlab.servers import create_database, drop_database
+from store import head_revision
 
 COMMANDS = [["demo"], ["sim"], ["edge"], ["ingest"], ["api"], ["db"], ["db", "upgrade"]]
 
@@ -58,7 +59,7 @@ def test_db_upgrade_migrates_a_fresh_database(database_server_url: str) -> None:
         assert again.returncode == 0, again.stderr
         with psycopg.connect(url) as conn:
             row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-        assert row == ("0003",)
+        assert row == (head_revision(),)
     finally:
         drop_database(database_server_url, name)
 
