@@ -3,12 +3,19 @@
 Validated at load: unknown keys, unknown moulds or components and impossible numbers are
 refused with the file, line and field. `scenarios/` in this package holds the examples that
 `moldlab demo` and the training-data exports use.
+
+A scenario that names a plant file (`plant: demo-plant.yaml`, relative to the scenario) takes
+the site, its time zone and shift calendar, each machine's area and line and each mould's
+master data (cavities, part weight, material) from it, so that the simulated floor follows the
+calendar analytics reads from the database; the scenario keeps the physics (the phases of the
+cycle, pressures, wear) and refuses what would contradict the plant file.
 """
 
 from __future__ import annotations
 
 import math
-from datetime import datetime, time
+from dataclasses import replace
+from datetime import datetime, time, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -27,11 +34,14 @@ from pydantic import (
 )
 
 from contracts import STANDSTILL_REASONS, MachineState
-from contracts.configfile import located
+from contracts.configfile import field_path, line_of, located
 from contracts.topics import check_segment
+from plant import Break, Plant, PlantFileError, Shift, ShiftCalendar, load_plant
 from simulators.faults import Component, Degradation, Maintenance
-from simulators.shifts import Shift, ShiftCalendar
 from simulators.specs import DEFAULT_STOPS, MATERIALS, MOULDS, MachineSpec, Mould, StopCause
+
+# The packaged scenarios and their plant files (a directory: the package is not zipped).
+PACKAGED = Path(str(resources.files("simulators") / "scenarios"))
 
 
 class ScenarioError(ValueError):
@@ -172,6 +182,7 @@ class _Machine(_Model):
 
 
 class _Scenario(_Model):
+    plant: str | None = Field(default=None, description="a plant file, relative to this file")
     site: _Segment = "demo"
     area: _Segment = "hall-a"
     timezone: str = "Europe/Rome"
@@ -228,31 +239,53 @@ class _Scenario(_Model):
 class Scenario:
     """A validated scenario: the machine specs and, for exports, its start and seed."""
 
-    def __init__(self, machines: list[MachineSpec], start: datetime | None, seed: int | None):
+    def __init__(
+        self,
+        machines: list[MachineSpec],
+        start: datetime | None,
+        seed: int | None,
+        plant: Plant | None = None,
+        plant_path: Path | None = None,
+    ):
         self.machines = machines
         self.start = start
         self.seed = seed
+        self.plant = plant  # the plant file it names, validated, and where that file is
+        self.plant_path = plant_path
 
 
-def _build(model: _Scenario) -> Scenario:
-    if isinstance(model.calendar, _Calendar):
+def _shift(i: int, s: _Shift) -> Shift:
+    begin = datetime.combine(datetime(2000, 1, 1), s.start)
+    return Shift(
+        f"shift-{i + 1}",
+        s.start,
+        (begin + timedelta(hours=s.hours)).time(),
+        tuple(s.weekdays),
+        tuple(Break((begin + timedelta(hours=b.after_h)).time(), b.minutes) for b in s.breaks),
+    )
+
+
+def _build(model: _Scenario, plant: Plant | None = None) -> Scenario:
+    site = plant.site(model.site) if plant else None
+    if site is not None:
+        calendar = site.shift_calendar()
+    elif isinstance(model.calendar, _Calendar):
         calendar = ShiftCalendar(
-            model.timezone,
-            tuple(
-                Shift(
-                    s.start,
-                    s.hours,
-                    tuple(s.weekdays),
-                    tuple((b.after_h, b.minutes) for b in s.breaks),
-                )
-                for s in model.calendar.shifts
-            ),
+            model.timezone, tuple(_shift(i, s) for i, s in enumerate(model.calendar.shifts))
         )
     elif model.calendar == "two_shifts_weekdays":
         calendar = ShiftCalendar.two_shifts_weekdays(model.timezone)
     else:
         calendar = ShiftCalendar.around_the_clock(model.timezone)
     moulds = {**MOULDS, **{m.name: m.spec() for m in model.moulds}}
+    for master in plant.moulds if plant else ():
+        if master.id in moulds and master.material in MATERIALS:
+            moulds[master.id] = replace(
+                moulds[master.id],
+                cavities=master.cavities,
+                part_weight_g=master.part_weight_g,
+                material=MATERIALS[master.material],
+            )
     machines = [
         MachineSpec(
             machine_id=m.id,
@@ -275,11 +308,89 @@ def _build(model: _Scenario) -> Scenario:
         )
         for m in model.machines
     ]
-    return Scenario(machines, model.start, model.seed)
+    return Scenario(machines, model.start, model.seed, plant)
 
 
-def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
-    """The scenario in YAML `text`; ScenarioError names `source`, the line and the field."""
+Where = tuple[int | str, ...]
+
+
+def _plant_problems(model: _Scenario, plant: Plant) -> list[tuple[Where, str]]:
+    """Where the scenario contradicts its plant file (or names what the file lacks)."""
+    found: list[tuple[Where, str]] = []
+    site = plant.site(model.site)
+    if site is None:
+        sites = ", ".join(s.id for s in plant.sites)
+        return [(("site",), f"no site {model.site!r} in the plant file; its sites: {sites}")]
+    for key in ("timezone", "calendar", "area"):
+        if key in model.model_fields_set:
+            found.append(((key,), "comes from the plant file; remove it here"))
+    physics = {**MOULDS, **{m.name: m.spec() for m in model.moulds}}
+    for i, machine in enumerate(model.machines):
+        here: Where = ("machines", i)
+        placed = [m for m in plant.machines if m.site == site.id and m.id == machine.id]
+        if len(placed) != 1:
+            found.append(
+                ((*here, "id"), f"the plant file lists {len(placed)} machines {machine.id!r} at "
+                 f"site {site.id}; a scenario machine needs exactly one")
+            )  # fmt: skip
+        else:
+            for key in ("line", "area"):
+                said = getattr(placed[0], key)
+                if key in machine.model_fields_set and getattr(machine, key) != said:
+                    found.append(((*here, key), f"the plant file says {said}"))
+        if machine.break_offset_min:
+            found.append(
+                ((*here, "break_offset_min"), "breaks are the plant calendar's; it has no offset")
+            )
+        for k, name in enumerate(machine.moulds):
+            master = plant.mould(name)
+            if master is None:
+                found.append(((*here, "moulds", k), f"no mould {name!r} in the plant file"))
+            elif master.material not in MATERIALS:
+                found.append(
+                    ((*here, "moulds", k), f"mould {name}: the simulators know no material "
+                     f"{master.material!r}; they know {', '.join(MATERIALS)}")
+                )  # fmt: skip
+            elif name in physics:
+                simulated = physics[name]
+                if simulated.ideal_cycle_s < master.ideal_cycle_s - 1e-9:
+                    found.append(
+                        ((*here, "moulds", k), f"mould {name} cycles in "
+                         f"{simulated.ideal_cycle_s:g} s here, faster than its ideal "
+                         f"{master.ideal_cycle_s:g} s in the plant file")
+                    )  # fmt: skip
+    for i, own in enumerate(model.moulds):
+        master = plant.mould(own.name)
+        for key in ("material", "cavities", "part_weight_g"):
+            if master is not None and getattr(own, key) != getattr(master, key):
+                found.append(((("moulds", i, key)), f"the plant file says {getattr(master, key)}"))
+    return found
+
+
+def _with_plant(model: _Scenario, plant: Plant) -> _Scenario:
+    """The scenario with the plant file's calendar, places and mould master data in it."""
+    site = plant.site(model.site)
+    assert site is not None
+    machines = []
+    for machine in model.machines:
+        placed = next(m for m in plant.machines if m.site == site.id and m.id == machine.id)
+        machines.append(
+            machine.model_copy(
+                update={
+                    "line": placed.line,
+                    "area": placed.area,
+                    "screw_diameter_mm": placed.screw_diameter_mm or machine.screw_diameter_mm,
+                }
+            )
+        )
+    return model.model_copy(update={"timezone": site.timezone, "machines": machines})
+
+
+def parse_scenario(text: str, source: str = "<scenario>", base_dir: Path | None = None) -> Scenario:
+    """The scenario in YAML `text`; ScenarioError names `source`, the line and the field.
+
+    A plant file it names is read relative to `base_dir` (default: the working directory).
+    """
     try:
         data: Any = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -290,7 +401,23 @@ def parse_scenario(text: str, source: str = "<scenario>") -> Scenario:
         model = _Scenario.model_validate(data)
     except ValidationError as exc:
         raise ScenarioError(located(exc, yaml.compose(text), source)) from None
-    return _build(model)
+    if model.plant is None:
+        return _build(model)
+    plant_path = (base_dir or Path()) / model.plant
+    try:
+        plant = load_plant(plant_path)
+    except PlantFileError as exc:
+        raise ScenarioError(f"{source}: plant file {model.plant}:\n{exc}") from None
+    if found := _plant_problems(model, plant):
+        root = yaml.compose(text)
+        raise ScenarioError(
+            "\n".join(
+                f"{source}:{line_of(root, loc)}: {field_path(loc)}: {msg}" for loc, msg in found
+            )
+        )
+    scenario = _build(_with_plant(model, plant), plant)
+    scenario.plant_path = plant_path
+    return scenario
 
 
 def load_scenario(path: Path | str) -> Scenario:
@@ -298,11 +425,11 @@ def load_scenario(path: Path | str) -> Scenario:
     path = Path(path)
     packaged = resources.files("simulators") / "scenarios" / f"{path}.yaml"
     if not path.exists() and path.parent == Path(".") and packaged.is_file():
-        return parse_scenario(packaged.read_text(), f"scenarios/{path}.yaml")
+        return parse_scenario(packaged.read_text(), f"scenarios/{path}.yaml", PACKAGED)
     try:
         text = path.read_text()
     except FileNotFoundError:
         raise ScenarioError(f"{path}: no such file") from None
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse_scenario(text, str(path))
+    return parse_scenario(text, str(path), path.parent)

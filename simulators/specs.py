@@ -6,8 +6,8 @@ import math
 from dataclasses import dataclass, field, replace
 
 from contracts import MachineState
+from plant import ShiftCalendar
 from simulators.faults import Degradation, Maintenance
-from simulators.shifts import ShiftCalendar
 
 AMBIENT_C = 25.0
 
@@ -160,7 +160,11 @@ class MachineSpec:
 
 
 def demo_floor(count: int, site: str = "demo") -> list[MachineSpec]:
-    """`count` machines over two lines, each with its own copies of three of `MOULDS`."""
+    """`count` machines over two lines, each with its own copies of three of `MOULDS`.
+
+    They follow the demo plant file's calendar (around the clock, breaks at the same time
+    for all), which `moldlab demo` loads whichever floor it runs.
+    """
     names = list(MOULDS)
     return [
         MachineSpec(
@@ -175,7 +179,6 @@ def demo_floor(count: int, site: str = "demo") -> list[MachineSpec]:
                 )
                 for k in range(3)
             ),
-            break_offset_min=(i % 3) * 40.0,  # the crew takes its breaks in turn
             speed_factor=1.0 + 0.04 * (i % 3),
         )
         for i in range(count)

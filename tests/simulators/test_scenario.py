@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 
 import pytest
 
 from contracts import STANDSTILL_REASONS, MachineState
+from plant import Break
 from simulators import Component, MachineSpec
 from simulators.scenario import ScenarioError, load_scenario, parse_scenario
 
@@ -51,7 +53,9 @@ machines:
     assert machine.moulds[0].cavities == 16
     assert machine.moulds[0].cool_s == 3.0
     assert machine.calendar.timezone == "America/Chicago"
-    assert machine.calendar.shifts[0].breaks == ((5.0, 45.0),)
+    (shift,) = machine.calendar.shifts
+    assert (shift.start, shift.end, shift.weekdays) == (time(7), time(17), (0, 1, 2, 3))
+    assert shift.breaks == (Break(time(12), 45.0),)
     assert machine.degradations[0].component is Component.EJECTOR
     assert machine.degradations[0].initial_health == 0.9
     assert machine.maintenance[0].components == (Component.EJECTOR,)

@@ -1,0 +1,242 @@
+"""`moldlab plant load|show`: the plant file into the database, and what is in force when."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from plant import Plant
+    from store.plant import PlantInForce
+
+_FORMAT = (
+    "The plant file (YAML) holds what a machine cannot tell: sites with their IANA time zone "
+    "and shift calendar (named shifts with local start and end, weekdays, breaks, holidays), "
+    "moulds (cavities, ideal cycle time, part weight, material, specification limits of the "
+    "EUROMAP 77 cycle parameters) and machines (site/area/line/id, nominal data). Example: "
+    "simulators/scenarios/demo-plant.yaml."
+)
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add `plant` and its subcommands to the `moldlab` parser's subparsers."""
+    plant = subparsers.add_parser(
+        "plant",
+        help="master data: load the plant file (sites, shift calendars, moulds, machines)",
+        description=_FORMAT,
+    )
+    sub = plant.add_subparsers(dest="plant_command", required=True, metavar="PLANT_COMMAND")
+    load = sub.add_parser(
+        "load",
+        help="validate a plant file and write it to the database from a stated time",
+        description="Validate FILE and write it to the database, in force from "
+        "--effective-from. History is kept: what changed gets a new version from that time, "
+        "its previous version ends there, what the file no longer lists ends there, and "
+        "figures before that time keep the master data they had. Loading the same content "
+        "again changes nothing. A change must take effect after the newest version of what it "
+        "changes; an earlier one is refused and nothing is written. A file with errors is "
+        "refused (exit code 2) with one line per error: file:line: field: what. " + _FORMAT,
+    )
+    load.add_argument("file", type=Path, metavar="FILE", help="the plant file (YAML)")
+    load.add_argument(
+        "--effective-from", metavar="TIMESTAMP",
+        help="when it takes effect: ISO 8601 with a zone, e.g. 2026-12-01T06:00+01:00 "
+        "(default: the file's effective_from, else now)",
+    )  # fmt: skip
+    load.add_argument("--check", action="store_true", help="only validate the file; write nothing")
+    load.add_argument("--database-url", help="postgresql://... (MOLDLAB_DATABASE_URL)")
+    show = sub.add_parser(
+        "show",
+        help="print the plant master data in force at a time",
+        description="Print the sites with their shift calendars, the moulds and the machines "
+        "as they were in force at --at (default now), each with the time its version took "
+        "effect.",
+    )
+    show.add_argument(
+        "--at", metavar="TIMESTAMP", help="ISO 8601 with a zone, e.g. 2026-11-01T12:00Z"
+    )
+    show.add_argument("--database-url", help="postgresql://... (MOLDLAB_DATABASE_URL)")
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 time (2026-12-01T06:00+01:00)") from None
+    if value.tzinfo is None:
+        raise ValueError(f"{text!r} has no time zone: add one, e.g. +01:00 or Z")
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `moldlab plant ...`; returns the exit code."""
+    from plant import PlantFileError, load_plant
+
+    def fail(message: str, code: int = 2) -> int:
+        print(f"moldlab plant {args.plant_command}: {message}", file=sys.stderr)
+        return code
+
+    when = getattr(args, "effective_from", None) or getattr(args, "at", None)
+    try:
+        given = _timestamp(when) if when else None
+    except ValueError as exc:
+        return fail(str(exc))
+    plant = None
+    if args.plant_command == "load":
+        try:
+            plant = load_plant(args.file)
+        except PlantFileError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        if args.check:
+            print(
+                f"{args.file}: {len(plant.sites)} sites, {len(plant.moulds)} moulds, "
+                f"{len(plant.machines)} machines: ok"
+            )
+            return 0
+    url = args.database_url or os.environ.get("MOLDLAB_DATABASE_URL")
+    if not url:
+        return fail("no database: give --database-url or set MOLDLAB_DATABASE_URL")
+    import psycopg
+
+    from store import StoreError
+
+    try:
+        if plant is not None:
+            return asyncio.run(_load(url, plant, given, str(args.file)))
+        return asyncio.run(_show(url, given or datetime.now(UTC)))
+    except StoreError as exc:
+        return fail(str(exc), 1)
+    except psycopg.errors.UndefinedTable:
+        return fail("the database has no plant tables: run `moldlab db upgrade` first", 1)
+    except psycopg.OperationalError as exc:
+        return fail(f"cannot reach the database: {str(exc).strip()[:300]}", 1)
+
+
+async def _load(url: str, plant: Plant, given: datetime | None, source: str) -> int:
+    from psycopg import AsyncConnection
+
+    from plant.plantfile import effective
+    from store.plant import write_plant
+
+    at = effective(plant, given, datetime.now(UTC))
+    async with await AsyncConnection.connect(url) as conn:
+        result = await write_plant(conn, plant, at, source)
+    if not result.changes:
+        print(f"{source}: no change (the database already holds this content)")
+        return 0
+    print(f"{source}: in force from {at.isoformat()}")
+    for verb, things in (
+        ("added", result.added), ("changed", result.changed), ("retired", result.retired),
+    ):  # fmt: skip
+        if things:
+            print(f"  {verb}: {', '.join(things)}")
+    return 0
+
+
+async def _show(url: str, at: datetime) -> int:
+    from psycopg import AsyncConnection
+
+    from store.plant import plant_at
+
+    async with await AsyncConnection.connect(url) as conn:
+        found = await plant_at(conn, at)
+    print("\n".join(describe(found)))
+    return 0
+
+
+def _since(t: datetime) -> str:
+    return f"since {t.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+
+def describe(found: PlantInForce) -> list[str]:
+    """The plant in force (store.plant.PlantInForce) as lines an engineer reads."""
+    from plant.calendar import WEEKDAY_NAMES
+
+    lines = [f"plant master data in force at {found.at.astimezone(UTC).isoformat()}"]
+    if not (found.sites or found.moulds or found.machines):
+        return [*lines, "(nothing: load a plant file with `moldlab plant load FILE`)"]
+    for v in found.sites:
+        site = v.item
+        lines.append(f"\nsite {site.id}  {site.name}  ({site.timezone}, {_since(v.valid_from)})")
+        for s in site.calendar.shifts:
+            days = (
+                "every day"
+                if len(set(s.weekdays)) == 7
+                else ",".join(d for d in WEEKDAY_NAMES if d in s.weekdays)
+            )
+            breaks = ", ".join(f"{b.start:%H:%M}-{b.end:%H:%M}" for b in s.breaks) or "none"
+            lines.append(
+                f"  shift {s.name:<12} {s.start:%H:%M}-{s.end:%H:%M}  {days:<27} breaks: {breaks}"
+            )
+        if site.calendar.holidays:
+            lines.append("  holidays: " + ", ".join(d.isoformat() for d in site.calendar.holidays))
+    if found.moulds:
+        lines.append("\nmoulds")
+        lines.append(
+            f"  {'id':<20} {'cavities':>8} {'ideal cycle':>12} {'part weight':>12}  material"
+        )
+    for mv in found.moulds:
+        m = mv.item
+        lines.append(
+            f"  {m.id:<20} {m.cavities:>8} {m.ideal_cycle_s:>10g} s {m.part_weight_g:>10g} g  "
+            f"{m.material:<8} {_since(mv.valid_from)}"
+        )
+        for name, lim in m.limits.items():
+            target = f", target {lim.target:g}" if lim.target is not None else ""
+            lines.append(f"      {name}: {lim.lower:g} .. {lim.upper:g}{target}")
+    if found.machines:
+        lines.append("\nmachines")
+    for pv in found.machines:
+        machine = pv.item
+        nominal = ", ".join(
+            f"{label} {value:g} {unit}"
+            for label, value, unit in (
+                ("clamp", machine.clamp_force_kn, "kN"),
+                ("screw", machine.screw_diameter_mm, "mm"),
+                ("shot", machine.max_shot_volume_cm3, "cm3"),
+            )
+            if value is not None
+        )
+        lines.append(f"  {'/'.join(machine.place):<36} {nominal or '-'}  {_since(pv.valid_from)}")
+    return lines
+
+
+def load_demo_plant(database_url: str) -> None:
+    """Write the demo scenario's plant file to the database, in force from now if it changed.
+
+    `moldlab demo` runs this after the migrations, so that the figures of the demo are
+    computed from the calendar and moulds its simulated machines follow.
+    """
+    import logging
+
+    from psycopg import AsyncConnection
+
+    from simulators.scenario import load_scenario
+    from store.plant import PlantConflict, write_plant
+
+    log = logging.getLogger("moldlab.demo")
+    scenario = load_scenario("demo")
+    plant = scenario.plant
+    assert plant is not None, "the packaged demo scenario names its plant file"
+
+    async def write() -> None:
+        async with await AsyncConnection.connect(database_url) as conn:
+            result = await write_plant(conn, plant, datetime.now(UTC), str(scenario.plant_path))
+        if result.changes:
+            log.info(
+                "plant file %s loaded: %d added, %d changed, %d retired",
+                scenario.plant_path, len(result.added), len(result.changed), len(result.retired),
+            )  # fmt: skip
+        else:
+            log.info("plant file %s: already in the database", scenario.plant_path)
+
+    try:
+        asyncio.run(write())
+    except PlantConflict as exc:  # the clock went back since the last load: keep what is there
+        log.warning("plant file %s not loaded: %s", scenario.plant_path, str(exc)[:300])
