@@ -12,10 +12,15 @@ from contracts.codec import DecodeError, decode, encode
 from contracts.errors import ContractError
 from contracts.messages import (
     ID_PATTERN,
+    PLACE_PATTERN,
     SCHEMA_VERSION,
+    SCHEMA_VERSIONS,
     SIGNAL_PATTERN,
     CycleRecord,
     EdgeStatus,
+    Job,
+    JobRecord,
+    JobStatus,
     Message,
     MessageKind,
     PartQuality,
@@ -32,13 +37,15 @@ from contracts.signals import (
     SignalSpec,
     signal_spec,
 )
-from contracts.topics import Topic, TopicError
+from contracts.topics import Place, Topic, TopicError
 
 __all__ = [
     "ALARM_BITS",
     "CYCLE_PARAMETERS",
     "ID_PATTERN",
+    "PLACE_PATTERN",
     "SCHEMA_VERSION",
+    "SCHEMA_VERSIONS",
     "SIGNALS",
     "SIGNAL_PATTERN",
     "STANDSTILL_REASONS",
@@ -47,10 +54,14 @@ __all__ = [
     "CycleRecord",
     "DecodeError",
     "EdgeStatus",
+    "Job",
+    "JobRecord",
+    "JobStatus",
     "MachineState",
     "Message",
     "MessageKind",
     "PartQuality",
+    "Place",
     "Reading",
     "SignalSpec",
     "StateChange",

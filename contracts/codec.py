@@ -18,13 +18,14 @@ from contracts.errors import ContractError
 from contracts.messages import (
     CycleRecord,
     EdgeStatus,
+    JobRecord,
     Message,
     StateChange,
     TelemetryBatch,
 )
 from contracts.signals import ANY_RANGE, CYCLE_PARAMETERS, SIGNALS, UNIT_RANGES, signal_range
 
-AnyMessage = TelemetryBatch | CycleRecord | StateChange | EdgeStatus
+AnyMessage = TelemetryBatch | CycleRecord | StateChange | EdgeStatus | JobRecord
 
 _ADAPTER: TypeAdapter[AnyMessage] = TypeAdapter(Message)
 
@@ -189,14 +190,24 @@ def json_schema() -> dict[str, Any]:
     """The JSON Schema of every message kind, as checked in at contracts/schema.json.
 
     It says all that decode() checks: schema_version and kind required, the timestamp's
-    form, each signal's and cycle parameter's physical range, the known cycle parameters.
+    form, each signal's and cycle parameter's physical range, the known cycle parameters,
+    what only schema version 2 carries.
     """
     schema = _ADAPTER.json_schema()
     schema["title"] = "moldlab message"
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     defs = schema["$defs"]
-    for name in ("TelemetryBatch", "CycleRecord", "StateChange", "EdgeStatus"):
+    for name in ("TelemetryBatch", "CycleRecord", "StateChange", "EdgeStatus", "JobRecord"):
         defs[name]["required"] = ["schema_version", "kind", *defs[name]["required"]]
+    # A cycle that claims version 1 has no job (CycleRecord._job_since_version_2).
+    defs["CycleRecord"]["if"] = {"properties": {"schema_version": {"const": 1}}}
+    defs["CycleRecord"]["then"] = {"properties": {"job": {"type": "null"}}}
+    # A status lists machines only as a version 2 birth (EdgeStatus._machines_in_a_...).
+    no_machines = {"properties": {"machines": {"type": "null"}}}
+    defs["EdgeStatus"]["allOf"] = [
+        {"if": {"properties": {"schema_version": {"const": 1}}}, "then": no_machines},
+        {"if": {"properties": {"online": {"const": False}}}, "then": no_machines},
+    ]
     known = [spec.name for spec in SIGNALS]
     defs["Reading"]["allOf"] = [
         *(_value_within(UNIT_RANGES[spec.unit], {"const": spec.name}) for spec in SIGNALS),

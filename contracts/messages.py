@@ -1,8 +1,12 @@
-"""The four message kinds on the wire: telemetry batches, cycle records, state changes, status.
+"""The message kinds on the wire: telemetry batches, cycle records, state changes, status, jobs.
 
 Every message carries the schema version, the machine id, a timezone-aware UTC timestamp,
 the id of the source that published it and that source's next sequence number: ingest
 uses (source, seq) to drop redeliveries and to see gaps.
+
+Schema versions: 2 added the `job` kind and the cycle's `job`. A version 1 message is still
+read as it was (a cycle without its job); a message that claims version 1 and carries what
+only version 2 has (a job message, a cycle's job) is refused.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ from pydantic import (
 
 from contracts.signals import CYCLE_PARAMETERS, MachineState, parameter_range, signal_range
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
+SCHEMA_VERSIONS: Final = (1, 2)  # what decode reads: every version published so far
 
 # Every timestamp on the wire lies in this range (UTC): wide enough for any clock a gateway
 # can have (a Raspberry Pi without NTP boots in 1970), narrow enough that no conversion or
@@ -54,8 +59,17 @@ SourceId = Annotated[
     ),
 ]
 SignalName = Annotated[str, Field(pattern=SIGNAL_PATTERN)]
+# A machine's place, site/area/line/machine: four ids (contracts.Place).
+PLACE_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}(/[A-Za-z0-9][A-Za-z0-9_.-]{0,63}){3}$"
+PlaceText = Annotated[str, Field(pattern=PLACE_PATTERN, description="site/area/line/machine")]
+MAX_GATEWAY_MACHINES: Final = 500  # machines one gateway's birth may list
 # Free text (a reason, a detail): printable, so that every log and database takes it whole.
 _TEXT_PATTERN: Final = r"^[^\x00-\x1f\x7f]*$"
+# A name a person typed on a machine's panel or an MES sent (a job, a mould, a material):
+# printable, without leading or trailing blanks, which a fixed-length register pads with.
+NAME_PATTERN: Final = r"^[^\x00-\x20\x7f]([^\x00-\x1f\x7f]*[^\x00-\x20\x7f])?$"
+NAME_MAX: Final = 64
+Name = Annotated[str, Field(min_length=1, max_length=NAME_MAX, pattern=NAME_PATTERN)]
 
 
 def _utc_timestamp(value: Any) -> datetime:
@@ -76,9 +90,9 @@ def _utc_timestamp(value: Any) -> datetime:
 
 
 def _exactly_int(value: Any) -> Any:
-    """JSON's 1 only: not true, 1.0 or "1" (which lax validation would take for 1)."""
+    """JSON's integers only: not true, 1.0 or "1" (which lax validation would take for 1)."""
     if type(value) is not int:
-        raise ValueError("must be the integer 1")
+        raise ValueError(f"must be an integer: one of {', '.join(map(str, SCHEMA_VERSIONS))}")
     return value
 
 
@@ -100,6 +114,7 @@ class MessageKind(StrEnum):
     CYCLE = "cycle"
     STATE = "state"
     STATUS = "status"
+    JOB = "job"
 
 
 class PartQuality(StrEnum):
@@ -108,12 +123,32 @@ class PartQuality(StrEnum):
     TEST = "test"  # a test sample taken out for inspection
 
 
+class JobStatus(StrEnum):
+    """EUROMAP 77's JobStatus (OPC 40083 JobStatusEnumeration), its names in lower case.
+
+    The Modbus register map gives each its EUROMAP number (contracts/registers.yaml).
+    """
+
+    OTHER = "other"  # none of the others applies
+    TRANSFERRED_ASSIGNED = "transferred_assigned"  # sent to the machine, the current job
+    SET_UP_ACTIVE = "set_up_active"  # the machine is being prepared for it (mould change)
+    SET_UP_INTERRUPTED = "set_up_interrupted"
+    SET_UP_FINISHED = "set_up_finished"
+    START_UP_ACTIVE = "start_up_active"  # starting up: the first parts, until they are good
+    JOB_IN_PRODUCTION = "job_in_production"
+    JOB_INTERRUPTED = "job_interrupted"  # stopped before its nominal parts were made
+    JOB_FINISHED = "job_finished"  # its nominal parts are made
+    TEAR_DOWN_ACTIVE = "tear_down_active"
+    TEAR_DOWN_INTERRUPTED = "tear_down_interrupted"
+    TEAR_DOWN_FINISHED = "tear_down_finished"
+
+
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # Required on the wire (contracts.codec.decode); the default serves Python code.
-    schema_version: Annotated[Literal[1], BeforeValidator(_exactly_int)] = Field(
-        default=SCHEMA_VERSION, description="the wire schema version"
+    schema_version: Annotated[Literal[1, 2], BeforeValidator(_exactly_int)] = Field(
+        default=SCHEMA_VERSION, description="the wire schema version (1 or 2)"
     )
     machine_id: MachineId
     ts: Timestamp = Field(
@@ -161,6 +196,16 @@ class CycleRecord(_Message):
     parameters: dict[str, StrictFloat] = Field(
         description="EUROMAP 77 cycle parameters, e.g. CycleTime in s"
     )
+    job: Name | None = Field(
+        default=None,
+        description="the JobName of the job this cycle made parts for (schema version 2)",
+    )
+
+    @model_validator(mode="after")
+    def _job_since_version_2(self) -> CycleRecord:
+        if self.job is not None and self.schema_version < 2:
+            raise ValueError("job: a cycle's job needs schema_version 2")
+        return self
 
     @field_validator("parameters")
     @classmethod
@@ -186,13 +231,65 @@ class StateChange(_Message):
 
 
 class EdgeStatus(_Message):
-    """Birth and death of a publisher (retained, and its MQTT last will); machine_id is its id."""
+    """Birth and death of a publisher (retained, and its MQTT last will); machine_id is its id.
+
+    A gateway's birth lists the machines it serves (`machines`), so that its death (its
+    will) tells which machines are lost with it.
+    """
 
     kind: Literal[MessageKind.STATUS] = MessageKind.STATUS
     online: StrictBool
     detail: str | None = Field(default=None, max_length=256, pattern=_TEXT_PATTERN)
+    machines: list[PlaceText] | None = Field(
+        default=None,
+        max_length=MAX_GATEWAY_MACHINES,
+        description="the machines a gateway serves, each site/area/line/machine; in a birth"
+        " (online: true) only (schema version 2)",
+    )
+
+    @model_validator(mode="after")
+    def _machines_in_a_version_2_birth(self) -> EdgeStatus:
+        if self.machines is not None and self.schema_version < 2:
+            raise ValueError("machines: a status's machines need schema_version 2")
+        if self.machines is not None and not self.online:
+            raise ValueError("machines: only a birth (online: true) lists them")
+        return self
+
+
+class Job(BaseModel):
+    """A machine's current job and mould in EUROMAP 77's terms: what a JobRecord tells."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    job_name: Name = Field(description="EUROMAP 77 JobName")
+    mould_id: Name = Field(description="EUROMAP 77 MouldId: the mould the job runs in")
+    job_status: JobStatus = Field(description="EUROMAP 77 JobStatus")
+    active_cavities: StrictInt = Field(
+        ge=1, le=1024, description="EUROMAP 77 NumCavities: cavities in use, parts per shot"
+    )
+    nominal_parts: StrictInt = Field(
+        ge=0,
+        lt=2**53,
+        description="EUROMAP 77 NominalParts: parts the job is to make (all cavities); 0: open",
+    )
+    material: Name | None = Field(default=None, description="EUROMAP 77 Material, if one")
+
+
+class JobRecord(Job, _Message):
+    """The machine's job or mould changed, or its JobStatus: sent retained (schema version 2)."""
+
+    kind: Literal[MessageKind.JOB] = MessageKind.JOB
+    schema_version: Annotated[Literal[2], BeforeValidator(_exactly_int)] = Field(
+        default=2, description="the wire schema version: 2, the first with jobs"
+    )
+
+    @property
+    def job(self) -> Job:
+        """The job alone, without the envelope."""
+        return Job.model_validate(self.model_dump(include=set(Job.model_fields)))
 
 
 Message = Annotated[
-    TelemetryBatch | CycleRecord | StateChange | EdgeStatus, Field(discriminator="kind")
+    TelemetryBatch | CycleRecord | StateChange | EdgeStatus | JobRecord,
+    Field(discriminator="kind"),
 ]

@@ -2,10 +2,10 @@
 
 Pure: the caller reads the YAML (the packaged default is `contracts/registers.yaml`) and
 passes the parsed dict to `RegisterMap.model_validate`; this module only validates the map
-and converts values to and from 16-bit register words.
+and converts values (numbers, and the job's texts) to and from 16-bit register words.
 
-Registers belong to groups (e.g. `status`, `process`) that a poller reads at their own
-interval; a read request never spans two groups.
+Registers belong to groups (e.g. `status`, `process`, `job`) that a poller reads at their
+own interval; a read request never spans two groups.
 """
 
 from __future__ import annotations
@@ -19,17 +19,32 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from contracts.errors import ContractError
-from contracts.messages import PartQuality
+from contracts.messages import Job, JobStatus, PartQuality
 from contracts.signals import CYCLE_PARAMETERS, MachineState, signal_spec
 
 STATE = "State"
 STANDSTILL_REASON = "StandstillReason"
 CYCLE_QUALITY = "CycleQuality"  # quality of the last cycle's parts: see `qualities`
 COUNTER_SHOTS = "CounterShots"  # moves once per cycle: a new value means a new last cycle
-_WORDS = (STATE, STANDSTILL_REASON, CYCLE_QUALITY)
+# The job, in EUROMAP 77's terms (contracts.Job): words and texts.
+JOB_STATUS = "JobStatus"  # code: see `job_statuses`
+ACTIVE_CAVITIES = "ActiveCavities"
+NOMINAL_PARTS = "NominalParts"
+JOB_NAME = "JobName"  # empty: no job
+MOULD_ID = "MouldId"
+MATERIAL = "Material"  # optional
+_JOB_NEEDS = (JOB_NAME, MOULD_ID, JOB_STATUS, ACTIVE_CAVITIES, NOMINAL_PARTS)
+_JOB_ALL = (*_JOB_NEEDS, MATERIAL)
 MAX_READ_REGISTERS = 125  # the most one Modbus read-holding-registers request may ask for
 DEFAULT_GROUP = "default"  # the group of a register that names none
 _GROUP_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
@@ -44,12 +59,32 @@ class RegisterType(StrEnum):
     FLOAT32 = "float32"
 
 
+# Words that are codes or counts, not signals, with the types each may have (scale 1).
+_WORDS: dict[str, tuple[RegisterType, ...]] = {
+    STATE: (RegisterType.UINT16,),
+    STANDSTILL_REASON: (RegisterType.UINT16,),
+    CYCLE_QUALITY: (RegisterType.UINT16,),
+    JOB_STATUS: (RegisterType.UINT16,),
+    ACTIVE_CAVITIES: (RegisterType.UINT16, RegisterType.UINT32),
+    NOMINAL_PARTS: (RegisterType.UINT16, RegisterType.UINT32),
+}
+
+
 # struct format, number of 16-bit words, significant digits the raw type carries
 _LAYOUT: dict[RegisterType, tuple[str, int, int]] = {
     RegisterType.UINT16: ("H", 1, 5),
     RegisterType.UINT32: ("I", 2, 10),
     RegisterType.FLOAT32: ("f", 2, 7),
 }
+
+
+def _group_name(value: str) -> str:
+    if not _GROUP_NAME.fullmatch(value):
+        raise ValueError(
+            f"group {value!r} is not a short name: a lower-case letter, then up to 31 "
+            "lower-case letters, digits or underscores"
+        )
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,15 +109,7 @@ class Register(BaseModel):
     unit: str = "1"
     group: str = DEFAULT_GROUP  # registers read together, at the group's poll interval
 
-    @field_validator("group")
-    @classmethod
-    def _short_name(cls, value: str) -> str:
-        if not _GROUP_NAME.fullmatch(value):
-            raise ValueError(
-                f"group {value!r} is not a short name: a lower-case letter, then up to 31 "
-                "lower-case letters, digits or underscores"
-            )
-        return value
+    _short_name = field_validator("group")(_group_name)
 
     @property
     def width(self) -> int:
@@ -95,9 +122,10 @@ class Register(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Register:
-        if self.name in _WORDS:
-            if self.type is not RegisterType.UINT16 or self.scale != 1:
-                raise ValueError(f"{self.name} must be a uint16 with scale 1")
+        if (types := _WORDS.get(self.name)) is not None:
+            if self.type not in types or self.scale != 1:
+                kinds = " or ".join(t.value for t in types)
+                raise ValueError(f"{self.name} must be a {kinds} with scale 1")
         elif (unit := _unit_of(self.name)) is None:
             raise ValueError(
                 f"{self.name!r} is neither a signal of contracts.SIGNALS, a cycle parameter "
@@ -129,6 +157,60 @@ class Register(BaseModel):
         return words if self.word_order == "ABCD" else words[::-1]
 
 
+class TextRegister(BaseModel):
+    """A text in `length` holding registers: ASCII, two characters a register, NUL-padded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: Literal["JobName", "MouldId", "Material"]
+    address: int = Field(ge=0, le=65535)
+    length: int = Field(ge=1, le=32, description="registers: twice as many characters")
+    byte_order: Literal["AB", "BA"] = "AB"  # AB: the first character in the high byte
+    group: str = DEFAULT_GROUP
+
+    _short_name = field_validator("group")(_group_name)
+
+    @property
+    def width(self) -> int:
+        return self.length
+
+    @property
+    def end(self) -> int:
+        return self.address + self.length
+
+    @model_validator(mode="after")
+    def _fits(self) -> TextRegister:
+        if self.end > 65536:
+            raise ValueError(f"{self.name} at {self.address} runs past register 65535")
+        return self
+
+    def decode(self, words: Sequence[int]) -> str:
+        """The text up to the first NUL, without the blanks around it; "" for none."""
+        data = struct.pack(f">{self.length}H", *words)
+        if self.byte_order == "BA":
+            data = bytes(b for pair in zip(data[1::2], data[::2], strict=True) for b in pair)
+        text = data.split(b"\0", 1)[0].strip(b" ")
+        if any(not 0x20 <= byte < 0x7F for byte in text):
+            raise ContractError(f"{self.name} is not printable ASCII: {text[:40]!r}")
+        return text.decode("ascii")
+
+    def encode(self, text: str, *, clip: bool = False) -> list[int]:
+        """The words of `text`; ContractError if it is not printable ASCII or too long (unless
+        `clip`: cut to the characters the registers hold, as a panel's field would)."""
+        if clip:
+            text = text[: 2 * self.length].rstrip(" ")
+        if len(text) > 2 * self.length:
+            raise ContractError(
+                f"{self.name} {text[:40]!r} is longer than {2 * self.length} characters"
+            )
+        if not all(" " <= char < "\x7f" for char in text):
+            raise ContractError(f"{self.name} {text[:40]!r} is not printable ASCII")
+        data = text.encode("ascii").ljust(2 * self.length, b"\0")
+        if self.byte_order == "BA":
+            data = bytes(b for pair in zip(data[1::2], data[::2], strict=True) for b in pair)
+        return list(struct.unpack(f">{self.length}H", data))
+
+
 def _unit_of(name: str) -> str | None:
     spec = signal_spec(name)
     return spec.unit if spec else CYCLE_PARAMETERS.get(name)
@@ -140,19 +222,26 @@ class RegisterMap(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     registers: tuple[Register, ...] = Field(min_length=1)
+    texts: tuple[TextRegister, ...] = ()
     states: dict[_Code, MachineState] = Field(default_factory=dict)
     reasons: dict[Annotated[int, Field(ge=1, le=65535)], _Reason] = Field(default_factory=dict)
     qualities: dict[Annotated[int, Field(ge=1, le=65535)], PartQuality] = Field(
         default_factory=dict
     )
     alarms: dict[Annotated[int, Field(ge=0, le=15)], _Reason] = Field(default_factory=dict)
+    job_statuses: dict[_Code, JobStatus] = Field(default_factory=dict)
+
+    @property
+    def fields(self) -> tuple[Register | TextRegister, ...]:
+        """Numbers and texts: everything that takes registers."""
+        return (*self.registers, *self.texts)
 
     @model_validator(mode="after")
     def _check(self) -> RegisterMap:
-        names = [r.name for r in self.registers]
+        names = [r.name for r in self.fields]
         if dupes := sorted({n for n in names if names.count(n) > 1}):
             raise ValueError(f"registers named more than once: {dupes}")
-        ordered = sorted(self.registers, key=lambda r: r.address)
+        ordered = sorted(self.fields, key=lambda r: r.address)
         for before, after in itertools.pairwise(ordered):
             if after.address < before.end:
                 raise ValueError(
@@ -170,16 +259,24 @@ class RegisterMap(BaseModel):
                 f"a {CYCLE_QUALITY} register needs {COUNTER_SHOTS} and CycleTime registers: "
                 "a cycle record is a shot with its cycle time"
             )
+        if any(name in names for name in _JOB_ALL):
+            if missing := [name for name in _JOB_NEEDS if name not in names]:
+                raise ValueError(
+                    f"a job needs {', '.join(_JOB_NEEDS)} registers; missing: {', '.join(missing)}"
+                )
+            if not self.job_statuses:
+                raise ValueError(f"a {JOB_STATUS} register needs a `job_statuses` table")
         # Values that only make sense together must come in the same read.
         self._same_group(STATE, [STANDSTILL_REASON])
         self._same_group(COUNTER_SHOTS, [CYCLE_QUALITY, *CYCLE_PARAMETERS])
+        self._same_group(JOB_NAME, _JOB_ALL)
         return self
 
     def _same_group(self, leader: str, followers: Sequence[str]) -> None:
         group = self.group_of(leader)
         if group is None:
             return
-        for register in self.registers:
+        for register in self.fields:
             if register.name in followers and register.group != group:
                 raise ValueError(
                     f"{register.name} must be in the group of {leader} ({group!r}), "
@@ -189,19 +286,21 @@ class RegisterMap(BaseModel):
     @property
     def groups(self) -> tuple[str, ...]:
         """The register groups, in the order of their lowest address."""
-        ordered = sorted(self.registers, key=lambda r: r.address)
+        ordered = sorted(self.fields, key=lambda r: r.address)
         return tuple(dict.fromkeys(r.group for r in ordered))
 
     def group_of(self, name: str) -> str | None:
         """The group of register `name`; None if the map has no such register."""
-        return next((r.group for r in self.registers if r.name == name), None)
+        return next((r.group for r in self.fields if r.name == name), None)
 
     def blocks(self, max_registers: int = MAX_READ_REGISTERS) -> list[Block]:
         """Reads covering every register: contiguous runs of one group, `max_registers` at most."""
-        if not 2 <= max_registers <= MAX_READ_REGISTERS:
-            raise ValueError(f"max_registers must be 2..{MAX_READ_REGISTERS}")
+        # A value is read whole: the widest (a text) sets the least a read must take.
+        widest = max(2, *(f.width for f in self.fields))
+        if not widest <= max_registers <= MAX_READ_REGISTERS:
+            raise ValueError(f"max_registers must be {widest}..{MAX_READ_REGISTERS}")
         blocks: list[Block] = []
-        for reg in sorted(self.registers, key=lambda r: r.address):
+        for reg in sorted(self.fields, key=lambda r: r.address):
             last = blocks[-1] if blocks else None
             if (
                 last
@@ -223,9 +322,67 @@ class RegisterMap(BaseModel):
             if block_start <= r.address and r.end <= end
         }
 
+    def decode_texts(self, block_start: int, registers: Sequence[int]) -> dict[str, str]:
+        """The texts lying wholly in `registers`, read from `block_start` ("" for none)."""
+        end = block_start + len(registers)
+        return {
+            t.name: t.decode(registers[t.address - block_start : t.end - block_start])
+            for t in self.texts
+            if block_start <= t.address and t.end <= end
+        }
+
     def encode(self, values: Mapping[str, float]) -> dict[int, list[int]]:
         """Register words by start address for each value the map has (others are ignored)."""
         return {r.address: r.encode(values[r.name]) for r in self.registers if r.name in values}
+
+    def encode_job(self, job: Job | None, *, clip: bool = False) -> dict[int, list[int]]:
+        """Register words by start address of the map's job registers; None: no job (zeros).
+
+        `clip`: texts longer than their registers are cut short, as a panel's field would.
+        """
+        if job is None:
+            return {f.address: [0] * f.width for f in self.fields if f.name in _JOB_ALL}
+        numbers: dict[str, float] = {
+            JOB_STATUS: self.job_status_code(job.job_status),
+            ACTIVE_CAVITIES: job.active_cavities,
+            NOMINAL_PARTS: job.nominal_parts,
+        }
+        texts = {JOB_NAME: job.job_name, MOULD_ID: job.mould_id, MATERIAL: job.material or ""}
+        return self.encode(numbers) | {
+            t.address: t.encode(texts[t.name], clip=clip) for t in self.texts
+        }
+
+    def job_status_code(self, status: JobStatus) -> int:
+        for code, known in self.job_statuses.items():
+            if known is status:
+                return code
+        raise ContractError(f"the register map has no code for job status {status.value!r}")
+
+    def job_from(self, values: Mapping[str, float], texts: Mapping[str, str]) -> Job | None:
+        """The job in decoded `values` and `texts`; None if not read, or JobName is empty.
+
+        An unlisted JobStatus code reads as `other`; registers that make no job (no mould,
+        no cavities) are a ContractError.
+        """
+        name = texts.get(JOB_NAME)
+        if not name:
+            return None
+        status = self.job_statuses.get(int(values.get(JOB_STATUS, 0)), JobStatus.OTHER)
+        try:
+            return Job(
+                job_name=name,
+                mould_id=texts.get(MOULD_ID, ""),
+                job_status=status,
+                active_cavities=int(values.get(ACTIVE_CAVITIES, 0)),
+                nominal_parts=int(values.get(NOMINAL_PARTS, 0)),
+                material=texts.get(MATERIAL) or None,
+            )
+        except ValidationError as exc:
+            found = "; ".join(
+                f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                for e in exc.errors(include_url=False, include_input=False)[:3]
+            )
+            raise ContractError(f"the job registers make no job: {found}") from None
 
     def state_code(self, state: MachineState) -> int:
         for code, known in self.states.items():

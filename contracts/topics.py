@@ -1,4 +1,8 @@
-"""The unified-namespace topic: moldlab/v1/{site}/{area}/{line}/{machine}/{kind}."""
+"""The unified-namespace topic: moldlab/v1/{site}/{area}/{line}/{machine}/{kind}.
+
+A machine is identified by its place, site/area/line/machine (`Place`): two sites may each
+have an imm-01, and they are two machines.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +36,31 @@ def check_segment(field: str, value: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Place:
+    """Where a machine (or a publisher) is: `str(place)` is "site/area/line/machine"."""
+
+    site: str
+    area: str
+    line: str
+    machine: str
+
+    def __post_init__(self) -> None:
+        for field in ("site", "area", "line", "machine"):
+            check_segment(field, getattr(self, field))
+
+    def __str__(self) -> str:
+        return f"{self.site}/{self.area}/{self.line}/{self.machine}"
+
+    @classmethod
+    def parse(cls, text: str) -> Place:
+        """The place written as "site/area/line/machine"; TopicError if it is not one."""
+        parts = text.split("/")
+        if len(parts) != 4:
+            raise TopicError(f"place {_shown(text)} is not site/area/line/machine")
+        return cls(*parts)
+
+
+@dataclass(frozen=True, slots=True)
 class Topic:
     site: str
     area: str
@@ -42,6 +71,18 @@ class Topic:
     def __post_init__(self) -> None:
         for field in ("site", "area", "line", "machine"):
             check_segment(field, getattr(self, field))
+
+    @property
+    def place(self) -> Place:
+        """The place of the machine (or publisher) the topic is about."""
+        # Its segments are checked already: ingest asks this of every message it takes.
+        place = object.__new__(Place)
+        set_ = object.__setattr__
+        set_(place, "site", self.site)
+        set_(place, "area", self.area)
+        set_(place, "line", self.line)
+        set_(place, "machine", self.machine)
+        return place
 
     def __str__(self) -> str:
         return f"{PREFIX}/{self.site}/{self.area}/{self.line}/{self.machine}/{self.kind.value}"

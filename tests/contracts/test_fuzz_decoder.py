@@ -65,7 +65,8 @@ def _integral_float_for_integer(instance: Any) -> bool:
     """Whether a float with no fraction stands where the schema wants an integer."""
     if not isinstance(instance, dict):
         return False
-    fields = [instance.get(k) for k in ("schema_version", "seq", "shot", "parts")]
+    integers = ("schema_version", "seq", "shot", "parts", "active_cavities", "nominal_parts")
+    fields = [instance.get(k) for k in integers]
     for reading in (
         instance.get("readings", []) if isinstance(instance.get("readings"), list) else []
     ):

@@ -13,6 +13,8 @@ from contracts import (
     CycleRecord,
     DecodeError,
     EdgeStatus,
+    JobRecord,
+    JobStatus,
     MachineState,
     MessageKind,
     StateChange,
@@ -35,15 +37,77 @@ GOLDEN = Path(__file__).parents[1] / "fixtures" / "messages"
         ("cycle", CycleRecord),
         ("state", StateChange),
         ("status", EdgeStatus),
+        ("job", JobRecord),
+        ("cycle_v1", CycleRecord),
     ],
 )
 def test_golden_messages_decode_and_round_trip(name: str, model: type) -> None:
     payload = (GOLDEN / f"{name}.json").read_bytes()
     message = decode(payload)
     assert isinstance(message, model)
-    assert message.kind == MessageKind(name)
+    assert message.kind == MessageKind(name.removesuffix("_v1"))
     assert message.ts.tzinfo is UTC
     assert decode(encode(message)) == message
+
+
+def test_a_job_message_speaks_euromap_77() -> None:
+    message = decode((GOLDEN / "job.json").read_bytes())
+    assert isinstance(message, JobRecord)
+    assert (message.job_name, message.mould_id, message.job_status) == (
+        "PO-4711/10", "bracket-pp-4#1", JobStatus.SET_UP_ACTIVE,
+    )  # fmt: skip
+    assert (message.active_cavities, message.nominal_parts, message.material) == (4, 40000, "PP")
+    assert message.schema_version == 2
+    assert str(Topic.parse("moldlab/v1/s/a/l/imm-01/job").kind) == "job"
+
+
+def test_a_version_1_cycle_is_still_read_and_written_back_as_version_1() -> None:
+    old = decode((GOLDEN / "cycle_v1.json").read_bytes())
+    assert isinstance(old, CycleRecord)
+    assert (old.schema_version, old.job) == (1, None)
+    assert b'"schema_version":1' in encode(old)
+    new = decode((GOLDEN / "cycle.json").read_bytes())
+    assert isinstance(new, CycleRecord)
+    assert (new.schema_version, new.job) == (2, "PO-4711/10")
+    assert old.model_dump(exclude={"schema_version", "job"}) == new.model_dump(
+        exclude={"schema_version", "job"}
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "change", "reason"),
+    [
+        ("job", {"schema_version": 1}, "job.schema_version: Input should be 2"),
+        ("cycle", {"schema_version": 1}, "a cycle's job needs schema_version 2"),
+        ("job", {"job_status": "running"}, "job_status"),
+        ("job", {"job_status": "SET_UP_ACTIVE"}, "job_status"),
+        ("job", {"job_name": ""}, "job_name"),
+        ("job", {"job_name": " PO-1"}, "job_name"),  # blanks: a register's padding
+        ("job", {"job_name": "PO-1 "}, "job_name"),
+        ("job", {"mould_id": "m\n1"}, "mould_id"),
+        ("job", {"mould_id": "m" * 65}, "mould_id"),
+        ("job", {"material": ""}, "material"),
+        ("job", {"active_cavities": 0}, "active_cavities"),
+        ("job", {"active_cavities": 1025}, "active_cavities"),
+        ("job", {"active_cavities": 4.0}, "active_cavities"),
+        ("job", {"nominal_parts": -1}, "nominal_parts"),
+        ("job", {"nominal_parts": "40000"}, "nominal_parts"),
+        ("job", {"job_name": None}, "job_name"),
+        ("cycle", {"job": ""}, "job"),
+        ("cycle", {"job": 4711}, "job"),
+    ],
+)
+def test_invalid_jobs_are_refused_with_the_reason(
+    name: str, change: dict[str, object], reason: str
+) -> None:
+    raw = {**_golden(name), **change}
+    with pytest.raises(DecodeError, match=reason):
+        decode(orjson.dumps(raw))
+
+
+def test_a_version_1_cycle_may_say_it_has_no_job() -> None:
+    raw = {**_golden("cycle_v1"), "job": None}
+    assert isinstance(decode(orjson.dumps(raw)), CycleRecord)
 
 
 def test_timestamps_are_normalised_to_utc() -> None:
@@ -62,7 +126,8 @@ def _golden(name: str) -> dict[str, object]:
 @pytest.mark.parametrize(
     ("change", "reason"),
     [
-        ({"schema_version": 2}, "schema_version"),
+        ({"schema_version": 3}, "schema_version"),
+        ({"schema_version": 0}, "schema_version"),
         ({"kind": "alarm"}, "does not match any of the expected tags"),
         ({"ts": "2026-11-21T08:00:00"}, "with an offset"),
         ({"machine_id": "imm/01"}, "machine_id"),

@@ -17,10 +17,12 @@ from contracts import (
     SIGNALS,
     STANDSTILL_REASONS,
     ContractError,
+    Job,
+    JobStatus,
     MachineState,
     PartQuality,
 )
-from contracts.registers import MAX_READ_REGISTERS, Block, RegisterMap
+from contracts.registers import MAX_READ_REGISTERS, Block, RegisterMap, TextRegister
 
 PACKAGED: dict[str, Any] = yaml.safe_load(
     (resources.files("contracts") / "registers.yaml").read_text()
@@ -80,18 +82,117 @@ def _map_with(*registers: dict[str, Any], **extra: Any) -> dict[str, Any]:
     return {"registers": list(registers), "states": {1: "running"}, **extra}
 
 
-def test_packaged_map_reads_in_two_blocks() -> None:
+def test_packaged_map_reads_in_three_blocks() -> None:
     register_map = RegisterMap.model_validate(PACKAGED)
-    assert register_map.blocks() == [Block(0, 40, "status"), Block(100, 28, "process")]
-    assert register_map.groups == ("status", "process")
+    assert register_map.blocks() == [
+        Block(0, 40, "status"),
+        Block(100, 28, "process"),
+        Block(200, 44, "job"),
+    ]
+    assert register_map.groups == ("status", "process", "job")
     assert register_map.state_code(MachineState.OFFLINE) == 0
     assert set(register_map.states.values()) == set(MachineState)
 
 
 def test_packaged_map_has_every_signal_and_cycle_parameter() -> None:
-    names = {r.name for r in RegisterMap.model_validate(PACKAGED).registers}
+    register_map = RegisterMap.model_validate(PACKAGED)
+    names = {r.name for r in register_map.registers}
     expected = {s.name for s in SIGNALS} | set(CYCLE_PARAMETERS)
-    assert names == expected | {"State", "StandstillReason", "CycleQuality"}
+    words = {"State", "StandstillReason", "CycleQuality"}
+    assert names == expected | words | {"JobStatus", "ActiveCavities", "NominalParts"}
+    assert {t.name for t in register_map.texts} == {"JobName", "MouldId", "Material"}
+
+
+# EUROMAP 77's JobStatusEnumeration (OPC 40083): each status by its own number.
+EUROMAP_JOB_STATUS = {
+    0: "other", 1: "transferred_assigned", 2: "set_up_active", 3: "set_up_interrupted",
+    4: "set_up_finished", 5: "start_up_active", 6: "job_in_production", 7: "job_interrupted",
+    8: "job_finished", 9: "tear_down_active", 10: "tear_down_interrupted",
+    11: "tear_down_finished",
+}  # fmt: skip
+JOB = Job(
+    job_name="PO-4711/10",
+    mould_id="bracket-pp-4#1",
+    job_status=JobStatus.JOB_IN_PRODUCTION,
+    active_cavities=4,
+    nominal_parts=3_000_000_000,  # past 16 bits and 31: NominalParts is a uint32
+    material="PP",
+)
+
+
+def test_packaged_job_statuses_are_euromap_77s_numbers() -> None:
+    register_map = RegisterMap.model_validate(PACKAGED)
+    assert {code: s.value for code, s in register_map.job_statuses.items()} == EUROMAP_JOB_STATUS
+    assert set(register_map.job_statuses.values()) == set(JobStatus)
+
+
+def _read_texts(register_map: RegisterMap, image: dict[int, int]) -> dict[str, str]:
+    texts: dict[str, str] = {}
+    for block in register_map.blocks():
+        words = [image.get(a, 0) for a in range(block.start, block.start + block.count)]
+        texts.update(register_map.decode_texts(block.start, words))
+    return texts
+
+
+@pytest.mark.parametrize("job", [JOB, JOB.model_copy(update={"material": None})])
+def test_a_job_round_trips_through_the_registers(job: Job) -> None:
+    register_map = RegisterMap.model_validate(PACKAGED)
+    image = _image(register_map.encode_job(job))
+    assert (min(image), max(image)) == (200, 243)  # the job block, wholly
+    values = _read(register_map, _with_zeros(image))
+    texts = _read_texts(register_map, image)
+    assert texts["JobName"] == "PO-4711/10"
+    assert register_map.job_from(values, texts) == job
+
+
+def _with_zeros(image: dict[int, int]) -> dict[int, int]:
+    """`image` over every register of the packaged map, zeros where it has none."""
+    register_map = RegisterMap.model_validate(PACKAGED)
+    blocks = register_map.blocks()
+    return {a: image.get(a, 0) for b in blocks for a in range(b.start, b.start + b.count)}
+
+
+def test_no_job_is_an_empty_job_name() -> None:
+    register_map = RegisterMap.model_validate(PACKAGED)
+    image = _with_zeros(_image(register_map.encode_job(None)))
+    assert (
+        register_map.job_from(_read(register_map, image), _read_texts(register_map, image)) is None
+    )
+    assert register_map.job_from({}, {}) is None  # the job group was not read
+
+
+def test_texts_are_ascii_two_characters_a_register_high_byte_first() -> None:
+    text = TextRegister(name="MouldId", address=0, length=3)
+    assert text.encode("AB C") == [0x4142, 0x2043, 0x0000]
+    assert text.decode([0x4142, 0x2043, 0x0000]) == "AB C"
+    assert text.decode([0x2041, 0x4220, 0x2000]) == "AB"  # blank-padded, as some PLCs do
+    assert text.decode([0x4100, 0x4242, 0x4242]) == "A"  # up to the first NUL
+    swapped = TextRegister(name="MouldId", address=0, length=3, byte_order="BA")
+    assert swapped.encode("AB C") == [0x4241, 0x4320, 0x0000]
+    assert swapped.decode([0x4241, 0x4320, 0x0000]) == "AB C"
+    with pytest.raises(ContractError, match="longer than 6 characters"):
+        text.encode("ABCDEFG")
+    assert text.encode("ABCDEFG", clip=True) == text.encode("ABCDEF")
+    with pytest.raises(ContractError, match="not printable ASCII"):
+        text.encode("Düse")
+    with pytest.raises(ContractError, match="not printable ASCII"):
+        text.decode([0x41FF, 0, 0])
+
+
+def test_registers_that_make_no_job_are_refused_and_unknown_status_codes_read_other() -> None:
+    register_map = RegisterMap.model_validate(PACKAGED)
+    texts = {"JobName": "PO-1", "MouldId": "m-1", "Material": ""}
+    values = {"JobStatus": 99.0, "ActiveCavities": 2.0, "NominalParts": 0.0}
+    job = register_map.job_from(values, texts)
+    assert job is not None
+    assert (job.job_status, job.material) == (JobStatus.OTHER, None)
+    with pytest.raises(ContractError, match="active_cavities"):
+        register_map.job_from({**values, "ActiveCavities": 0.0}, texts)
+    with pytest.raises(ContractError, match="mould_id"):
+        register_map.job_from(values, {**texts, "MouldId": ""})
+    only_some = RegisterMap.model_validate({**PACKAGED, "job_statuses": {6: "job_in_production"}})
+    with pytest.raises(ContractError, match="no code for job status 'set_up_active'"):
+        only_some.job_status_code(JobStatus.SET_UP_ACTIVE)
 
 
 def test_packaged_map_has_a_code_for_every_standstill_reason() -> None:
@@ -115,8 +216,11 @@ def test_round_trip_gives_the_values_back() -> None:
         "StandstillReason": 2.0,
         "CycleQuality": 2.0,
     }
-    decoded = _read(register_map, _image(register_map.encode(values)))
-    assert decoded == values  # float32 values come back rounded to the 7 digits they carry
+    image = _image(register_map.encode(values) | register_map.encode_job(JOB))
+    decoded = _read(register_map, image)
+    job = {"JobStatus": 6.0, "ActiveCavities": 4.0, "NominalParts": 3e9}
+    assert decoded == values | job  # float32 values come back rounded to the 7 digits they carry
+    assert register_map.job_from(decoded, _read_texts(register_map, image)) == JOB
     assert register_map.state_from(decoded) == (MachineState.UNPLANNED_STOP, "mould_fault")
     assert register_map.quality_from(decoded) is PartQuality.BAD
 
@@ -184,13 +288,13 @@ def test_a_counter_that_does_not_fit_is_refused(value: float) -> None:
 
 def test_blocks_stay_within_the_limit() -> None:
     register_map = RegisterMap.model_validate(PACKAGED)
-    blocks = register_map.blocks(max_registers=5)
-    assert all(b.count <= 5 for b in blocks)
+    blocks = register_map.blocks(max_registers=16)  # the longest text: 16 registers
+    assert all(b.count <= 16 for b in blocks)
     covered = {a for b in blocks for a in range(b.start, b.start + b.count)}
-    assert covered == {a for r in register_map.registers for a in range(r.address, r.end)}
+    assert covered == {a for r in register_map.fields for a in range(r.address, r.end)}
     assert max(b.count for b in register_map.blocks()) <= MAX_READ_REGISTERS
-    with pytest.raises(ValueError, match="max_registers"):
-        register_map.blocks(max_registers=1)
+    with pytest.raises(ValueError, match=r"max_registers must be 16\.\.125"):
+        register_map.blocks(max_registers=15)  # a text is read whole
 
 
 def test_blocks_never_span_two_groups() -> None:
@@ -239,8 +343,15 @@ def test_blocks_of_a_large_group_stay_within_the_limit() -> None:
 
 def _moved(register: str, /, **changes: Any) -> dict[str, Any]:
     data = copy.deepcopy(PACKAGED)
-    entry = next(r for r in data["registers"] if r["name"] == register)
+    entry = next(r for r in data["registers"] + data["texts"] if r["name"] == register)
     entry.update(changes)
+    return data
+
+
+def _without(*names: str) -> dict[str, Any]:
+    data = copy.deepcopy(PACKAGED)
+    for key in ("registers", "texts"):
+        data[key] = [r for r in data[key] if r["name"] not in names]
     return data
 
 
@@ -290,6 +401,17 @@ def _moved(register: str, /, **changes: Any) -> dict[str, Any]:
             },
             "a CycleQuality register needs CounterShots and CycleTime registers",
         ),
+        (_moved("MouldId", address=210), "JobName (200-215) overlaps MouldId (210-225)"),
+        (_moved("JobName", name="Colour"), "Input should be 'JobName', 'MouldId' or 'Material'"),
+        (_moved("JobName", length=33), "less than or equal to 32"),
+        (_moved("JobName", address=65530), "JobName at 65530 runs past register 65535"),
+        (_moved("MouldId", group="status"), "MouldId must be in the group of JobName ('job')"),
+        (_moved("NominalParts", group="status"), "NominalParts must be in the group of JobName"),
+        (_moved("JobStatus", type="uint32"), "JobStatus must be a uint16 with scale 1"),
+        (_moved("NominalParts", type="float32"), "NominalParts must be a uint16 or uint32"),
+        (_without("MouldId", "ActiveCavities"), "missing: MouldId, ActiveCavities"),
+        ({**PACKAGED, "job_statuses": {}}, "a JobStatus register needs a `job_statuses` table"),
+        ({**PACKAGED, "job_statuses": {6: "producing"}}, "Input should be 'other'"),
     ],
 )
 def test_invalid_maps_are_refused(data: dict[str, Any], message: str) -> None:

@@ -48,7 +48,7 @@ OVERFLOWS = [
 
 
 @pytest.mark.parametrize(("ts", "reason"), OVERFLOWS)
-@pytest.mark.parametrize("kind", ["telemetry", "cycle", "state", "status"])
+@pytest.mark.parametrize("kind", ["telemetry", "cycle", "cycle_v1", "state", "status", "job"])
 def test_a_timestamp_out_of_range_is_refused_not_an_overflow(
     kind: str, ts: str, reason: str
 ) -> None:
@@ -106,6 +106,15 @@ LOOSE = [
     ("state", {"schema_version": 1.0}, "schema_version"),
     ("state", {"schema_version": "1"}, "schema_version"),
     ("state", {"machine_id": "imm-01\n"}, "machine_id"),
+    ("job", {"schema_version": 2.0}, "schema_version"),
+    ("job", {"schema_version": "2"}, "schema_version"),
+    ("job", {"active_cavities": "4"}, "active_cavities"),
+    ("job", {"active_cavities": True}, "active_cavities"),
+    ("job", {"nominal_parts": 4e4}, "nominal_parts"),
+    ("job", {"nominal_parts": 2**53}, "nominal_parts"),
+    ("job", {"job_name": "PO-4711\n"}, "job_name"),
+    ("job", {"mould_id": "m\u007f"}, "mould_id"),
+    ("cycle", {"job": "PO\t1"}, "job"),
 ]
 
 

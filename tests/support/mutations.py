@@ -13,27 +13,32 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from contracts import CYCLE_PARAMETERS, SIGNALS, STANDSTILL_REASONS, MachineState
+from contracts import CYCLE_PARAMETERS, SIGNALS, STANDSTILL_REASONS, JobStatus, MachineState
 
 Json = dict[str, Any]
 
 _SIGNALS = [s.name for s in SIGNALS]
 _STATES = [s.value for s in MachineState]
+_JOB_STATUSES = [s.value for s in JobStatus]
+_NAME_CHARS = "ABCXYZ0129-_/#. äß"
 
 
 def valid_message(
     rng: random.Random, *, machine: str, source: str, seq: int, now: datetime
 ) -> Json:
-    """A valid message of a random kind, its timestamp within the last minute of `now`."""
+    """A valid message of a random kind, its timestamp within the last minute of `now`.
+
+    Of schema version 1 or 2, but for what version 2 brought (jobs, a cycle's job).
+    """
     ts = now - timedelta(milliseconds=rng.randrange(60_000))
     head: Json = {
-        "schema_version": 1,
+        "schema_version": rng.choice([1, 2]),
         "machine_id": machine,
         "ts": ts.isoformat().replace("+00:00", "Z") if rng.random() < 0.7 else _offset(ts, rng),
         "source": source,
         "seq": seq,
     }
-    kind = rng.choice(["telemetry", "telemetry", "cycle", "state"])
+    kind = rng.choice(["telemetry", "telemetry", "cycle", "state", "job"])
     if kind == "telemetry":
         readings = [
             {
@@ -50,14 +55,32 @@ def valid_message(
         names = rng.sample(sorted(CYCLE_PARAMETERS), rng.randint(0, 5))
         parameters = {name: round(rng.uniform(0.1, 60), 3) for name in ["CycleTime", *names]}
         quality = rng.choice(["good", "bad", "test"])
-        return {
+        cycle = {
             **head, "kind": "cycle", "shot": rng.randrange(10**6), "quality": quality,
             "parts": rng.randint(0, 8), "parameters": parameters,
         }  # fmt: skip
+        if head["schema_version"] == 2 and rng.random() < 0.7:
+            cycle["job"] = _name(rng)
+        return cycle
+    if kind == "job":
+        job = {
+            **head, "schema_version": 2, "kind": "job", "job_name": _name(rng),
+            "mould_id": _name(rng), "job_status": rng.choice(_JOB_STATUSES),
+            "active_cavities": rng.randint(1, 16), "nominal_parts": rng.randrange(10**7),
+        }  # fmt: skip
+        if rng.random() < 0.5:
+            job["material"] = rng.choice(["PP", "ABS", "HDPE", "PA6 GF30"])
+        return job
     state = MachineState(rng.choice(_STATES))
     reasons = STANDSTILL_REASONS.get(state, ())
     reason = rng.choice(reasons) if reasons and rng.random() < 0.8 else None
     return {**head, "kind": "state", "state": state.value, "reason": reason}
+
+
+def _name(rng: random.Random) -> str:
+    """A job or mould name: printable, no blank at either end."""
+    middle = "".join(rng.choice(_NAME_CHARS) for _ in range(rng.randint(0, 20)))
+    return f"{rng.choice('JPM')}{middle}{rng.randint(0, 9)}"
 
 
 def _offset(ts: datetime, rng: random.Random) -> str:
@@ -77,6 +100,7 @@ HOSTILE_VALUES: list[Any] = [
     "1", "1.5", "", "x" * 1000, "imm-01\n", "a\x00b", "ünïcödé", [], {}, [1, 2], {"a": 1},
     "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2026-11-21T08:00:00",
     "2026-13-01T00:00:00Z", 1_763_712_060, "1763712060", "NaN",
+    2, 3, " PO-1", "PO-1 ", "x" * 65, "set_up_active", "job_in_production", "running",
 ]  # fmt: skip
 
 
