@@ -63,8 +63,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
             "Live updates: WebSocket `/api/v1/live` sends JSON text frames "
             '`{"type": "update", "machines": [...]}` holding, per machine, only the fields and '
             "signals that changed since the last frame (shaped as in `GET /api/v1/machines`), "
+            "each with its `place` (site/area/line/machine), which identifies the machine, "
             'and `{"type": "ping"}` every 15 s when nothing changed. It follows the first '
-            "`MOLDLAB_LIVE_MAX_MACHINES` machines by id (default 200), each with at most "
+            "`MOLDLAB_LIVE_MAX_MACHINES` machines by place (default 200), each with at most "
             "`MOLDLAB_API_MAX_SIGNALS_PER_MACHINE` signals (default 256, the first by name). "
             "When the database is down or a query takes longer than "
             "`MOLDLAB_API_STATEMENT_TIMEOUT_S` (default 5 s), a request answers 503 with a "

@@ -16,7 +16,8 @@ Update = dict[str, Any]
 
 
 def diff(before: dict[str, Update], after: dict[str, Update]) -> list[Update]:
-    """Per machine, the fields and signals that changed (machine_id always kept)."""
+    """Per machine (keyed by its place), the fields and signals that changed; `place` always
+    kept, as what identifies the machine."""
     changes = []
     for key, now in after.items():
         was = before.get(key, {})
@@ -24,7 +25,7 @@ def diff(before: dict[str, Update], after: dict[str, Update]) -> list[Update]:
         old_signals = was.get("signals", {})
         signals = {s: v for s, v in now["signals"].items() if old_signals.get(s) != v}
         if changed or signals:
-            changed["machine_id"] = key
+            changed["place"] = key
             if signals:
                 changed["signals"] = signals
             changes.append(changed)
@@ -56,7 +57,7 @@ class LiveHub:
         return queue in self._clients
 
     async def overview(self) -> list[MachineOverview]:
-        """The machines it follows: the first `max_machines` by id, as a page of the API."""
+        """The machines it follows: the first `max_machines` by place, as a page of the API."""
         async with self._pool.connection() as conn:
             return await machine_overview(
                 conn, limit=self._max_machines, max_signals=self._max_signals
@@ -79,7 +80,7 @@ class LiveHub:
                 if failing:
                     log.info("live updates resumed")
                 failing = False
-                now = {m.machine_id: m.model_dump(mode="json") for m in machines}
+                now = {m.place: m.model_dump(mode="json") for m in machines}
                 changes = diff(self._last, now)
                 self._last = now
                 if changes:

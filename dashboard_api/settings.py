@@ -26,5 +26,5 @@ class ApiSettings(BaseSettings):
         default=1.0, gt=0, le=60, description="how often live updates are pushed"
     )
     live_max_machines: int = Field(
-        default=200, ge=1, le=10_000, description="machines the live socket follows, by id"
+        default=200, ge=1, le=10_000, description="machines the live socket follows, by place"
     )

@@ -160,6 +160,9 @@ class TlsConfig(_Model):
 class BrokerConfig(_Broker):
     client_id: str | None = None  # default: moldlab-edge-<gateway_id>
     tls: TlsConfig | None = None  # only with mqtts://
+    # A gateway that dies without closing its connection (a power cut, a cut cable) is
+    # declared dead, and its last will published, 1.5 x this after the broker last heard it.
+    keepalive_s: int = Field(default=60, ge=2, le=3600)
 
     @model_validator(mode="after")
     def _tls_with_mqtts(self) -> BrokerConfig:

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import aiomqtt
 
-from contracts import EdgeStatus, MessageKind, Topic, encode
+from contracts import EdgeStatus, MessageKind, Place, Topic, encode
 from edge.backoff import backoff
 from edge.config import GatewayConfig
 from edge.outbox import Outbox, Queued
@@ -26,8 +26,9 @@ _PUBLISH_TIMEOUT_S = 10.0
 class MqttPublisher:
     """Sends the outbox to the plant broker, one broker session at a time, until stopped.
 
-    Each session begins with a retained EdgeStatus(online=True) (birth), whose detail tells
-    the outbox's backlog and drops, and leaves a retained EdgeStatus(online=False) as its
+    Each session begins with a retained EdgeStatus(online=True) (birth), which lists the
+    machines the gateway serves and whose detail tells the outbox's backlog and drops, and
+    leaves a retained EdgeStatus(online=False) as its
     MQTT last will; a clean end publishes that death itself. Birth and death take the
     gateway's own sequence numbers, reserved before connecting.
 
@@ -51,6 +52,10 @@ class MqttPublisher:
         self.topic = str(
             Topic(config.site, config.area, config.line, config.gateway_id, MessageKind.STATUS)
         )
+        # Every machine it serves, polled or forwarded: its death takes them offline.
+        self.machines = [
+            str(Place(config.site, config.area, config.line, m.machine_id)) for m in config.machines
+        ]
         self.drain_rate_per_s = config.outbox.drain_rate_per_s
         self.shutdown_timeout_s = shutdown_timeout_s
         self.connected = False
@@ -169,7 +174,10 @@ class MqttPublisher:
 
     async def _publish(self, client: aiomqtt.Client, row: Queued) -> None:
         try:
-            await client.publish(row.topic, row.payload, qos=1, timeout=_PUBLISH_TIMEOUT_S)
+            # Retained: a machine's newest job, so that the broker holds its current one.
+            await client.publish(
+                row.topic, row.payload, qos=1, retain=row.retain, timeout=_PUBLISH_TIMEOUT_S
+            )
         finally:
             self._window.release()
         self._outbox.ack(row)
@@ -185,6 +193,7 @@ class MqttPublisher:
             **self.broker_config.client_options(),
             identifier=self.client_id,
             will=aiomqtt.Will(self.topic, will, qos=1, retain=True),
+            keepalive=self.broker_config.keepalive_s,
             timeout=_PUBLISH_TIMEOUT_S,
         )
 
@@ -193,6 +202,7 @@ class MqttPublisher:
         now = datetime.now(UTC)
         return encode(
             EdgeStatus(
-                machine_id=gateway, ts=now, source=gateway, seq=seq, online=online, detail=detail
+                machine_id=gateway, ts=now, source=gateway, seq=seq, online=online, detail=detail,
+                machines=self.machines if online else None,
             )
-        )
+        )  # fmt: skip

@@ -7,6 +7,9 @@ can read them (50,000 machines in seconds, once). Each new machine, signal name 
 message that would pass one is refused with a reason that names the setting, and each limit
 is logged once per process, when it is first reached.
 
+A machine is known by its place (site/area/line/machine): an imm-01 on two sites is two
+machines, each counted against its own site's limit.
+
 Ids are given before a batch's transaction, one statement each in name order with the
 connection in autocommit: two workers giving the same new machine an id never hold locks
 the other waits for. Two workers may together pass a limit by a few at most.
@@ -19,19 +22,19 @@ from dataclasses import dataclass, field
 
 from psycopg import AsyncConnection
 
-from contracts import Topic, signal_spec
+from contracts import Place, signal_spec
 from ingest.validation import Limits
 
 log = logging.getLogger(__name__)
 
-Refusals = dict[str, str]  # a machine key, or "machine key/signal", -> why it was refused
+Refusals = dict[str, str]  # a machine place, or "place/signal", -> why it was refused
 
 
 @dataclass(slots=True)
 class Dimensions:
     """The ids of machines and signals known to be committed, shared by a process's writers."""
 
-    machines: dict[str, int] = field(default_factory=dict)  # machine_key -> id
+    machines: dict[Place, int] = field(default_factory=dict)  # place -> id
     signals: dict[str, int] = field(default_factory=dict)  # signal name -> id
     # machine id -> the signals it has (name -> id); a dict is replaced, never changed, so
     # that a thread packing telemetry meanwhile reads a whole one.
@@ -44,94 +47,87 @@ async def resolve(
     conn: AsyncConnection,
     dimensions: Dimensions,
     limits: Limits,
-    machines: dict[str, Topic],
-    names: dict[str, set[str]],
+    machines: set[Place],
+    names: dict[Place, set[str]],
 ) -> Refusals:
-    """Give ids to the new of `machines` (by key) and of the signals `names` lists per machine
-    key; what a limit refuses, with why (the keys of Refusals: machine, or machine/signal)."""
+    """Give ids to the new of `machines` and of the signals `names` lists per machine; what a
+    limit refuses, with why (the keys of Refusals: str(place), or str(place)/signal)."""
     refused: Refusals = {}
-    unknown = sorted(key for key in machines if key not in dimensions.machines)
+    unknown = sorted((p for p in machines if p not in dimensions.machines), key=str)
     if unknown:
         # One query for all a batch does not know: a flood of new ids costs one per batch.
         cur = await conn.execute(
-            "SELECT machine_key, id, site, area, line FROM machine WHERE machine_key = ANY(%s)",
-            (unknown,),
+            "SELECT place, id FROM machine WHERE place = ANY(%s)", ([str(p) for p in unknown],)
         )
-        found = {str(row[0]): row[1:] for row in await cur.fetchall()}
-        for key in unknown:
-            topic = machines[key]
-            if key in found:
-                machine_id, *place = found[key]
-                if tuple(place) != (topic.site, topic.area, topic.line):
-                    await conn.execute(
-                        "UPDATE machine SET site = %s, area = %s, line = %s WHERE id = %s",
-                        (topic.site, topic.area, topic.line, machine_id),
-                    )
-                dimensions.machines[key] = int(machine_id)
+        found = {str(place): int(machine_id) for place, machine_id in await cur.fetchall()}
+        for place in unknown:
+            if (machine_id := found.get(str(place))) is not None:
+                dimensions.machines[place] = machine_id
                 continue
-            reason = await _add_machine(conn, dimensions, limits, topic)
+            reason = await _add_machine(conn, dimensions, limits, place)
             if reason is not None:
-                refused[key] = reason
-    for key in sorted(names):
-        if key in refused:
+                refused[str(place)] = reason
+    for place in sorted(names, key=str):
+        if str(place) in refused:
             continue
-        machine_id = dimensions.machines[key]
+        machine_id = dimensions.machines[place]
         for name, reason in (
-            await _machine_signals(conn, dimensions, limits, key, machine_id, names[key])
+            await _machine_signals(conn, dimensions, limits, str(place), machine_id, names[place])
         ).items():
-            refused[f"{key}/{name}"] = reason
+            refused[f"{place}/{name}"] = reason
     return refused
 
 
 async def _add_machine(
-    conn: AsyncConnection, dimensions: Dimensions, limits: Limits, topic: Topic
+    conn: AsyncConnection, dimensions: Dimensions, limits: Limits, place: Place
 ) -> str | None:
-    """Add `topic`'s machine if the limits let it; None, or why they refused it."""
-    for limit_key in (f"machines of site {topic.site}", "machines"):
+    """Add the machine at `place` if the limits let it; None, or why they refused it."""
+    for limit_key in (f"machines of site {place.site}", "machines"):
         if (what := dimensions.full.get(limit_key)) is not None:
             # Full once, full until restart (machines are not removed while ingest runs).
-            return _refusal(dimensions, limit_key, f"{what}; new machine {topic.machine} refused")
+            return _refusal(dimensions, limit_key, f"{what}; new machine {place} refused")
     cur = await conn.execute(
         "INSERT INTO machine (machine_key, site, area, line)"
         " SELECT %(key)s, %(site)s, %(area)s, %(line)s"
         " WHERE (SELECT count(*) FROM machine WHERE site = %(site)s) < %(per_site)s"
         " AND (SELECT count(*) FROM machine) < %(total)s"
-        " ON CONFLICT (machine_key) DO UPDATE"
-        " SET site = EXCLUDED.site, area = EXCLUDED.area, line = EXCLUDED.line RETURNING id",
+        # A worker that gave it its id meanwhile: the update only returns that id.
+        " ON CONFLICT (place) DO UPDATE SET machine_key = EXCLUDED.machine_key RETURNING id",
         {
-            "key": topic.machine, "site": topic.site, "area": topic.area, "line": topic.line,
+            "key": place.machine, "site": place.site, "area": place.area, "line": place.line,
             "per_site": limits.max_machines_per_site, "total": limits.max_machines,
         },
     )  # fmt: skip
     row = await cur.fetchone()
     if row is not None:
-        dimensions.machines[topic.machine] = int(row[0])
+        dimensions.machines[place] = int(row[0])
         return None
     cur = await conn.execute(
-        "SELECT count(*), count(*) FILTER (WHERE site = %s) FROM machine", (topic.site,)
+        "SELECT count(*), count(*) FILTER (WHERE site = %s) FROM machine", (place.site,)
     )
     counts = await cur.fetchone()
     assert counts is not None  # an aggregate always yields a row
     total, in_site = int(counts[0]), int(counts[1])
     if in_site >= limits.max_machines_per_site:
-        what = f"site {topic.site} has {in_site} machines (MOLDLAB_INGEST_MAX_MACHINES_PER_SITE)"
-        limit_key = f"machines of site {topic.site}"
+        what = f"site {place.site} has {in_site} machines (MOLDLAB_INGEST_MAX_MACHINES_PER_SITE)"
+        limit_key = f"machines of site {place.site}"
     else:
         what = f"the plant has {total} machines (MOLDLAB_INGEST_MAX_MACHINES)"
         limit_key = "machines"
     dimensions.full[limit_key] = what
-    return _refusal(dimensions, limit_key, f"{what}; new machine {topic.machine} refused")
+    return _refusal(dimensions, limit_key, f"{what}; new machine {place} refused")
 
 
 async def _machine_signals(
     conn: AsyncConnection,
     dimensions: Dimensions,
     limits: Limits,
-    key: str,
+    place: str,
     machine_id: int,
     names: set[str],
 ) -> Refusals:
-    """Make `names` signals of machine `machine_id`; those a limit refused, with why."""
+    """Make `names` signals of machine `machine_id` (at `place`); those a limit refused, with
+    why."""
     known = dimensions.machine_signals.get(machine_id)
     if known is None:
         known = await _signals_of(conn, machine_id)
@@ -163,8 +159,8 @@ async def _machine_signals(
     if over:
         reason = _refusal(
             dimensions,
-            f"signals of machine {key}",
-            f"machine {key} has {len(known)} signals (MOLDLAB_INGEST_MAX_SIGNALS_PER_MACHINE);"
+            f"signals of machine {place}",
+            f"machine {place} has {len(known)} signals (MOLDLAB_INGEST_MAX_SIGNALS_PER_MACHINE);"
             f" new signal {over[0]} refused",
         )
         refused.update(dict.fromkeys(over, reason))

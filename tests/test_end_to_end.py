@@ -22,8 +22,8 @@ from dashboard_api import ApiSettings, create_app
 from ingest import IngestSettings, run_ingest
 from moldlab.servers import LocalPythonBroker
 from moldlab.servers.process import free_port
+from plant import ShiftCalendar
 from simulators import demo_floor, run_simulation
-from simulators.shifts import ShiftCalendar
 
 pytestmark = [pytest.mark.infra, pytest.mark.slow]
 
@@ -31,7 +31,10 @@ pytestmark = [pytest.mark.infra, pytest.mark.slow]
 @pytest.fixture
 async def api_url(database_url: str) -> AsyncIterator[str]:
     port = free_port()
-    settings = ApiSettings(database_url=database_url, api_port=port, live_interval_s=0.2)
+    # The socket follows every machine of the suite's database, this test's among them.
+    settings = ApiSettings(
+        database_url=database_url, api_port=port, live_interval_s=0.2, live_max_machines=10_000
+    )
     server = uvicorn.Server(
         uvicorn.Config(create_app(settings), port=port, log_config=None, ws="websockets-sansio")
     )
@@ -102,7 +105,14 @@ async def test_simulated_machines_reach_the_api_and_the_live_socket(
                     )
 
                 await _until(every_machine_live)
-                machine = next(m for m in await _machines(http) if m["machine_id"] == "imm-01")
+                # Other tests' sites have an imm-01 too: another machine each.
+                machine = next(
+                    m
+                    for m in await _machines(http)
+                    if m["site"] == site and m["machine_id"] == "imm-01"
+                )
+                places = {m["place"] for m in await _machines(http) if m["site"] == site}
+                assert len(places) == 2
                 assert 200 < machine["signals"]["TempNozzle"]["value"] < 260
                 assert machine["signals"]["TempNozzle"]["unit"] == "degC"
                 # Any state of a machine that is there: the shift may be on a break.
@@ -114,16 +124,17 @@ async def test_simulated_machines_reach_the_api_and_the_live_socket(
                 while len(seen) < 2:
                     frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
                     for update in frame.get("machines", []):
-                        ours = update["machine_id"] in {"imm-01", "imm-02"}
+                        ours = update["place"] in places
                         if ours and "TempNozzle" in update.get("signals", {}):
-                            seen[update["machine_id"]] = update["signals"]["TempNozzle"]["value"]
-                assert set(seen) == {"imm-01", "imm-02"}
+                            seen[update["place"]] = update["signals"]["TempNozzle"]["value"]
+                assert set(seen) == places
 
                 health = (await http.get("/api/v1/health")).json()
                 assert health["status"] == "ok"
                 assert health["storage_backend"] in {"postgresql", "timescaledb"}
                 history = await http.get(
-                    "/api/v1/machines/imm-01/signals/TempNozzle/history", params={"minutes": 10}
+                    f"/api/v1/machines/{machine['place']}/signals/TempNozzle/history",
+                    params={"minutes": 10},
                 )
                 assert history.status_code == 200, history.text
                 assert history.json()["points"][0]["samples"] >= 1

@@ -4,7 +4,7 @@
 
 const API_URL = '/api/v1/machines';
 const PAGE_SIZE = 200; // the API's largest page
-// The live socket follows the first MOLDLAB_LIVE_MAX_MACHINES machines by id (default 200):
+// The live socket follows the first MOLDLAB_LIVE_MAX_MACHINES machines by place (default 200):
 // the page shows those, so that every tile it shows is kept live.
 const MAX_MACHINES = 200;
 const WS_URL = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/api/v1/live`;
@@ -35,7 +35,8 @@ const fmtCycle = new Intl.NumberFormat(undefined, { minimumFractionDigits: 1, ma
 
 const $ = (id) => document.getElementById(id);
 const grid = $('machines');
-const tiles = new Map(); // machine_id -> { data, el, rows: Map(signal -> {row, val}) }
+// A machine is its place, site/area/line/machine: two sites' imm-01 are two tiles.
+const tiles = new Map(); // place -> { data, el, rows: Map(signal -> {row, val}) }
 
 // ---------- small helpers ----------
 
@@ -92,12 +93,14 @@ function signalOrder(a, b) {
   return a.localeCompare(b);
 }
 
-const byId = (a, b) => a.localeCompare(b, undefined, { numeric: true });
+const byPlace = (a, b) => a.localeCompare(b, undefined, { numeric: true });
 
 // ---------- tiles ----------
 
-function createTile(id) {
+function createTile(place) {
   const tile = el('article', 'tile');
+  const id = place.split('/').pop();
+  tile.dataset.place = place;
   tile.dataset.machineId = id;
   const head = el('header', 'tile-head');
   const names = el('div', 'names');
@@ -110,11 +113,11 @@ function createTile(id) {
   cycle.append(el('span', 'cycle-label', 'Last cycle'), el('span', 'cycle-time'), el('span', 'quality'));
   tile.append(head, meta, el('dl', 'signals'), cycle);
 
-  // Keep tiles sorted by machine id, also for machines that appear later.
-  const next = [...tiles.keys()].sort(byId).find((other) => byId(other, id) > 0);
+  // Keep tiles sorted by place, also for machines that appear later.
+  const next = [...tiles.keys()].sort(byPlace).find((other) => byPlace(other, place) > 0);
   grid.insertBefore(tile, next ? tiles.get(next).el : null);
-  const entry = { data: { machine_id: id, signals: {} }, el: tile, rows: new Map() };
-  tiles.set(id, entry);
+  const entry = { data: { place, machine_id: id, signals: {} }, el: tile, rows: new Map() };
+  tiles.set(place, entry);
   return entry;
 }
 
@@ -198,9 +201,9 @@ function renderAge(entry) {
 // ---------- state: snapshot and merge ----------
 
 function mergeMachine(update, replace = false) {
-  if (!update || !update.machine_id) return;
-  const entry = tiles.get(update.machine_id) || createTile(update.machine_id);
-  const data = replace ? { signals: {} } : entry.data;
+  if (!update || !update.place) return;
+  const entry = tiles.get(update.place) || createTile(update.place);
+  const data = replace ? { place: update.place, signals: {} } : entry.data;
   for (const [key, value] of Object.entries(update)) {
     if (key === 'signals') continue;
     data[key] = value;
@@ -215,7 +218,7 @@ function mergeMachine(update, replace = false) {
 }
 
 function applySnapshot(machines) {
-  const present = new Set(machines.map((m) => m.machine_id));
+  const present = new Set(machines.map((m) => m.place));
   for (const [id, entry] of tiles) {
     if (!present.has(id)) { entry.el.remove(); tiles.delete(id); }
   }

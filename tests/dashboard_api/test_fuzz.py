@@ -30,7 +30,8 @@ _HOSTILE = st.lists(_TRICKY | _PRINTABLE, min_size=1, max_size=6).map("".join)
 
 
 def _seed(database_url: str) -> list[str]:
-    """Three machines with a state, a cycle, latest values and this minute's history."""
+    """Three machines with a state, a cycle, latest values and this minute's history; their
+    places. The last one's source died; the gateway that serves the second died."""
     tag = uuid.uuid4().hex[:6]
     machines = [f"zz-fz-{tag}-{i}" for i in range(3)]  # after other tests' machines
     with psycopg.connect(database_url, autocommit=True) as db:
@@ -74,10 +75,15 @@ def _seed(database_url: str) -> list[str]:
         )
         db.execute(
             "INSERT INTO edge_status (time, edge_key, online, detail, source, seq)"
-            " VALUES (now(), %s, false, 'gone', 'fuzz', 1)",
-            (machines[2],),
+            " VALUES (now(), %s, false, 'gone', 'fuzz', 1), (now(), %s, false, 'gone', 'fuzz', 2)",
+            (f"fuzz/hall/line-1/{machines[2]}", "fuzz/hall/line-1/fuzz-gateway"),
         )
-    return machines
+        db.execute(
+            "INSERT INTO gateway_machine (machine, gateway) VALUES (%s, %s)"
+            " ON CONFLICT (machine) DO UPDATE SET gateway = EXCLUDED.gateway",
+            (f"fuzz/hall/line-1/{machines[1]}", "fuzz/hall/line-1/fuzz-gateway"),
+        )
+    return [f"fuzz/hall/line-1/{key}" for key in machines]
 
 
 @pytest.fixture
@@ -94,7 +100,9 @@ def api_schema(database_url: str) -> Any:
         # what a hostile client sends.
         if not params:
             return st.just(params)
-        known = {**params, "machine_id": machines[0], "signal": SIGNAL}
+        site, area, line, machine = machines[0].split("/")
+        known = {**params, "site": site, "area": area, "line": line, "machine": machine}
+        known["signal"] = SIGNAL
         hostile = st.fixed_dictionaries({name: _HOSTILE for name in params})
         return st.one_of(st.just(params), st.just(known), hostile, hostile)
 

@@ -30,9 +30,12 @@ MACHINE_BYTES, SIGNAL_BYTES = 1_000, 200
 
 @dataclass(frozen=True)
 class Floor:
-    prefix: str  # every machine id of this floor starts with it
+    site: str  # every machine of this floor is on it, on one line
     keys: list[str]  # sorted
     busy: str  # the machine with SIGNALS signals
+
+    def place(self, key: str) -> str:
+        return f"{self.site}/hall/line-1/{key}"
 
 
 @pytest.fixture(scope="module")
@@ -46,14 +49,15 @@ def database_url(database_server_url: str) -> Iterator[str]:
 @pytest.fixture(scope="module")
 async def floor(database_url: str) -> Floor:
     """3,000 machines written in one statement, one of them with 300 signals."""
-    # "z..." sorts after the ids other tests use: their machines stay on the first pages.
+    # "zz..." sorts after the places other tests use: their machines stay on the first pages.
     prefix = f"zz-{uuid.uuid4().hex[:8]}-"
+    site = f"zz-load-{prefix[3:11]}"
     async with await AsyncConnection.connect(database_url, autocommit=True) as db:
         await db.execute(
             "INSERT INTO machine (machine_key, site, area, line, last_seen)"
-            " SELECT %s || lpad(g::text, 5, '0'), 'load', 'hall', 'line-' || g %% 7, now()"
+            " SELECT %s || lpad(g::text, 5, '0'), %s, 'hall', 'line-1', now()"
             " FROM generate_series(1, %s) g",
-            (prefix, MACHINES),
+            (prefix, site, MACHINES),
         )
         busy = f"{prefix}01500"
         await db.execute(
@@ -64,8 +68,8 @@ async def floor(database_url: str) -> Floor:
         await db.execute(
             "INSERT INTO latest_value (machine_id, signal_id, time, value)"
             " SELECT m.id, s.id, now(), s.id FROM machine m, signal s"
-            " WHERE m.machine_key = %s AND s.name LIKE %s",
-            (busy, f"Load{prefix[3:11]}S%"),
+            " WHERE m.machine_key = %s AND m.site = %s AND s.name LIKE %s",
+            (busy, site, f"Load{prefix[3:11]}S%"),
         )
         # A state and a cycle for a few, so that the page's lateral joins find something.
         await db.execute(
@@ -75,7 +79,7 @@ async def floor(database_url: str) -> Floor:
             (f"{prefix}%", f"{prefix}00010"),
         )
     keys = [f"{prefix}{g:05d}" for g in range(1, MACHINES + 1)]
-    return Floor(prefix, keys, busy)
+    return Floor(site, keys, busy)
 
 
 async def _page(http: httpx.AsyncClient, **params: Any) -> tuple[dict[str, Any], int, float]:
@@ -95,7 +99,7 @@ async def test_a_page_is_bounded_in_machines_signals_bytes_and_time(
         assert body["total"] >= MACHINES
         for limit in (1, 50, 200):
             # The page that holds the machine with 300 signals.
-            after = floor.keys[floor.keys.index(floor.busy) - 1]
+            after = floor.place(floor.keys[floor.keys.index(floor.busy) - 1])
             body, size, elapsed = await _page(http, limit=limit, after=after)
             machines = body["machines"]
             assert len(machines) == limit
@@ -103,6 +107,7 @@ async def test_a_page_is_bounded_in_machines_signals_bytes_and_time(
             assert elapsed < 2.0, f"{elapsed:.2f} s for a page of {limit}"
             busy = machines[0]
             assert busy["machine_id"] == floor.busy
+            assert busy["place"] == floor.place(floor.busy)
             assert len(busy["signals"]) == MAX_SIGNALS
             assert busy["signals_truncated"] is True
             assert list(busy["signals"]) == sorted(busy["signals"])  # the first ones by name
@@ -116,19 +121,19 @@ async def test_paging_with_after_walks_every_machine_exactly_once(
     seen: list[str] = []
     pages = 0
     async with httpx.AsyncClient(base_url=api_url, timeout=10) as http:
-        # The floor's ids follow `prefix` itself, which sorts just before them.
-        after: str | None = floor.prefix.rstrip("-")
+        # The floor's places follow its line's own, which sorts just before them.
+        after: str | None = f"{floor.site}/hall/line-1/0"
         while after is not None:
             body, _, _ = await _page(http, limit=200, after=after)
             pages += 1
-            keys = [m["machine_id"] for m in body["machines"]]
-            assert keys == sorted(keys)
-            ours = [k for k in keys if k.startswith(floor.prefix)]
-            seen += ours
-            if len(ours) < len(keys):
+            places = [m["place"] for m in body["machines"]]
+            assert places == sorted(places)
+            ours = [p for p in places if p.startswith(f"{floor.site}/")]
+            seen += [p.rsplit("/", 1)[1] for p in ours]
+            if len(ours) < len(places):
                 break  # past the floor: another test's machines
             after = body["next"]
-            assert after is None or after == keys[-1]
+            assert after is None or after == places[-1]
     assert seen == floor.keys
     # 15 full pages, and a 16th when other machines sort after the floor's.
     assert pages <= MACHINES // 200 + 1
@@ -136,7 +141,7 @@ async def test_paging_with_after_walks_every_machine_exactly_once(
 
 async def test_the_last_page_has_no_next(api_url: str, floor: Floor) -> None:
     async with httpx.AsyncClient(base_url=api_url, timeout=10) as http:
-        body, _, _ = await _page(http, limit=200, after="z" * 64)
+        body, _, _ = await _page(http, limit=200, after="/".join(["z" * 64] * 4))
     assert body == {"machines": [], "total": body["total"], "next": None}
 
 

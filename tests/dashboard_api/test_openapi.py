@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from contracts import PLACE_PATTERN
 from dashboard_api import ApiSettings, create_app
 
 
@@ -18,7 +19,7 @@ def test_openapi_lists_the_endpoints_with_summaries() -> None:
     assert set(paths) == {
         "/api/v1/health",
         "/api/v1/machines",
-        "/api/v1/machines/{machine_id}/signals/{signal}/history",
+        "/api/v1/machines/{site}/{area}/{line}/{machine}/signals/{signal}/history",
     }
     for path in paths.values():
         assert path["get"]["summary"]
@@ -32,6 +33,8 @@ def test_openapi_says_how_machines_are_paged_and_bounded() -> None:
     assert params["limit"]["schema"]["maximum"] == 200
     assert params["limit"]["schema"]["default"] == 50
     assert "next" in params["after"]["description"]
+    assert "place" in params["after"]["description"]
+    assert "place" in spec["components"]["schemas"]["MachineOverview"]["properties"]
     assert "MOLDLAB_API_MAX_SIGNALS_PER_MACHINE" in machines["description"]
     assert "503" in machines["responses"]
     page = spec["components"]["schemas"]["MachinePage"]["properties"]
@@ -43,7 +46,13 @@ def test_openapi_says_how_machines_are_paged_and_bounded() -> None:
 
 
 def test_path_parameters_carry_the_wire_contract_patterns() -> None:
-    history = _spec()["paths"]["/api/v1/machines/{machine_id}/signals/{signal}/history"]["get"]
+    history = _spec()["paths"][
+        "/api/v1/machines/{site}/{area}/{line}/{machine}/signals/{signal}/history"
+    ]["get"]
     params = {p["name"]: p["schema"] for p in history["parameters"]}
-    assert params["machine_id"]["pattern"] == r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+    for segment in ("site", "area", "line", "machine"):
+        assert params[segment]["pattern"] == r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
     assert params["signal"]["pattern"] == r"^[A-Za-z][A-Za-z0-9_.]{0,63}$"
+    machines = _spec()["paths"]["/api/v1/machines"]["get"]
+    after = {p["name"]: p["schema"] for p in machines["parameters"]}["after"]
+    assert after["anyOf"][0]["pattern"] == PLACE_PATTERN

@@ -20,8 +20,9 @@ async def _get(api_url: str, path: str) -> httpx.Response:
 @pytest.mark.parametrize(
     "path",
     [
-        "/api/v1/machines/a%00b/signals/x/history",
-        "/api/v1/machines/imm-01/signals/Temp%00Nozzle/history",
+        "/api/v1/machines/test/hall/l1/a%00b/signals/x/history",
+        "/api/v1/machines/te%00st/hall/l1/imm-01/signals/x/history",
+        "/api/v1/machines/test/hall/l1/imm-01/signals/Temp%00Nozzle/history",
     ],
 )
 async def test_a_nul_in_a_path_answers_422_not_500(api_url: str, path: str) -> None:
@@ -35,15 +36,20 @@ async def test_a_nul_in_a_path_answers_422_not_500(api_url: str, path: str) -> N
 @pytest.mark.parametrize(
     ("path", "where"),
     [
-        ("/api/v1/machines/-leading-dash/signals/TempNozzle/history", "machine_id"),
-        (f"/api/v1/machines/{'m' * 65}/signals/TempNozzle/history", "machine_id"),
-        ("/api/v1/machines/imm%0A/signals/TempNozzle/history", "machine_id"),
-        ("/api/v1/machines/imm-01/signals/1Temp/history", "signal"),
-        ("/api/v1/machines/imm-01/signals/Temp-Nozzle/history", "signal"),
-        ("/api/v1/machines/imm-01/signals/TempNozzle/history?minutes=0", "minutes"),
-        ("/api/v1/machines/imm-01/signals/TempNozzle/history?minutes=%00", "minutes"),
+        ("/api/v1/machines/test/hall/l1/-leading-dash/signals/TempNozzle/history", "machine"),
+        (f"/api/v1/machines/test/hall/l1/{'m' * 65}/signals/TempNozzle/history", "machine"),
+        ("/api/v1/machines/test/hall/l1/imm%0A/signals/TempNozzle/history", "machine"),
+        ("/api/v1/machines/.site/hall/l1/imm-01/signals/TempNozzle/history", "site"),
+        ("/api/v1/machines/test/hall%20a/l1/imm-01/signals/TempNozzle/history", "area"),
+        ("/api/v1/machines/test/hall/l%0A/imm-01/signals/TempNozzle/history", "line"),
+        ("/api/v1/machines/test/hall/l1/imm-01/signals/1Temp/history", "signal"),
+        ("/api/v1/machines/test/hall/l1/imm-01/signals/Temp-Nozzle/history", "signal"),
+        ("/api/v1/machines/test/hall/l1/imm-01/signals/TempNozzle/history?minutes=0", "minutes"),
+        ("/api/v1/machines/test/hall/l1/imm-01/signals/TempNozzle/history?minutes=%00", "minutes"),
         ("/api/v1/machines?after=a%00b", "after"),
         ("/api/v1/machines?after=", "after"),
+        ("/api/v1/machines?after=imm-01", "after"),  # a machine id alone is not a place
+        ("/api/v1/machines?after=s/a/l/m/x", "after"),
         ("/api/v1/machines?limit=0", "limit"),
         ("/api/v1/machines?limit=201", "limit"),
         ("/api/v1/machines?limit=1e3", "limit"),
@@ -74,13 +80,24 @@ async def test_an_unknown_machine_or_signal_answers_404_saying_which(
     api_url: str, db: AsyncConnection
 ) -> None:
     machine = await _machine_and_nozzle(db)
-    response = await _get(api_url, f"/api/v1/machines/imm-{uuid.uuid4().hex}/signals/X/history")
+    response = await _get(
+        api_url, f"/api/v1/machines/test/hall/l1/imm-{uuid.uuid4().hex}/signals/X/history"
+    )
     assert response.status_code == 404
-    assert response.json()["detail"].startswith("no machine imm-")
-    response = await _get(api_url, f"/api/v1/machines/{machine}/signals/NoSuchSignal/history")
+    assert response.json()["detail"].startswith("no machine test/hall/l1/imm-")
+    # Its id at another place is another machine, which does not exist.
+    response = await _get(api_url, f"/api/v1/machines/other/hall/l1/{machine}/signals/X/history")
+    assert response.json() == {"detail": f"no machine other/hall/l1/{machine}"}
+    response = await _get(
+        api_url, f"/api/v1/machines/test/hall/l1/{machine}/signals/NoSuchSignal/history"
+    )
     assert response.json() == {"detail": "no signal NoSuchSignal"}
-    response = await _get(api_url, f"/api/v1/machines/{machine}/signals/TempNozzle/history")
-    assert response.json() == {"detail": f"no TempNozzle data for machine {machine} in 60 min"}
+    response = await _get(
+        api_url, f"/api/v1/machines/test/hall/l1/{machine}/signals/TempNozzle/history"
+    )
+    assert response.json() == {
+        "detail": f"no TempNozzle data for machine test/hall/l1/{machine} in 60 min"
+    }
 
 
 async def test_a_machines_history_answers_its_minutes(api_url: str, db: AsyncConnection) -> None:
@@ -93,9 +110,12 @@ async def test_a_machines_history_answers_its_minutes(api_url: str, db: AsyncCon
         " generate_series(0, 2) g WHERE m.machine_key = %s AND s.name = 'TempNozzle'",
         (now, machine),
     )
-    response = await _get(api_url, f"/api/v1/machines/{machine}/signals/TempNozzle/history")
+    response = await _get(
+        api_url, f"/api/v1/machines/test/hall/l1/{machine}/signals/TempNozzle/history"
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["machine_id"] == machine
+    assert body["place"] == f"test/hall/l1/{machine}"
     [point] = body["points"]
     assert (point["min"], point["max"], point["samples"]) == (230, 232, 3)

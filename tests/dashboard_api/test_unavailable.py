@@ -13,7 +13,7 @@ from moldlab.servers.process import free_port
 
 from .conftest import serve
 
-_PATHS = ["/api/v1/machines", "/api/v1/machines/imm-01/signals/TempNozzle/history"]
+_PATHS = ["/api/v1/machines", "/api/v1/machines/test/hall/line-1/imm-01/signals/TempNozzle/history"]
 
 
 async def test_a_database_that_is_down_answers_503_within_the_timeout() -> None:

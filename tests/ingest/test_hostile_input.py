@@ -284,7 +284,8 @@ async def test_signals_past_the_machine_and_plant_limits_are_refused(
     assert (result.messages, result.rejected) == (1, 1)
     [reason] = await _reasons(conn, machine)
     assert reason == (
-        f"limit: machine {machine} has 4 signals (MOLDLAB_INGEST_MAX_SIGNALS_PER_MACHINE);"
+        f"limit: machine test/hall/line-1/{machine} has 4 signals"
+        " (MOLDLAB_INGEST_MAX_SIGNALS_PER_MACHINE);"
         " new signal Sig4 refused"
     )
     # Signal names in all: the plant's limit is what the table holds now, plus one.
