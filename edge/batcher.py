@@ -1,4 +1,5 @@
-"""One machine's snapshots as messages: a telemetry batch per interval, state changes, cycles."""
+"""One machine's snapshots as messages: a telemetry batch per interval, state changes, cycles,
+jobs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,15 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from contracts import CycleRecord, MachineState, Reading, StateChange, TelemetryBatch
+from contracts import (
+    CycleRecord,
+    Job,
+    JobRecord,
+    MachineState,
+    Reading,
+    StateChange,
+    TelemetryBatch,
+)
 from contracts.codec import AnyMessage
 from contracts.signals import parameter_range, signal_range
 from edge.modbus import Snapshot
@@ -19,8 +28,10 @@ class Batcher:
     """Collects a machine's readings into one TelemetryBatch per `interval_s`.
 
     A new state (or standstill reason) first sends the readings before it, then a
-    StateChange; the first snapshot announces the state the machine is in. A snapshot with
-    a cycle sends its CycleRecord at once, whatever the batch holds.
+    StateChange; the first snapshot announces the state the machine is in. A job that
+    differs in anything from the last one sent (the first one seen included) is sent as a
+    JobRecord. A snapshot with a cycle sends its CycleRecord at once, whatever the batch
+    holds, naming the job last read.
     """
 
     def __init__(
@@ -40,6 +51,7 @@ class Batcher:
         self._next_seq = next_seq
         self._emit = emit
         self._state: tuple[MachineState, str | None] | None = None
+        self._job: Job | None = None  # the machine's job as last read (and sent)
         self._batch_ts: datetime | None = None
         self._readings: list[Reading] = []
         self._reported: set[str] = set()  # signals whose out-of-range readings were logged
@@ -52,6 +64,10 @@ class Batcher:
             self._emit(
                 StateChange(**self._header(ts), state=snapshot.state, reason=snapshot.reason)
             )
+        if snapshot.job_read and snapshot.job != self._job:
+            self._job = snapshot.job  # None: no job now (nothing to send)
+            if snapshot.job is not None:
+                self._emit(JobRecord(**self._header(ts), **snapshot.job.model_dump()))
         if (cycle := snapshot.cycle) is not None:
             parameters = self._physical(cycle.parameters, parameter_range)
             if "CycleTime" in parameters:
@@ -62,6 +78,7 @@ class Batcher:
                         quality=cycle.quality,
                         parts=cycle.parts,
                         parameters=parameters,
+                        job=self._job.job_name if self._job else None,
                     )
                 )
         values = self._physical(snapshot.values, signal_range)

@@ -1,7 +1,8 @@
 """Polling one Modbus TCP machine: typed snapshots; offline once, back once, backoff between.
 
 Each register group of the map is read at its own interval, over the one connection; a
-read that sees the shot counter move brings the machine's last cycle along.
+read that sees the shot counter move brings the machine's last cycle along, a read of the
+job registers the machine's job.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import TypeVar
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ModbusException
 
-from contracts import CYCLE_PARAMETERS, ContractError, MachineState, PartQuality, signal_spec
-from contracts.registers import COUNTER_SHOTS, STATE, Block, RegisterMap
+from contracts import CYCLE_PARAMETERS, ContractError, Job, MachineState, PartQuality, signal_spec
+from contracts.registers import COUNTER_SHOTS, JOB_NAME, STATE, Block, RegisterMap
 from edge.backoff import backoff
 from edge.config import ModbusConfig
 from edge.errors import DeviceError
@@ -59,6 +60,8 @@ class Snapshot:
     reason: str | None = None
     cycle: CycleSeen | None = None  # the last cycle, if the shot counter moved
     group: str | None = None  # the register group read; None: every group, or offline
+    job_read: bool = False  # whether the job registers were read (the map has them)
+    job: Job | None = None  # the job they showed; None: none (an empty JobName) or not read
 
 
 class ModbusPoller:
@@ -110,28 +113,32 @@ class ModbusPoller:
             raise ValueError(f"no register group {group!r}; groups: {', '.join(self.groups)}")
         self.polls += 1
         try:
-            ts, values = await self._read_blocks(
+            ts, values, texts = await self._read_blocks(
                 [b for b in self._blocks if group in (None, b.group)]
             )
             try:
                 state, reason = self.register_map.state_from(values) or (None, None)
                 cycle = self._cycle_in(values)
+                job = self.register_map.job_from(values, texts)
             except ContractError as exc:
                 raise DeviceError(f"{self.address}: {exc}") from exc
         except DeviceError:
             self.errors += 1
             raise
-        # Cycle parameters and CycleQuality are not telemetry: they travel in `cycle`.
+        # Cycle parameters, codes and job words are not telemetry: they travel on their own.
         signals = {k: v for k, v in values.items() if signal_spec(k) is not None}
-        return Snapshot(ts, signals, state, reason, cycle, group)
+        return Snapshot(ts, signals, state, reason, cycle, group, JOB_NAME in texts, job)
 
-    async def _read_blocks(self, blocks: list[Block]) -> tuple[datetime, dict[str, float]]:
+    async def _read_blocks(
+        self, blocks: list[Block]
+    ) -> tuple[datetime, dict[str, float], dict[str, str]]:
         client = self._client
         try:
             if not client.connected and not await _answer(client.connect()):
                 raise DeviceError(f"{self.address}: cannot connect")
             ts = self._clock()
             values: dict[str, float] = {}
+            texts: dict[str, str] = {}
             for block in blocks:
                 response = await _answer(
                     client.read_holding_registers(
@@ -144,10 +151,13 @@ class ModbusPoller:
                         f"reading {block.count} registers at {block.start}"
                     )
                 values.update(self.register_map.decode(block.start, response.registers))
+                texts.update(self.register_map.decode_texts(block.start, response.registers))
         except ModbusException as exc:
             client.close()  # start afresh: a late answer must not pass for the next one
             raise DeviceError(f"{self.address}: {exc}") from exc
-        return ts, values
+        except ContractError as exc:  # a text that is not printable ASCII
+            raise DeviceError(f"{self.address}: {exc}") from exc
+        return ts, values, texts
 
     def _cycle_in(self, values: Mapping[str, float]) -> CycleSeen | None:
         """The last cycle if the shot counter in `values` moved; the counters become the base."""
@@ -245,4 +255,7 @@ def _merged(snapshots: list[Snapshot]) -> Snapshot:
         values.update(snapshot.values)
     stated = next((s for s in snapshots if s.state is not None), first)
     cycle = next((s.cycle for s in snapshots if s.cycle is not None), None)
-    return Snapshot(first.ts, values, stated.state, stated.reason, cycle, None)
+    jobbed = next((s for s in snapshots if s.job_read), first)
+    return Snapshot(
+        first.ts, values, stated.state, stated.reason, cycle, None, jobbed.job_read, jobbed.job
+    )

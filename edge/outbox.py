@@ -6,6 +6,10 @@ loop turn is committed with the others of the turn (one fsync for all), so a SIG
 power cut loses at most what had not reached the disk, and never leaves a gap in a sequence:
 a number is stored only together with its message.
 
+A job message is sent retained, so that the broker holds each machine's current job; only
+the newest of its topic is (its id is kept with the counters), so that an older one sent
+after it from a backlog never displaces it.
+
 When the file holds more than `max_bytes` of messages, the oldest are dropped, counted and
 logged once per episode. A file that SQLite cannot read (an SD card's parting gift) is moved
 aside and a new one started, so the gateway never stops over it.
@@ -21,7 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, NamedTuple
 
-from contracts import CycleRecord, encode
+from contracts import CycleRecord, MessageKind, encode
 from contracts.codec import AnyMessage
 
 _log = logging.getLogger(__name__)
@@ -37,6 +41,8 @@ CREATE TABLE IF NOT EXISTS source (name TEXT PRIMARY KEY, next_seq INTEGER NOT N
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 _ACK_DELAY_S = 0.5  # acknowledged messages are deleted in one transaction per this
+_RETAINED = frozenset({MessageKind.JOB})  # kinds the broker keeps the newest of, per topic
+_NEWEST = "newest:"  # meta key prefix: the id of the newest retained message of a topic
 
 
 class Queued(NamedTuple):
@@ -44,6 +50,7 @@ class Queued(NamedTuple):
     topic: str
     payload: bytes
     made: float
+    retain: bool = False  # send retained: the newest message of a retained kind on its topic
 
 
 class Outbox:
@@ -67,6 +74,13 @@ class Outbox:
         self._dirty_seqs: set[str] = set()
         self._made: list[tuple[str, bytes, float]] = []
         self._shots: dict[str, int] = {}
+        self._retained_made: set[str] = set()  # topics of retained messages not yet flushed
+        self._newest: dict[str, int] = {
+            key.removeprefix(_NEWEST): value
+            for key, value in self._db.execute(
+                "SELECT key, value FROM meta WHERE key LIKE ?", (f"{_NEWEST}%",)
+            )
+        }
         self._acked: list[int] = []
         self._flush_scheduled = False
         self._ack_scheduled = False
@@ -107,7 +121,10 @@ class Outbox:
 
     def put(self, message: AnyMessage) -> None:
         """Queue `message`; it is on disk at the end of this event loop turn (or at flush())."""
-        self._made.append((self._topic_of(message), encode(message), self._clock()))
+        topic = self._topic_of(message)
+        self._made.append((topic, encode(message), self._clock()))
+        if message.kind in _RETAINED:
+            self._retained_made.add(topic)
         self.queued += 1
         if isinstance(message, CycleRecord):
             self._shots[message.machine_id] = message.shot
@@ -135,6 +152,12 @@ class Outbox:
                     "INSERT INTO message (topic, payload, made) VALUES (?, ?, ?)", made
                 )
                 self.last_id = self._db.execute("SELECT last_insert_rowid()").fetchone()[0]
+                for topic in self._retained_made:
+                    (self._newest[topic],) = self._db.execute(
+                        "SELECT max(id) FROM message WHERE topic = ?", (topic,)
+                    ).fetchone()
+                self._set_meta({f"{_NEWEST}{t}": self._newest[t] for t in self._retained_made})
+                self._retained_made.clear()
                 self._count += len(made)
                 self._bytes += sum(len(payload) for _, payload, _ in made)
             self._db.executemany(
@@ -178,7 +201,11 @@ class Outbox:
             " ORDER BY id LIMIT ?",
             (last_id, upto if upto is not None else 2**63 - 1, limit),
         )
-        return [Queued(*row) for row in rows]
+        newest = self._newest
+        return [
+            Queued(row_id, topic, payload, made, newest.get(topic) == row_id)
+            for row_id, topic, payload, made in rows
+        ]
 
     async def wait_beyond(self, last_id: int) -> None:
         """Return once a message after `last_id` is on disk."""

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 
 # Label values, fixed so that every series exists from the start (at 0) and a stray topic
 # cannot make new ones.
-KINDS: Final = ("telemetry", "cycle", "state", "status", "other")
+KINDS: Final = ("telemetry", "cycle", "state", "status", "job", "other")
 REJECT_REASONS: Final = (
     "too_large",  # payload over MOLDLAB_INGEST_MAX_PAYLOAD_BYTES
     "topic",  # not moldlab/v1/site/area/line/machine/kind

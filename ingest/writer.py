@@ -12,9 +12,18 @@ import psycopg
 from psycopg import AsyncConnection, pq
 from psycopg.types.json import Jsonb
 
-from contracts import CycleRecord, EdgeStatus, StateChange, TelemetryBatch, Topic
+from contracts import (
+    CycleRecord,
+    EdgeStatus,
+    JobRecord,
+    Place,
+    StateChange,
+    TelemetryBatch,
+    Topic,
+)
 from contracts.codec import AnyMessage, Sample
 from ingest.dimensions import Dimensions, resolve
+from ingest.gateways import log_lost, record_statuses
 from ingest.latest import Latest, update_last_seen, upsert_latest
 from ingest.rejects import INSERT_REJECTED, RejectLog, rejected_row
 from ingest.validation import Inbound, Limits, RejectedMessage, validate
@@ -83,7 +92,7 @@ def prepare(
         prepared.valid[key] = (topic, message, samples)
         prepared.payloads[key] = (inbound.topic, inbound.payload)
         if known is not None and samples is not None and isinstance(message, TelemetryBatch):
-            machine_id = known.machines.get(topic.machine)
+            machine_id = known.machines.get(topic.place)
             signals = None if machine_id is None else known.machine_signals.get(machine_id)
             if machine_id is not None and signals is not None:
                 packed = _pack(samples, machine_id, _pg_us(message.ts), signals, prepared.latest)
@@ -131,8 +140,10 @@ class _Rows:
     readings: int = 0
     latest: Latest = field(default_factory=dict)  # pg us
     cycles: list[tuple[object, ...]] = field(default_factory=list)
+    jobs: list[tuple[object, ...]] = field(default_factory=list)
     states: list[tuple[object, ...]] = field(default_factory=list)
-    statuses: list[tuple[object, ...]] = field(default_factory=list)
+    statuses: list[tuple[Place, EdgeStatus]] = field(default_factory=list)
+    lost: list[tuple[Place, int]] = field(default_factory=list)  # dead gateways' machines
     last_seen: dict[int, datetime] = field(default_factory=dict)
 
 
@@ -192,9 +203,9 @@ class Writer:
             for key in fresh:
                 topic, message, samples = valid[key]
                 if isinstance(message, EdgeStatus):
-                    rows.statuses.append(_status_row(message))
+                    rows.statuses.append((topic.place, message))
                     continue
-                machine_id = self._machines[topic.machine]  # _resolve gave it its id
+                machine_id = self._machines[topic.place]  # _resolve gave it its id
                 seen = rows.last_seen.get(machine_id)
                 rows.last_seen[machine_id] = message.ts if seen is None else max(seen, message.ts)
                 if isinstance(message, TelemetryBatch):
@@ -208,10 +219,13 @@ class Writer:
                     rows.last_seen[machine_id] = max(rows.last_seen[machine_id], newest)
                 elif isinstance(message, CycleRecord):
                     rows.cycles.append(_cycle_row(machine_id, message))
+                elif isinstance(message, JobRecord):
+                    rows.jobs.append(_job_row(machine_id, message))
                 elif isinstance(message, StateChange):
                     rows.states.append(_state_row(machine_id, message))
                 result.messages += 1
             await self._insert(rows, rejected)
+        log_lost(rows.lost)
         if self._hand_latest is not None:
             self._hand_latest(rows.latest, rows.last_seen)
         result.readings = rows.readings
@@ -273,30 +287,31 @@ class Writer:
     async def _resolve(self, prepared: Prepared) -> None:
         """Give the batch's new machines and signals their ids (ingest.dimensions), before its
         transaction; a message that would pass one of the plant's limits is refused."""
-        topics: dict[str, Topic] = {}
-        names: dict[str, set[str]] = {}
+        places: set[Place] = set()
+        names: dict[Place, set[str]] = {}
         for key, (topic, message, samples) in prepared.valid.items():
             if isinstance(message, EdgeStatus):
                 continue
-            topics.setdefault(topic.machine, topic)
+            places.add(topic.place)
             if isinstance(message, TelemetryBatch) and key not in prepared.segments:
-                wanted = names.setdefault(topic.machine, set())
+                wanted = names.setdefault(topic.place, set())
                 wanted.update(_signal_names(message, samples))
-        if not topics:
+        if not places:
             return
-        refused = await resolve(self._conn, self.dimensions, self._limits, topics, names)
+        refused = await resolve(self._conn, self.dimensions, self._limits, places, names)
         if not refused:
             return
         for key, (topic, message, samples) in list(prepared.valid.items()):
             if isinstance(message, EdgeStatus):
                 continue
-            reason = refused.get(topic.machine)
+            place = str(topic.place)
+            reason = refused.get(place)
             if reason is None and isinstance(message, TelemetryBatch):
                 reason = next(
                     (
-                        refused[f"{topic.machine}/{name}"]
+                        refused[f"{place}/{name}"]
                         for name in _signal_names(message, samples)
-                        if f"{topic.machine}/{name}" in refused
+                        if f"{place}/{name}" in refused
                     ),
                     None,
                 )
@@ -319,8 +334,18 @@ class Writer:
             if rows.cycles:
                 await cur.executemany(
                     "INSERT INTO cycle (time, machine_id, shot, quality, parts, cycle_time_s,"
-                    " parameters, source, seq) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    " parameters, source, seq, job_name)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     rows.cycles,
+                )
+            if rows.jobs:
+                # A job message forwarded again under a new number (a retained one, after a
+                # gateway's restart) is the same row: kept once.
+                await cur.executemany(
+                    "INSERT INTO machine_job (time, machine_id, job_name, mould_id, job_status,"
+                    " active_cavities, nominal_parts, material, source, seq)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    rows.jobs,
                 )
             if rows.states:
                 await cur.executemany(
@@ -329,11 +354,7 @@ class Writer:
                     rows.states,
                 )
             if rows.statuses:
-                await cur.executemany(
-                    "INSERT INTO edge_status (time, edge_key, online, detail, source, seq)"
-                    " VALUES (%s, %s, %s, %s, %s, %s)",
-                    rows.statuses,
-                )
+                rows.lost = await record_statuses(cur, rows.statuses)
             if rows.last_seen and self._hand_latest is None:
                 await update_last_seen(cur, rows.last_seen)
             if rejected:
@@ -362,16 +383,19 @@ def _from_pg_us(us: int) -> datetime:
 def _cycle_row(machine_id: int, m: CycleRecord) -> tuple[object, ...]:
     return (
         m.ts, machine_id, m.shot, m.quality.value, m.parts, m.parameters["CycleTime"],
-        Jsonb(m.parameters), m.source, m.seq,
+        Jsonb(m.parameters), m.source, m.seq, m.job,
+    )  # fmt: skip
+
+
+def _job_row(machine_id: int, m: JobRecord) -> tuple[object, ...]:
+    return (
+        m.ts, machine_id, m.job_name, m.mould_id, m.job_status.value, m.active_cavities,
+        m.nominal_parts, m.material, m.source, m.seq,
     )  # fmt: skip
 
 
 def _state_row(machine_id: int, m: StateChange) -> tuple[object, ...]:
     return (m.ts, machine_id, m.state.value, m.reason, m.source, m.seq)
-
-
-def _status_row(m: EdgeStatus) -> tuple[object, ...]:
-    return (m.ts, m.machine_id, m.online, m.detail, m.source, m.seq)
 
 
 def _signal_names(message: TelemetryBatch, samples: list[Sample] | None) -> set[str]:

@@ -1,16 +1,17 @@
 """Simulated injection-moulding machines standing in for the factory in tests and demos."""
 
+from plant import ShiftCalendar
 from simulators.faults import Component, Degradation, Maintenance
 from simulators.model import (
     ComponentFailed,
     ComponentRestored,
     CycleDone,
     Event,
+    JobChanged,
     MachineModel,
     StateEntered,
 )
 from simulators.mqtt import SimulatedMachine, run_simulation
-from simulators.shifts import ShiftCalendar
 from simulators.specs import MATERIALS, MOULDS, MachineSpec, Material, Mould, demo_floor
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "CycleDone",
     "Degradation",
     "Event",
+    "JobChanged",
     "MachineModel",
     "MachineSpec",
     "Maintenance",

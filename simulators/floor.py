@@ -82,6 +82,8 @@ class ModbusFloor:
             for event in model.advance(now):
                 if isinstance(event, CycleDone):
                     self._last_cycles[i] = event
-                else:
+                else:  # a job change shows in the registers as model.job
                     log_truth(model.spec.machine_id, event)
-            server.update(model.sample(), model.state, model.reason, self._last_cycles[i])
+            server.update(
+                model.sample(), model.state, model.reason, self._last_cycles[i], model.job
+            )

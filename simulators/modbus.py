@@ -14,8 +14,8 @@ from pymodbus.constants import ExcCodes
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from contracts import MachineState
-from contracts.registers import CYCLE_QUALITY, STANDSTILL_REASON, STATE, RegisterMap
+from contracts import Job, MachineState
+from contracts.registers import CYCLE_QUALITY, JOB_NAME, STANDSTILL_REASON, STATE, RegisterMap
 from simulators.model import CycleDone
 
 
@@ -46,7 +46,9 @@ class ModbusMachineServer:
         self.host = host
         self._port = port
         self.unit_id = unit_id
-        self._names = frozenset(r.name for r in register_map.registers)
+        self._names = frozenset(r.name for r in register_map.registers) | frozenset(
+            t.name for t in register_map.texts
+        )
         self._words: dict[int, int] = {}
         self._server: ModbusTcpServer | None = None
 
@@ -61,10 +63,13 @@ class ModbusMachineServer:
         state: MachineState,
         reason: str | None = None,
         last_cycle: CycleDone | None = None,
+        job: Job | None = None,
     ) -> None:
-        """Show the model's sample, state and standstill reason, and the last cycle's values.
+        """Show the model's sample, state and standstill reason, the last cycle's values and
+        the job (None: no job, an empty JobName).
 
         Registers not set here read 0: before the first cycle CycleQuality reads "no cycle".
+        A name longer than its registers is cut short, as the machine's panel would.
         """
         rm, names = self.register_map, self._names
         values: dict[str, float] = dict(sample)
@@ -77,13 +82,17 @@ class ModbusMachineServer:
             values |= last_cycle.parameters
             if CYCLE_QUALITY in names:
                 values[CYCLE_QUALITY] = rm.quality_code(last_cycle.quality)
+        encoded_values = rm.encode(values)
+        if JOB_NAME in names:
+            encoded_values |= rm.encode_job(job, clip=True)
         words = {
             address + offset: word
-            for address, encoded in rm.encode(values).items()
+            for address, encoded in encoded_values.items()
             for offset, word in enumerate(encoded)
         }
         # One assignment: a read sees all of this update or none of it, so block 0-39 never
-        # mixes the counters of one cycle with the parameters of another.
+        # mixes the counters of one cycle with the parameters of another, nor the job block
+        # one job's name with another's mould.
         self._words = words
 
     async def start(self) -> None:
@@ -94,7 +103,7 @@ class ModbusMachineServer:
             id=self.unit_id,
             simdata=[
                 SimData(r.address, count=r.width, datatype=DataType.REGISTERS, readonly=True)
-                for r in self.register_map.registers
+                for r in self.register_map.fields
             ],
             action=self._on_request,
         )

@@ -11,6 +11,11 @@ cycle only when it outlasts cooling), mould open, ejection. Scrap has process ca
 melt needs more pressure than the limit allows (short shot), a worn check ring lets the
 cushion run out and hold pressure go nowhere (sink marks), a fouled mould runs hot (warpage),
 a long standstill degrades the melt in the barrel (start-up scrap).
+
+Jobs: the machine works through orders, one mould each. When an order's good parts are made
+(job finished) the next mould goes in (set-up active), the first parts after it are
+start-up (start-up active) until one is good (job in production): EUROMAP 77's JobStatus,
+announced by a JobChanged event at each change.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from contracts import MachineState, PartQuality
+from contracts import Job, JobStatus, MachineState, PartQuality
 from simulators.faults import BREAKDOWN, HEATERS, Component, Health, Maintenance
 from simulators.specs import AMBIENT_C, SHEAR_HEATING_C, MachineSpec, Mould
 from simulators.thermal import HeaterZone, relax
@@ -50,6 +55,15 @@ class CycleDone:
     parameters: dict[str, float]
     mould: str
     defect: str | None  # ground truth: why the parts are bad
+    job: str | None = None  # the JobName of the order the parts are for
+
+
+@dataclass(frozen=True, slots=True)
+class JobChanged:
+    """The machine's job, its mould or its JobStatus changed (and when it comes up)."""
+
+    ts: datetime
+    job: Job
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +91,7 @@ class ComponentRestored:
     why: str  # "repair" or "maintenance"
 
 
-Event = CycleDone | StateEntered | ComponentFailed | ComponentRestored
+Event = CycleDone | StateEntered | ComponentFailed | ComponentRestored | JobChanged
 
 _truth_log = logging.getLogger("simulators.truth")
 
@@ -189,7 +203,11 @@ class MachineModel:
         self._cycle: _Cycle | None = None
         self._last: _Cycle | None = None
         self._until = self.t
+        # The order on the machine when it comes up is under way: part of it is made.
+        self._job_parts = 0  # the order's nominal parts (set by _job_shots)
         self._job_shots_left = math.ceil(self._job_shots() * rng.uniform(0.1, 1.0))
+        self._job_name = self._new_job_name()
+        self.job_status = JobStatus.JOB_IN_PRODUCTION
         self._stop_clocks = [rng.expovariate(1.0 / c.mtbf_h) for c in spec.stops]
         self._failed: list[Component] = []
         self._repairing: tuple[Component, ...] = ()
@@ -208,9 +226,23 @@ class MachineModel:
     def now(self) -> datetime:
         return _ts(self.t)
 
+    @property
+    def job(self) -> Job:
+        """The job on the machine now, in EUROMAP 77's terms."""
+        mould = self.mould
+        return Job(
+            job_name=self._job_name,
+            mould_id=mould.name,
+            job_status=self.job_status,
+            active_cavities=mould.cavities,
+            nominal_parts=self._job_parts,
+            material=mould.material.name,
+        )
+
     def start(self) -> list[Event]:
-        """The event that announces the machine's state when it comes up."""
-        return [StateEntered(_ts(self._start_t), self.state, self.reason)]
+        """The events that announce the machine's state and job when it comes up."""
+        ts = _ts(self._start_t)
+        return [StateEntered(ts, self.state, self.reason), JobChanged(ts, self.job)]
 
     def advance(self, to: datetime) -> list[Event]:
         """Run the machine until `to`, returning what happened on the way, in order."""
@@ -369,7 +401,12 @@ class MachineModel:
 
     def _on_activity_end(self, events: list[Event]) -> None:
         if self.state is MachineState.RUNNING:
-            events.append(self._finish_cycle())
+            cycle = self._finish_cycle()
+            events.append(cycle)
+            if self._job_shots_left <= 0:
+                self._job_to(events, JobStatus.JOB_FINISHED)
+            elif cycle.quality is PartQuality.GOOD:
+                self._job_to(events, JobStatus.JOB_IN_PRODUCTION)  # start-up is over
         else:
             if self._repairing:
                 self.health.restore(self._repairing)
@@ -407,6 +444,7 @@ class MachineModel:
             # The new mould goes in, and the barrel goes to its material, during the setup.
             self._mount_next_mould()
             self._stand(events, MachineState.SETUP, "mould_change", self.spec.setup_median_min * 60)
+            self._job_to(events, JobStatus.SET_UP_ACTIVE)
             return
         if self.state is not MachineState.RUNNING and not self._ready():
             if self._heating_since is None:
@@ -442,7 +480,15 @@ class MachineModel:
                 self._startup_scrap = rng.randint(1, 3)
             self._standstill_since = None
         self._enter(events, MachineState.RUNNING, None)
+        if self.job_status is JobStatus.SET_UP_ACTIVE:
+            self._job_to(events, JobStatus.START_UP_ACTIVE)
         self._start_cycle()
+
+    def _job_to(self, events: list[Event], status: JobStatus) -> None:
+        """Set the job's status; a change is announced."""
+        if status is not self.job_status:
+            self.job_status = status
+            events.append(JobChanged(_ts(self.t), self.job))
 
     def _stand(
         self,
@@ -475,8 +521,14 @@ class MachineModel:
         )
 
     def _job_shots(self) -> int:
+        """Shots for a new order of the mounted mould; its parts become the nominal parts."""
         low, high = self.spec.job_parts
-        return math.ceil(self._rng.randint(low, high) / self.mould.cavities)
+        self._job_parts = self._rng.randint(low, high)
+        return math.ceil(self._job_parts / self.mould.cavities)
+
+    def _new_job_name(self) -> str:
+        """The JobName of an order starting now: the machine and the minute, as an MES might."""
+        return f"{self.spec.machine_id}-{_ts(self.t):%y%m%d-%H%M}"
 
     def _mount_next_mould(self) -> None:
         self._mould_index = (self._mould_index + 1) % len(self.spec.moulds)
@@ -487,6 +539,7 @@ class MachineModel:
             zone.retarget(setpoint)
         self.mould_c = AMBIENT_C + 5.0  # the mould comes from the rack
         self._job_shots_left = self._job_shots()
+        self._job_name = self._new_job_name()
 
     def _start_cycle(self) -> None:
         """Plan the next cycle from the machine's condition now."""
@@ -642,4 +695,5 @@ class MachineModel:
             },
             mould=m.name,
             defect=c.defect,
+            job=self._job_name,
         )

@@ -15,6 +15,7 @@ from contracts import (
     BrokerUrl,
     CycleRecord,
     EdgeStatus,
+    JobRecord,
     MessageKind,
     Reading,
     StateChange,
@@ -24,7 +25,7 @@ from contracts import (
 )
 from contracts.codec import AnyMessage
 from simulators.clock import SimClock, utc_now
-from simulators.model import CycleDone, Event, MachineModel, StateEntered, log_truth
+from simulators.model import CycleDone, Event, JobChanged, MachineModel, StateEntered, log_truth
 from simulators.specs import MachineSpec
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,17 @@ class SimulatedMachine:
                         quality=ev.quality,
                         parts=ev.parts,
                         parameters=ev.parameters,
+                        job=ev.job,
+                    )
+                )
+            elif isinstance(ev, JobChanged):
+                out.append(
+                    JobRecord(
+                        machine_id=mid,
+                        ts=ev.ts,
+                        source=self.source,
+                        seq=self.next_seq(),
+                        **ev.job.model_dump(),
                     )
                 )
             else:
@@ -109,6 +121,7 @@ class SimulatedMachine:
         )
 
 
+_RETAINED = frozenset({MessageKind.STATE, MessageKind.JOB})
 MIN_TICK_S = 0.05  # sped up, a machine wakes at most 20 times a second and catches up
 BATCH_SPAN = timedelta(seconds=60)  # of simulated time in one telemetry batch, at most
 
@@ -148,8 +161,9 @@ async def run_machine(
                 await client.publish(status_topic, encode(online), qos=1, retain=True)
                 while not stop.is_set():
                     for msg in pending:
-                        # The latest state is retained, so a new subscriber learns it at once.
-                        retain = msg.kind is MessageKind.STATE
+                        # The latest state and job are retained: a new subscriber learns them
+                        # at once.
+                        retain = msg.kind in _RETAINED
                         topic = machine.topic(msg.kind)
                         await client.publish(topic, encode(msg), qos=1, retain=retain)
                     pending = []

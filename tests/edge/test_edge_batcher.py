@@ -5,7 +5,16 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, datetime, timedelta
 
-from contracts import CycleRecord, MachineState, PartQuality, StateChange, TelemetryBatch
+from contracts import (
+    CycleRecord,
+    Job,
+    JobRecord,
+    JobStatus,
+    MachineState,
+    PartQuality,
+    StateChange,
+    TelemetryBatch,
+)
 from contracts.codec import AnyMessage
 from edge import Snapshot
 from edge.batcher import Batcher
@@ -114,6 +123,7 @@ def test_a_cycle_is_a_record_of_its_own_and_the_batch_goes_on() -> None:
         "quality": PartQuality.BAD,
         "parts": 4,
         "parameters": {"CycleTime": 15.9, "PartWeight": 12.1},
+        "job": None,  # no job read yet
     }
     batch = sent[2]
     assert isinstance(batch, TelemetryBatch)
@@ -131,3 +141,44 @@ def test_a_cycle_comes_after_the_state_it_was_made_in() -> None:
     batcher.add(Snapshot(T0, {}, MachineState.RUNNING, cycle=cycle))
     batcher.add(Snapshot(T0 + timedelta(seconds=1), {}, MachineState.RUNNING))
     assert [(type(m), m.seq) for m in sent] == [(StateChange, 100), (CycleRecord, 101)]
+
+
+JOB = Job(
+    job_name="PO-4711/10",
+    mould_id="bracket-pp-4#1",
+    job_status=JobStatus.SET_UP_ACTIVE,
+    active_cavities=4,
+    nominal_parts=40_000,
+    material="PP",
+)
+
+
+def _job_read(seconds: float, job: Job | None) -> Snapshot:
+    return Snapshot(
+        T0 + timedelta(seconds=seconds), {}, MachineState.RUNNING, job_read=True, job=job
+    )
+
+
+def test_a_job_is_sent_once_at_start_and_again_when_anything_in_it_changes() -> None:
+    batcher, sent = _batcher()
+    producing = JOB.model_copy(update={"job_status": JobStatus.JOB_IN_PRODUCTION})
+    next_job = producing.model_copy(update={"job_name": "PO-4712/10", "mould_id": "cap-pp-8#1"})
+    for i, job in enumerate([JOB, JOB, producing, producing, next_job, None, next_job]):
+        batcher.add(_job_read(i, job))
+        batcher.add(_at(i + 0.5))  # a read of other groups: the job is not forgotten
+    jobs = [m for m in sent if isinstance(m, JobRecord)]
+    assert [m.job for m in jobs] == [JOB, producing, next_job, next_job]
+    assert [m.ts for m in jobs] == [T0 + timedelta(seconds=s) for s in (0, 2, 4, 6)]
+    assert all(m.source == "pi-1" and m.machine_id == "imm-01" for m in jobs)
+    seqs = [m.seq for m in sent]
+    assert seqs == list(range(100, 100 + len(sent)))  # one numbering with the rest
+
+
+def test_a_cycle_names_the_job_last_read() -> None:
+    batcher, sent = _batcher()
+    cycle = CycleSeen(1201, PartQuality.GOOD, 4, {"CycleTime": 15.9})
+    batcher.add(_job_read(0.0, JOB))
+    batcher.add(Snapshot(T0 + timedelta(seconds=1), {}, MachineState.RUNNING, cycle=cycle))
+    batcher.add(_job_read(2.0, None))
+    batcher.add(Snapshot(T0 + timedelta(seconds=3), {}, MachineState.RUNNING, cycle=cycle))
+    assert [m.job for m in sent if isinstance(m, CycleRecord)] == ["PO-4711/10", None]

@@ -23,6 +23,7 @@ from contracts import (
     BrokerUrl,
     CycleRecord,
     EdgeStatus,
+    JobRecord,
     MachineState,
     PartQuality,
     StateChange,
@@ -196,8 +197,13 @@ async def test_a_simulated_machine_comes_out_as_the_gateways(mqtt_url: str) -> N
 
     *forwarded, offline = outbox.committed
     data = [m for m in originals if not isinstance(m, EdgeStatus)]
-    assert {type(m) for m in data} == {TelemetryBatch, CycleRecord, StateChange}
+    # The machine's job too (sent when it comes up), and each cycle names it.
+    assert {type(m) for m in data} == {TelemetryBatch, CycleRecord, StateChange, JobRecord}
     assert {m.source for m in data} == {"sim-sim-press"}
+    jobs = [m for m in forwarded if isinstance(m, JobRecord)]
+    assert jobs[0].job_name == "sim-press-250303-0600"
+    assert jobs[0].mould_id == "bracket-pp-4"
+    assert {m.job for m in forwarded if isinstance(m, CycleRecord)} == {jobs[0].job_name}
     assert len(forwarded) == len(data)
     for got, sent in zip(forwarded, data, strict=True):
         assert type(got) is type(sent)

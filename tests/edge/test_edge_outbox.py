@@ -14,7 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from contracts import CycleRecord, MachineState, PartQuality, StateChange, decode
+from contracts import (
+    CycleRecord,
+    JobRecord,
+    JobStatus,
+    MachineState,
+    PartQuality,
+    StateChange,
+    decode,
+)
 from contracts.codec import AnyMessage
 from edge.outbox import Outbox
 
@@ -184,3 +192,55 @@ def test_sigkill_while_writing_loses_no_number_and_reuses_none(
         seqs = [m.seq for m in messages if m.source == source]
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
         assert outbox.next_seq(source) == seqs[-1] + 1
+
+
+def _job(outbox: Outbox, machine: str, name: str) -> JobRecord:
+    source = f"pi-1:{machine}"
+    return JobRecord(
+        machine_id=machine,
+        ts=datetime.now(UTC),
+        source=source,
+        seq=outbox.next_seq(source),
+        job_name=name,
+        mould_id="bracket-pp-4#1",
+        job_status=JobStatus.SET_UP_ACTIVE,
+        active_cavities=4,
+        nominal_parts=40_000,
+    )
+
+
+def _retained(outbox: Outbox) -> list[tuple[str, str, bool]]:
+    return [
+        (row.topic.rsplit("/", 2)[1], getattr(decode(row.payload), "job_name", "-"), row.retain)
+        for row in outbox.after(0, 1000)
+    ]
+
+
+async def test_only_the_newest_job_of_a_machine_goes_retained_backlog_or_not(
+    tmp_path: Path,
+) -> None:
+    outbox = Outbox(tmp_path / "outbox.sqlite", _topic)
+    outbox.put(_job(outbox, "imm-01", "PO-1"))
+    outbox.put(_state(outbox))
+    outbox.put(_job(outbox, "imm-02", "PO-7"))
+    outbox.flush()
+    outbox.put(_job(outbox, "imm-01", "PO-2"))
+    outbox.flush()
+    assert _retained(outbox) == [
+        ("imm-01", "PO-1", False),  # PO-2 came after it: the broker must keep PO-2
+        ("imm-01", "-", False),  # states are not retained by the edge
+        ("imm-02", "PO-7", True),
+        ("imm-01", "PO-2", True),
+    ]
+    # The newest goes first (the live lane) and is acknowledged; the older one, sent after
+    # it from the backlog, even after a restart, still goes unretained.
+    newest = outbox.after(3, 1)[0]
+    outbox.ack(newest)
+    outbox.close()
+    again = Outbox(tmp_path / "outbox.sqlite", _topic)
+    assert _retained(again) == [
+        ("imm-01", "PO-1", False),
+        ("imm-01", "-", False),
+        ("imm-02", "PO-7", True),
+    ]
+    again.close()

@@ -42,7 +42,7 @@ def test_a_group_the_packaged_map_lacks_is_refused(tmp_path: Path) -> None:
         load_config(path)
     assert str(caught.value) == (
         f"{path}:12: machines[0].modbus.poll_intervals_s: no register group 'fast' in the "
-        "register map (the packaged one); its groups: status, process"
+        "register map (the packaged one); its groups: status, process, job"
     )
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from contracts import CYCLE_PARAMETERS, SIGNALS, MachineState, PartQuality
+from contracts import CYCLE_PARAMETERS, SIGNALS, Job, JobStatus, MachineState, PartQuality
 from contracts.registers import RegisterMap
 from edge import DeviceError, ModbusConfig, ModbusPoller, Snapshot, load_register_map
 from edge.modbus import CycleSeen
@@ -78,6 +78,49 @@ async def test_only_signals_are_telemetry(machine: ModbusMachineServer) -> None:
     assert set(snapshot.values) == {s.name for s in SIGNALS}
 
 
+async def test_the_job_group_gives_the_machines_job_and_never_telemetry(
+    machine: ModbusMachineServer, sample: dict[str, float], last_cycle: CycleDone
+) -> None:
+    job = Job(
+        job_name="PO-4711/10",
+        mould_id="bracket-pp-4#1",
+        job_status=JobStatus.START_UP_ACTIVE,
+        active_cavities=4,
+        nominal_parts=70_000,  # past 16 bits
+    )
+    poller = _poller(machine.port)
+    none_yet = await poller.read("job")
+    machine.update(sample, MachineState.RUNNING, last_cycle=last_cycle, job=job)
+    read = await poller.read("job")
+    status = await poller.read("status")
+    every = await poller.read()
+    poller.close()
+    assert (none_yet.job_read, none_yet.job) == (True, None)  # an empty JobName: no job
+    assert (read.job_read, read.job, read.values) == (True, job, {})
+    assert (status.job_read, status.job) == (False, None)  # not read: not "no job"
+    assert (every.job_read, every.job) == (True, job)
+    assert set(every.values) == {s.name for s in SIGNALS}
+
+
+async def test_job_registers_that_make_no_job_are_a_device_error(
+    machine: ModbusMachineServer, sample: dict[str, float]
+) -> None:
+    # A job that makes no parts (unchecked: as a PLC, not a contracts Job, would have it).
+    job = Job.model_construct(
+        job_name="PO-1", mould_id="m", job_status=JobStatus.OTHER, active_cavities=0,
+        nominal_parts=0, material=None,
+    )  # fmt: skip
+    machine.update(sample, MachineState.RUNNING, job=job)
+    poller = _poller(machine.port)
+    with pytest.raises(DeviceError, match="the job registers make no job: active_cavities"):
+        await poller.read("job")
+    machine._words[200] = 0x41FF  # a stray byte in JobName, which no encoder would write
+    with pytest.raises(DeviceError, match="JobName is not printable ASCII"):
+        await poller.read("job")
+    poller.close()
+    assert poller.errors == 2
+
+
 async def test_an_error_response_is_a_device_error(machine: ModbusMachineServer) -> None:
     data = load_register_map().model_dump()
     moved = {"name": "TempOil", "address": 300, "type": "float32", "unit": "degC"}
@@ -103,7 +146,7 @@ async def test_a_group_is_read_alone(
     status = await poller.read("status")
     process = await poller.read("process")
     poller.close()
-    assert poller.groups == ["status", "process"]
+    assert poller.groups == ["status", "process", "job"]
     assert (status.group, status.state, process.group, process.state) == (
         "status",
         MachineState.RUNNING,
@@ -160,7 +203,7 @@ async def test_a_cancellation_that_comes_with_an_answer_stops_it(
 
 async def test_each_group_is_polled_at_its_own_interval(machine: ModbusMachineServer) -> None:
     poller = _poller(machine.port, poll_interval_s=0.5, poll_intervals_s={"status": 0.1})
-    assert poller.intervals_s == {"status": 0.1, "process": 0.5}
+    assert poller.intervals_s == {"status": 0.1, "process": 0.5, "job": 0.5}
     snapshots = await _run_for(poller, 1.45)
     # A round every 0.1 s reads the status group; every 0.5 s it reads process too, and the
     # groups read in one round make one snapshot.
@@ -169,7 +212,7 @@ async def test_each_group_is_polled_at_its_own_interval(machine: ModbusMachineSe
     assert len(with_process) == 3  # at 0, 0.5 and 1 s
     assert all(s.group is None and "CounterShots" in s.values for s in with_process)
     assert {s.group for s in snapshots if s not in with_process} == {"status"}
-    assert (poller.polls, poller.errors) == (len(snapshots) + 3, 0)
+    assert (poller.polls, poller.errors) == (len(snapshots) + 6, 0)  # process and job: 3 each
     assert all(s.state is MachineState.RUNNING for s in snapshots)
 
 

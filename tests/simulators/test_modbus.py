@@ -26,17 +26,25 @@ FLOAT32_REL = 1e-6  # float32 carries 7 significant digits
 
 
 async def _read_all(port: int, register_map: RegisterMap, unit_id: int = 1) -> dict[str, float]:
+    return (await _read_with_texts(port, register_map, unit_id))[0]
+
+
+async def _read_with_texts(
+    port: int, register_map: RegisterMap, unit_id: int = 1
+) -> tuple[dict[str, float], dict[str, str]]:
     client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=2, reconnect_delay=0)
     try:
         assert await client.connect()
         values: dict[str, float] = {}
+        texts: dict[str, str] = {}
         for block in register_map.blocks():
             response = await client.read_holding_registers(
                 block.start, count=block.count, device_id=unit_id
             )
             assert not response.isError(), response
             values.update(register_map.decode(block.start, response.registers))
-        return values
+            texts.update(register_map.decode_texts(block.start, response.registers))
+        return values, texts
     finally:
         client.close()
 
@@ -71,20 +79,26 @@ async def test_a_client_reads_the_models_values(condition: Callable[[MachineMode
     model, last_cycle = _run_until(condition)
     sample = model.sample()
     async with ModbusMachineServer(register_map, port=0, unit_id=3) as server:
-        server.update(sample, model.state, model.reason, last_cycle)
-        values = await _read_all(server.port, register_map, unit_id=3)
+        server.update(sample, model.state, model.reason, last_cycle, model.job)
+        values, texts = await _read_with_texts(server.port, register_map, unit_id=3)
 
+    job = model.job
     expected = {
         **sample,
         **last_cycle.parameters,
         "State": register_map.state_code(model.state),
         "StandstillReason": register_map.reason_code(model.reason),
         "CycleQuality": register_map.quality_code(last_cycle.quality),
+        "JobStatus": register_map.job_status_code(job.job_status),
+        "ActiveCavities": job.active_cavities,
+        "NominalParts": job.nominal_parts,
     }
     assert set(values) == {r.name for r in register_map.registers} == set(expected)
     assert values == pytest.approx(expected, rel=FLOAT32_REL)
     assert register_map.state_from(values) == (model.state, model.reason)
     assert register_map.quality_from(values) is last_cycle.quality
+    assert register_map.job_from(values, texts) == job  # the job, its mould and status
+    assert texts == {"JobName": job.job_name, "MouldId": "bracket-pp-4", "Material": "PP"}
     # The status block shows the counters of the very cycle whose parameters it shows.
     assert values["CounterShots"] == last_cycle.shot == model.shots
 
@@ -103,9 +117,21 @@ async def test_before_the_first_cycle_the_cycle_registers_read_no_cycle() -> Non
 async def test_registers_read_offline_until_the_first_update() -> None:
     register_map = load_register_map()
     async with ModbusMachineServer(register_map, port=0) as server:
-        values = await _read_all(server.port, register_map)
+        values, texts = await _read_with_texts(server.port, register_map)
     assert register_map.state_from(values) == (MachineState.OFFLINE, None)
     assert register_map.quality_from(values) is None
+    assert register_map.job_from(values, texts) is None  # no job: an empty JobName
+
+
+async def test_a_name_longer_than_its_registers_is_cut_short_as_a_panel_would() -> None:
+    register_map = load_register_map()
+    model = MachineModel(MachineSpec("imm-01"), random.Random(7), START)
+    job = model.job.model_copy(update={"job_name": "PO-" + "9" * 40})
+    async with ModbusMachineServer(register_map, port=0) as server:
+        server.update(model.sample(), model.state, model.reason, job=job)
+        values, texts = await _read_with_texts(server.port, register_map)
+    shown = register_map.job_from(values, texts)
+    assert shown == job.model_copy(update={"job_name": ("PO-" + "9" * 40)[:32]})
 
 
 async def test_one_read_never_mixes_two_cycles() -> None:

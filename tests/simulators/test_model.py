@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from contracts import STANDSTILL_REASONS, MachineState, PartQuality
+from contracts import STANDSTILL_REASONS, JobStatus, MachineState, PartQuality
 from simulators import (
     MOULDS,
     Component,
@@ -21,6 +21,7 @@ from simulators import (
     CycleDone,
     Degradation,
     Event,
+    JobChanged,
     MachineModel,
     MachineSpec,
     Maintenance,
@@ -477,3 +478,43 @@ def test_the_barrel_is_switched_off_for_the_weekend_and_hot_for_the_monday_shift
     assert restart.ts == datetime(2026, 11, 23, 5, 0, tzinfo=UTC)  # 06:00 local: pre-heated
     first = next(e for e in events if isinstance(e, CycleDone))
     assert first.parameters["MeltTemperature"] > 220
+
+
+# --- jobs ----------------------------------------------------------------------------------
+
+
+def test_orders_go_through_euromap_77_job_statuses_and_each_cycle_names_its_order() -> None:
+    pp4, pp8 = MOULDS["bracket-pp-4"], MOULDS["cap-pp-8"]
+    spec = replace(QUIET, moulds=(pp4, pp8), job_parts=(400, 400), setup_median_min=10.0)
+    model = MachineModel(spec, random.Random(5), START)
+    events = model.start() + model.advance(START + timedelta(hours=4))
+    jobs = [e for e in events if isinstance(e, JobChanged)]
+    # Under way when the machine comes up, then order after order: set up, started up (the
+    # first good parts end it), produced, finished when its good parts are made.
+    assert jobs[0].ts == START
+    assert jobs[0].job.job_status is JobStatus.JOB_IN_PRODUCTION
+    cycle_of_each = [
+        JobStatus.SET_UP_ACTIVE,
+        JobStatus.START_UP_ACTIVE,
+        JobStatus.JOB_IN_PRODUCTION,
+        JobStatus.JOB_FINISHED,
+    ]
+    statuses = [j.job.job_status for j in jobs[1:]]
+    assert statuses[: 3 * 4] == [JobStatus.JOB_FINISHED, *cycle_of_each * 3][: 3 * 4]
+    names = list(dict.fromkeys(j.job.job_name for j in jobs))
+    assert len(names) >= 4
+    assert names[1] == f"imm-01-{jobs[2].ts:%y%m%d-%H%M}"  # the machine and the set-up's minute
+    for job in (j.job for j in jobs):
+        mould = pp4 if job.mould_id == pp4.name else pp8
+        assert (job.active_cavities, job.nominal_parts, job.material) == (
+            mould.cavities, 400, "PP",
+        )  # fmt: skip
+    # Each order's cycles name it, and the finished ones made their nominal good parts.
+    cycles = _cycles(events)
+    assert {c.job for c in cycles} == set(names[: len({c.job for c in cycles})])
+    finished = {j.job.job_name for j in jobs if j.job.job_status is JobStatus.JOB_FINISHED}
+    for name in finished - {names[0]}:  # the first was under way when the machine came up
+        mine = [c for c in cycles if c.job == name]
+        good_parts = sum(c.parts for c in mine if c.quality is PartQuality.GOOD)
+        assert 400 <= good_parts < 400 + mine[0].parts
+    assert model.job.job_name == names[-1]
