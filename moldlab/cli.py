@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from moldlab import plant_cli
 from moldlab.runner import run_until_signalled, setup_logging
 
 if TYPE_CHECKING:
@@ -41,15 +42,21 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="run the whole stack on this machine (PostgreSQL, broker, 3 machines, ingest, API)",
+        help="run the whole stack on this machine (PostgreSQL, broker, 3 machines, edge, "
+        "ingest, API)",
         description="Start a PostgreSQL server (the system's, or one installed from PyPI), an "
         "MQTT broker (mosquitto when installed, otherwise an in-process Python broker), "
-        "simulated machines, ingest and the API, and print the address to open. Ctrl-C or "
-        "SIGTERM stops everything; data is kept in the data directory across restarts.",
+        "simulated machines, ingest and the API, and print the address to open. The machines "
+        "of line-1 are retrofitted: Modbus TCP servers read by a `moldlab edge` gateway; the "
+        "others publish over MQTT themselves. Ctrl-C or SIGTERM stops everything; data is "
+        "kept in the data directory across restarts.",
     )
     demo.add_argument(
         "--data-dir", type=Path, default=Path(os.environ.get("MOLDLAB_DATA_DIR", ".moldlab")),
-        help="where the database and broker keep their data (default ./.moldlab)",
+        help="where the database, the broker and the edge gateway's outbox keep their data "
+        "(default ./.moldlab). As root, when the `postgres` user cannot enter it (a clone "
+        "under /root), the database goes to /var/lib/moldlab/demo-ID instead, recorded in "
+        "DATA_DIR/postgres.location so that every start finds it again",
     )  # fmt: skip
     demo.add_argument("--port", type=int, default=8000, help="API port (default 8000)")
     demo.add_argument(
@@ -75,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
         "--scenario", metavar="FILE",
         help="a scenario YAML file (machines, moulds, shifts, faults), or the name of a "
         "packaged one: demo, faults (see simulators/scenarios/)",
+    )  # fmt: skip
+    sim.add_argument(
+        "--line", action="append", metavar="LINE",
+        help="run only the machines of this line (repeatable; default: all of them), e.g. "
+        "one line over Modbus TCP for an edge gateway and the others over MQTT, in two "
+        "processes; the chosen machines keep the order of the floor (with --modbus-port: "
+        "BASE, BASE+1, ...)",
     )  # fmt: skip
     sim.add_argument("--mqtt-url", help="broker, e.g. mqtt://127.0.0.1:1883 (MOLDLAB_MQTT_URL)")
     sim.add_argument(
@@ -311,6 +325,7 @@ def _parser() -> argparse.ArgumentParser:
         "PostgreSQL otherwise. " + _ENV_HELP,
     )
     upgrade.add_argument("--database-url", help="postgresql://... (MOLDLAB_DATABASE_URL)")
+    plant_cli.add_parser(sub)
     return parser
 
 
@@ -388,6 +403,8 @@ def _dispatch(args: argparse.Namespace) -> int:
             return 1
     if args.command == "api":
         return _api(args)
+    if args.command == "plant":
+        return plant_cli.run(args)
     if args.command == "db":
         from ingest.settings import IngestSettings
         from store import upgrade
@@ -426,6 +443,13 @@ def _sim(args: argparse.Namespace) -> int:
     else:
         scenario = None
         specs = demo_floor(args.machines, site=args.site)
+    if args.line:
+        lines = sorted({spec.line for spec in specs})
+        specs = [spec for spec in specs if spec.line in args.line]
+        if not specs:
+            chosen, known = ", ".join(args.line), ", ".join(lines)
+            print(f"moldlab sim: no machine on {chosen}; lines: {known}", file=sys.stderr)
+            return 2
     if args.export is not None:
         return _sim_export(args, specs, scenario)
     if args.seed is None:

@@ -18,11 +18,13 @@ from urllib.parse import urlsplit
 
 import psycopg
 
+from moldlab.demo_floor import floor_parts
 from moldlab.servers import (
     LocalMosquitto,
     LocalPostgres,
     LocalPythonBroker,
     ServerError,
+    cluster_dir,
     create_database,
     find_postgres_bin_dir,
     local_broker,
@@ -71,7 +73,7 @@ class _Signals:
 class Child:
     """A moldlab service run as `python -m moldlab ...`, logging to the demo's terminal."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str]) -> None:
+    def __init__(self, name: str, args: list[str], env: dict[str, str], role: str = "") -> None:
         self.name = name
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "moldlab", *args],
@@ -80,7 +82,7 @@ class Child:
             start_new_session=True,
             preexec_fn=_die_with(os.getpid()),
         )
-        log.info("started %s (pid %d)", name, self._proc.pid)
+        log.info("started %s (pid %d)%s", name, self._proc.pid, f": {role}" if role else "")
 
     @property
     def pid(self) -> int:
@@ -143,22 +145,33 @@ def _wait_for_api(
 def run_demo(data_dir: Path, *, port: int = 8000, machines: int | None = None) -> int:
     """Run everything until SIGINT/SIGTERM or until a part dies; returns the exit code.
 
-    The machines are the packaged `demo` scenario's three, or `machines` of the demo floor.
+    The machines are the packaged `demo` scenario's three, or `machines` of the demo floor;
+    those of one line are read over Modbus TCP by an edge gateway (see moldlab.demo_floor).
+    Everything is kept in `data_dir`, except, as root, a PostgreSQL cluster that the
+    `postgres` user could not reach there (see moldlab.servers.cluster_dir).
     """
     if not _port_free(port):
         print(f"moldlab demo: port {port} is in use; choose another with --port", file=sys.stderr)
         return 2
     data_dir = data_dir.absolute()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        cluster, where = cluster_dir(data_dir)
+    except (OSError, ServerError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        print(f"moldlab demo: data directory {data_dir}: {reason}", file=sys.stderr)
+        print("choose another with --data-dir (MOLDLAB_DATA_DIR)", file=sys.stderr)
+        return 2
 
     signals = _Signals()
-    postgres = LocalPostgres(data_dir / "postgres")
+    # Its log beside the others in the data dir, wherever the cluster is.
+    postgres = LocalPostgres(cluster, log_path=data_dir / "postgres.log")
     broker = local_broker(data_dir / "mqtt")
     children: list[Child] = []
     code = 0
     try:
         bin_dir, origin = find_postgres_bin_dir()
-        log.info("starting PostgreSQL (%s, %s) in %s", origin, bin_dir, postgres.data_dir)
+        log.info("starting PostgreSQL (%s, %s); cluster %s, %s", origin, bin_dir, cluster, where)
         postgres.start()
         signals.check()
         database_url = _ensure_database(postgres.url, "moldlab")
@@ -166,6 +179,9 @@ def run_demo(data_dir: Path, *, port: int = 8000, machines: int | None = None) -
 
         backend = upgrade(database_url)
         log.info("database ready on port %d (storage: %s)", postgres.port, backend)
+        from moldlab.plant_cli import load_demo_plant
+
+        load_demo_plant(database_url)  # the calendar and moulds the simulated floor follows
         log.info("starting the MQTT broker: %s", broker.label)
         broker.start()
         signals.check()
@@ -176,8 +192,9 @@ def run_demo(data_dir: Path, *, port: int = 8000, machines: int | None = None) -
             "MOLDLAB_API_HOST": "127.0.0.1",
             "MOLDLAB_API_PORT": str(port),
         }
-        floor = ["--machines", str(machines)] if machines else ["--scenario", "demo"]
-        children.append(Child("sim", ["sim", *floor], env))
+        for part in floor_parts(machines, data_dir / "edge", broker.url):
+            children.append(Child(part.name, part.args, env, part.role))
+            signals.check()
         children.append(Child("ingest", ["ingest"], env))
         children.append(Child("api", ["api"], env))
         _wait_for_api(port, children, signals)
@@ -205,10 +222,10 @@ def run_demo(data_dir: Path, *, port: int = 8000, machines: int | None = None) -
 def _shutdown(
     children: list[Child], broker: LocalMosquitto | LocalPythonBroker, postgres: LocalPostgres
 ) -> None:
-    """Machines first, then ingest and the API, then the broker and the database (< 10 s)."""
+    """Machines first, then the gateway, ingest and the API, then broker and database (< 10 s)."""
     started = time.monotonic()
-    machines = [c for c in children if c.name == "sim"]
-    services = [c for c in children if c.name != "sim"]
+    machines = [c for c in children if c.name.startswith("sim")]
+    services = [c for c in children if not c.name.startswith("sim")]
     for group, budget_s in ((machines, 1.5), (services, 4.0)):
         for child in group:
             child.terminate()

@@ -10,6 +10,7 @@ from moldlab.servers.errors import ServerError
 from moldlab.servers.mqtt import LocalMosquitto, LocalPythonBroker, local_broker
 from moldlab.servers.postgres import (
     LocalPostgres,
+    cluster_dir,
     create_database,
     drop_database,
     find_postgres_bin_dir,
@@ -20,6 +21,7 @@ __all__ = [
     "LocalPostgres",
     "LocalPythonBroker",
     "ServerError",
+    "cluster_dir",
     "create_database",
     "drop_database",
     "find_postgres_bin_dir",

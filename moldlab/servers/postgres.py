@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import subprocess
@@ -63,6 +64,55 @@ def _run_as() -> dict[str, Any]:
     raise ServerError("running as root, but there is no 'postgres' or 'nobody' user to run as")
 
 
+# Where clusters go that their data dir cannot hold (see cluster_dir); /var/lib survives reboots.
+SHARED_CLUSTERS = Path("/var/lib/moldlab")
+# In a data dir: the path of its cluster when that lives elsewhere, one line.
+CLUSTER_RECORD = "postgres.location"
+
+
+def cluster_dir(data_dir: Path, *, shared: Path = SHARED_CLUSTERS) -> tuple[Path, str]:
+    """Where the PostgreSQL cluster of `data_dir` lives, and a few words on why there.
+
+    PostgreSQL refuses to run as root, so as root it runs as the `postgres` user (or
+    `nobody`), which must reach its cluster. The cluster is `data_dir/postgres` when that user
+    can traverse to `data_dir` (and always when not root). A clone under /root (mode 0700)
+    is the common case where it cannot: then the cluster goes to `shared/demo-<random id>/
+    postgres`, a directory of its own that the user reaches, and its path is written to
+    `data_dir/postgres.location` so that every later start finds the same cluster (the data
+    dir may even move). The user's own directories are never chmod-ed; `shared/<id>/data-dir`
+    names the data dir the cluster belongs to, for whoever cleans up.
+    """
+    data_dir = data_dir.absolute()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    record = data_dir / CLUSTER_RECORD
+    if record.is_file():
+        return Path(record.read_text().strip()), f"as recorded in {record}"
+    local = data_dir / "postgres"
+    run_as = _run_as()
+    if not run_as or (local / "PG_VERSION").exists() or _can(run_as, data_dir):
+        return local, "in the data directory"
+    user = pwd.getpwuid(run_as["user"]).pw_name
+    home = shared / f"demo-{secrets.token_hex(6)}"
+    try:
+        for path in (shared, home):
+            if not path.is_dir():
+                path.mkdir(parents=True)
+                path.chmod(0o755)  # whatever the umask: the user traverses it
+        if not _can(run_as, home):
+            raise ServerError(f"user {user!r} cannot reach {home}; check its parents' modes")
+        (home / "data-dir").write_text(f"{data_dir}\n")
+        # Whole or not at all: a half-written record would point nowhere.
+        (data_dir / f"{CLUSTER_RECORD}.new").write_text(f"{home / 'postgres'}\n")
+        (data_dir / f"{CLUSTER_RECORD}.new").rename(record)
+    except OSError as exc:
+        raise ServerError(
+            f"user {user!r} cannot reach {data_dir}, and no cluster directory could be made "
+            f"in {shared}: {exc.strerror}; choose a data directory under e.g. /var/lib or /tmp"
+        ) from exc
+    note = f"made there as user {user!r} cannot reach {data_dir}; recorded in {record}"
+    return home / "postgres", note
+
+
 def _chown_tree(path: Path, uid: int, gid: int) -> None:
     for root, dirs, files in os.walk(path):
         for name in [root, *(os.path.join(root, n) for n in dirs + files)]:
@@ -107,6 +157,11 @@ class LocalPostgres(ChildServer):
     def url(self) -> str:
         """The libpq URL of the `postgres` database as superuser `postgres`."""
         return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def socket_dir(self) -> Path | None:
+        """The directory of its Unix socket (a fresh temporary one per start) while it runs."""
+        return self._socket_dir
 
     def start(self, timeout_s: float = 30.0) -> None:
         """Initialise the data dir if new, launch postgres and wait until it accepts clients."""
@@ -172,18 +227,23 @@ class LocalPostgres(ChildServer):
     def _hand_over(self, bin_dir: Path, run_as: dict[str, Any]) -> None:
         """Give the data and socket dirs to the unprivileged user and check it can reach them."""
         uid, gid = run_as["user"], run_as["group"]
-        for path in (self.data_dir.parent, bin_dir / "postgres"):
+        assert self._socket_dir is not None
+        os.chown(self._socket_dir, uid, gid)  # made by mkdtemp, mode 0700
+        data_hint = "choose a data directory under e.g. /var/lib or /tmp"
+        for path, hint in (
+            (self.data_dir.parent, data_hint),
+            (bin_dir / "postgres", data_hint),
+            # Its Unix socket goes to a fresh temporary directory (see start()).
+            (self._socket_dir, "set TMPDIR to a directory it can reach, e.g. /tmp"),
+        ):
             if not _can(run_as, path):
                 name = pwd.getpwuid(uid).pw_name
                 raise ServerError(
                     f"PostgreSQL cannot run as root, and user {name!r} cannot reach {path} "
-                    "(a parent directory is not traversable); choose a data directory under "
-                    "e.g. /var/lib or /tmp"
+                    f"(a parent directory is not traversable); {hint}"
                 )
         if self.data_dir.stat().st_uid != uid:
             _chown_tree(self.data_dir, uid, gid)
-        assert self._socket_dir is not None
-        os.chown(self._socket_dir, uid, gid)
 
     def _accepts_clients(self) -> bool:
         try:

@@ -23,6 +23,24 @@ def free_port() -> int:
         return port
 
 
+def free_ports(count: int) -> int:
+    """Return the first of `count` consecutive TCP ports on 127.0.0.1 that are free right now."""
+    for _ in range(100):
+        base = free_port()
+        if base + count <= 65536 and all(_bindable(base + i) for i in range(1, count)):
+            return base
+    raise ServerError(f"found no {count} consecutive free TCP ports on 127.0.0.1")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def accepts_tcp(port: int) -> bool:
     """Return whether 127.0.0.1:port accepts a TCP connection."""
     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):

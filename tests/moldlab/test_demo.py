@@ -1,9 +1,10 @@
-"""`moldlab demo` as a newcomer runs it: a subprocess, live values, a clean SIGTERM, a restart."""
+"""`moldlab demo` as a newcomer runs it: from a 0700 directory, live values, SIGTERM, a restart."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -15,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 
+from moldlab.servers.postgres import CLUSTER_RECORD, SHARED_CLUSTERS
 from moldlab.servers.process import descendants, free_port
 
 from .conftest import Browser, Page
@@ -25,10 +28,16 @@ pytestmark = [pytest.mark.infra, pytest.mark.slow]
 
 
 @pytest.fixture
-def data_dir() -> Iterator[Path]:
+def home() -> Iterator[Path]:
+    """The demo's working directory, mode 0700 like /root: the `postgres` user cannot enter it."""
     path = Path(tempfile.mkdtemp(dir="/tmp", prefix="moldlab-demo-"))
-    path.chmod(0o755)
-    yield path / "data"
+    assert path.stat().st_mode & 0o777 == 0o700
+    yield path
+    record = path / ".moldlab" / CLUSTER_RECORD
+    if record.is_file():  # as root, the cluster went to /var/lib/moldlab/<id>/postgres
+        cluster_home = Path(record.read_text().strip()).parent
+        if cluster_home.parent == SHARED_CLUSTERS:
+            shutil.rmtree(cluster_home, ignore_errors=True)
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -44,42 +53,59 @@ def _alive(pids: set[int]) -> set[int]:
     return alive
 
 
-def _start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MOLDLAB_")}
-    return subprocess.Popen(
-        [sys.executable, "-m", "moldlab", "demo", "--data-dir", str(data_dir), "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
+class _Demo:
+    """`moldlab demo` started in `cwd` with no option but --port, as a newcomer runs it."""
+
+    def __init__(self, cwd: Path, port: int, run: str) -> None:
+        self.port = port
+        self.log = cwd / f"{run}.log"  # a file, to read while it runs
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MOLDLAB_")}
+        with self.log.open("wb") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "moldlab", "demo", "--port", str(port)],
+                cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def started(self) -> dict[str, int]:
+        """The children the demo said it started, by name."""
+        found = re.findall(r"started (\S+) \(pid (\d+)\)", self.output())
+        return {name: int(pid) for name, pid in found}
+
+    def database_url(self) -> str:
+        found = re.search(r"database ready on port (\d+)", self.output())
+        assert found, self.output()
+        return f"postgresql://postgres@127.0.0.1:{found.group(1)}/moldlab"
+
+    def stop(self) -> tuple[int, float]:
+        started = time.monotonic()
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=20)
+        return self.proc.returncode, time.monotonic() - started
 
 
-def _machines(port: int, proc: subprocess.Popen[bytes], timeout_s: float, want: Any) -> Any:
+def _machines(demo: _Demo, timeout_s: float, want: Any) -> Any:
     deadline = time.monotonic() + timeout_s
     while True:
-        assert proc.poll() is None, proc.stdout.read().decode() if proc.stdout else ""
+        assert demo.proc.poll() is None, demo.output()
         try:
-            body = httpx.get(f"http://127.0.0.1:{port}/api/v1/machines", timeout=2).json()
+            url = f"http://127.0.0.1:{demo.port}/api/v1/machines"
+            body = httpx.get(url, timeout=2).json()
             if want(body["machines"]):
                 return body["machines"]
         except httpx.HTTPError:
             pass
-        assert time.monotonic() < deadline, "demo did not serve what was expected in time"
+        assert time.monotonic() < deadline, (
+            f"demo did not serve what was expected in time:\n{demo.output()[-3000:]}"
+        )
         time.sleep(0.5)
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> tuple[int, float, str]:
-    started = time.monotonic()
-    proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=20)
-    return proc.returncode, time.monotonic() - started, out.decode()
-
-
-def _samples(port: int) -> int:
-    """How many TempNozzle samples of imm-01 the database holds (last 60 min)."""
-    url = f"http://127.0.0.1:{port}/api/v1/machines/imm-01/signals/TempNozzle/history"
-    points = httpx.get(url, params={"minutes": 60}, timeout=5).json()["points"]
-    return sum(p["samples"] for p in points)
+def _query(url: str, statement: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(statement).fetchall()
 
 
 def _live(machines: list[dict[str, Any]]) -> bool:
@@ -117,57 +143,85 @@ def _watch_the_page(page: Page) -> None:
     assert set(seen) == {"imm-01", "imm-02", "imm-03"}
 
 
-def test_demo_serves_three_live_machines_stops_cleanly_and_keeps_its_data(
-    data_dir: Path, browser: Browser
+def test_demo_from_a_directory_postgres_cannot_enter_serves_mqtt_and_modbus_machines(
+    home: Path, browser: Browser
 ) -> None:
-    port = free_port()
-    proc = _start(data_dir, port)
+    demo = _Demo(home, free_port(), "first")
     try:
-        machines = _machines(port, proc, 90, _live)
+        machines = _machines(demo, 90, _live)
         first = {m["machine_id"]: m["last_seen"] for m in machines}
         later = _machines(
-            port, proc, 30,
+            demo, 30,
             lambda ms: _live(ms) and all(m["last_seen"] > first[m["machine_id"]] for m in ms),
         )  # fmt: skip
         assert {m["machine_id"] for m in later} == {"imm-01", "imm-02", "imm-03"}
-        page = httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+        # Both kinds reached the database: imm-02 publishing itself, line-1 through the gateway.
+        database_url = demo.database_url()
+        sources = {
+            row[0] for row in _query(database_url, "SELECT DISTINCT source FROM message_log")
+        }
+        assert any(s.startswith("sim-") and "imm-02" in s for s in sources), sources
+        for machine in ("imm-01", "imm-03"):
+            assert any(s.startswith("edge-line-1:") and machine in s for s in sources), sources
+        page = httpx.get(f"http://127.0.0.1:{demo.port}/", timeout=5)
         assert page.status_code == 200
         assert "http" not in page.text.replace("http-equiv", "")  # no CDN: works offline
-        _watch_the_page(browser.open(f"http://127.0.0.1:{port}/"))
-        deadline = time.monotonic() + 30
-        while (samples_before := _samples(port)) < 5:
-            assert time.monotonic() < deadline, "fewer than 5 samples in 30 s"
-            time.sleep(0.5)
-        children = descendants(proc.pid)
-        assert len(children) >= 5  # postgres, broker, ingest, api, sim
+        _watch_the_page(browser.open(f"http://127.0.0.1:{demo.port}/"))
+        rows_before = _query(database_url, "SELECT count(*) FROM telemetry")[0][0]
+        assert rows_before >= 5
+        started = demo.started()
+        assert set(started) == {"sim-mqtt", "sim-modbus", "edge", "ingest", "api"}
+        children = descendants(demo.proc.pid)
+        assert set(started.values()) <= children
+        assert len(children) >= 7  # and postgres, the broker
     finally:
-        code, took_s, output = _stop(proc)
+        code, took_s = demo.stop()
+    output = demo.output()
     assert code == 0, output
     assert took_s < 10, output
     assert _alive(children) == set(), output
-    assert f"open http://127.0.0.1:{port}" in output
+    assert f"open http://127.0.0.1:{demo.port}" in output
+    # One line per child says which machines speak MQTT and which the gateway reads.
+    assert "started sim-mqtt" in output
+    assert "imm-02 (line-2): MQTT-native" in output
+    assert "imm-01, imm-03 (line-1): Modbus TCP only" in output
+    assert "gateway edge-line-1 reads imm-01, imm-03 over Modbus TCP" in output
+    data_dir = home / ".moldlab"  # the default, in the working directory
+    assert (data_dir / "edge" / "outbox.sqlite").is_file()
+    assert home.stat().st_mode & 0o777 == 0o700  # never chmod-ed
+    if os.geteuid() == 0:
+        cluster = Path((data_dir / CLUSTER_RECORD).read_text().strip())
+        assert cluster.parent.parent == SHARED_CLUSTERS
+        assert (cluster / "PG_VERSION").is_file()
+        assert f"cannot reach {data_dir}" in output
+    else:
+        assert (data_dir / "postgres" / "PG_VERSION").is_file()
 
-    # Restart on the same data directory: what was written is still there.
-    proc = _start(data_dir, port)
+    # Restart in the same directory: what was written is still there.
+    demo = _Demo(home, demo.port, "again")
     try:
-        _machines(port, proc, 60, lambda ms: len(ms) == 3)
-        assert _samples(port) >= samples_before
+        _machines(demo, 60, lambda ms: len(ms) == 3)
+        rows = _query(demo.database_url(), "SELECT count(*) FROM telemetry")[0][0]
+        assert rows >= rows_before
     finally:
-        code, _took_s, output = _stop(proc)
-    assert code == 0, output
+        code, _took_s = demo.stop()
+    assert code == 0, demo.output()
+    if os.geteuid() == 0:
+        assert f"{cluster}, as recorded in" in demo.output()
 
 
 @pytest.mark.parametrize("after_s", [0.5, 2.5])
 def test_a_signal_during_start_up_stops_everything_started_so_far(
-    data_dir: Path, after_s: float
+    home: Path, after_s: float
 ) -> None:
-    proc = _start(data_dir, free_port())
+    demo = _Demo(home, free_port(), "start-up")
     seen: set[int] = set()
     deadline = time.monotonic() + after_s
     while time.monotonic() < deadline:
-        seen |= descendants(proc.pid)
+        seen |= descendants(demo.proc.pid)
         time.sleep(0.05)
-    code, took_s, output = _stop(proc)
+    code, took_s = demo.stop()
+    output = demo.output()
     assert code == 0, output
     assert took_s < 10, output
     assert "Traceback" not in output

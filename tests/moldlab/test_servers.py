@@ -6,6 +6,7 @@ import asyncio
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -21,12 +22,14 @@ from moldlab.servers import (
     LocalPostgres,
     LocalPythonBroker,
     ServerError,
+    cluster_dir,
     create_database,
     drop_database,
     local_broker,
 )
 from moldlab.servers.mqtt import _mosquitto_path
 from moldlab.servers.postgres import _run_as
+from moldlab.servers.process import free_ports
 
 pytestmark = pytest.mark.infra
 
@@ -145,6 +148,85 @@ def test_postgres_rejects_data_dir_unreachable_by_its_user(work_dir: Path) -> No
         pg.start()
     assert pg.pid is None
     assert set(Path(tempfile.gettempdir()).glob("moldlab-pg-*")) == socket_dirs
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs postgres as another user")
+def test_root_keeps_a_cluster_it_cannot_hand_over_in_a_shared_dir_found_again(
+    work_dir: Path,
+) -> None:
+    home = work_dir / "root-home"  # like /root: the postgres user cannot enter it
+    home.mkdir(mode=0o700)
+    data_dir, shared = home / ".moldlab", work_dir / "shared"
+    cluster, why = cluster_dir(data_dir, shared=shared)
+    assert cluster == shared / cluster.parent.name / "postgres"
+    assert "cannot reach" in why
+    assert (data_dir / "postgres.location").read_text() == f"{cluster}\n"
+    assert (cluster.parent / "data-dir").read_text() == f"{data_dir}\n"
+    assert home.stat().st_mode & 0o777 == 0o700  # the user's directory is left as it was
+    pg = LocalPostgres(cluster, log_path=data_dir / "postgres.log", durable=False)
+    with pg, psycopg.connect(pg.url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE readings (v int)")
+        conn.execute("INSERT INTO readings VALUES (7)")
+    assert "database system is ready" in (data_dir / "postgres.log").read_text()
+    # A later start, even of a moved data dir, finds the same cluster and its rows.
+    moved = home / "moved"
+    data_dir.rename(moved)
+    again, why = cluster_dir(moved, shared=shared)
+    assert again == cluster
+    assert "as recorded in" in why
+    assert sorted(p.name for p in shared.iterdir()) == [cluster.parent.name]
+    with LocalPostgres(again, log_path=moved / "postgres.log", durable=False) as pg:
+        assert _count_rows(pg.url) == 1
+
+
+def test_a_cluster_stays_in_its_data_dir_when_its_user_reaches_it(work_dir: Path) -> None:
+    data_dir = work_dir / "data"  # work_dir is 0755: any user traverses it
+    shared = work_dir / "shared"
+    assert cluster_dir(data_dir, shared=shared) == (data_dir / "postgres", "in the data directory")
+    assert not shared.exists()
+    assert not (data_dir / "postgres.location").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the data dir to another user")
+def test_an_existing_cluster_in_the_data_dir_is_never_moved(work_dir: Path) -> None:
+    locked = work_dir / "locked"
+    (locked / "data" / "postgres").mkdir(mode=0o700, parents=True)
+    (locked / "data" / "postgres" / "PG_VERSION").write_text("15\n")
+    locked.chmod(0o700)
+    cluster, _ = cluster_dir(locked / "data", shared=work_dir / "shared")
+    assert cluster == locked / "data" / "postgres"  # LocalPostgres then says what is wrong
+    assert not (work_dir / "shared").exists()
+
+
+def test_postgres_answers_on_its_unix_socket_too(work_dir: Path) -> None:
+    with LocalPostgres(work_dir / "pg", durable=False) as pg:
+        assert pg.socket_dir is not None
+        socket_dir = pg.socket_dir
+        assert (socket_dir / f".s.PGSQL.{pg.port}").is_socket()
+        with psycopg.connect(host=str(socket_dir), port=pg.port, user="postgres") as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert not socket_dir.exists()  # removed at stop
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the socket dir to another user")
+def test_postgres_refuses_a_socket_dir_its_user_cannot_reach(
+    work_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    private = work_dir / "private-tmp"  # TMPDIR=/root/tmp, say
+    private.mkdir(mode=0o700)
+    monkeypatch.setattr(tempfile, "tempdir", str(private))
+    pg = LocalPostgres(work_dir / "pg", durable=False)
+    with pytest.raises(ServerError, match="set TMPDIR to a directory it can reach"):
+        pg.start()
+    assert pg.pid is None
+    assert list(private.iterdir()) == []  # its socket dir removed
+
+
+def test_free_ports_are_consecutive_and_bindable() -> None:
+    base = free_ports(5)
+    for port in range(base, base + 5):
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
 
 
 async def _round_trip(port: int) -> None:
