@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from contracts import ContractError, TelemetryBatch, Topic
+from contracts import ContractError, EdgeStatus, TelemetryBatch, Topic
 from contracts.codec import AnyMessage, Sample, decode_samples
 
 
@@ -58,6 +58,15 @@ def validate(inbound: Inbound, limits: Limits) -> tuple[Topic, AnyMessage, list[
         )
     if message.kind != topic.kind:
         raise RejectedMessage(f"kind {message.kind.value!r} contradicts topic {topic.kind.value!r}")
+    if isinstance(message, EdgeStatus) and message.machines:
+        # A gateway stands next to its machines: one that names another site's machines
+        # would take them offline with its death.
+        prefix = f"{topic.site}/"
+        foreign = next((m for m in message.machines if not m.startswith(prefix)), None)
+        if foreign is not None:
+            raise RejectedMessage(
+                f"machines: {foreign!r} is not at the gateway's site {topic.site!r}"
+            )
     newest = message.ts + timedelta(milliseconds=_last_offset_ms(message, samples))
     if newest > inbound.received_at + limits.max_future:
         raise RejectedMessage(f"timestamp {newest.isoformat()} is in the future")

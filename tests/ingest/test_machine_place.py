@@ -16,7 +16,8 @@ import pytest
 
 from contracts import EdgeStatus, Place, Reading, TelemetryBatch, Topic, encode
 from contracts.codec import AnyMessage
-from ingest import Inbound, Limits, Writer
+from ingest import Inbound, Limits, RejectedMessage, Writer
+from ingest.validation import validate
 
 pytestmark = pytest.mark.infra
 
@@ -122,3 +123,16 @@ async def test_a_birth_records_the_gateways_machines_and_its_death_is_logged_onc
     lost = [r.getMessage() for r in caplog.records if r.name == "ingest.gateways"]
     assert lost == [f"gateway pi-1 at {site_a}/hall/line-1 lost: 2 machines offline"]
     assert len(lost[0]) < 300
+
+
+def test_a_birth_listing_another_sites_machine_is_refused() -> None:
+    # Its death would take the other site's machine offline: a gateway serves its own site.
+    ours, theirs = _sites()
+    gateway = Place(ours, "hall", "line-1", "pi-1")
+    own, foreign = (
+        Place(ours, "hall", "line-2", "imm-01"),
+        Place(theirs, "hall", "line-1", "imm-01"),
+    )
+    validate(_status(gateway, 1, True, [own]), Limits())
+    with pytest.raises(RejectedMessage, match=f"not at the gateway's site '{ours}'"):
+        validate(_status(gateway, 2, True, [own, foreign]), Limits())
