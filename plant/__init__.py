@@ -16,6 +16,7 @@ from plant.plantfile import (
     PlantFileError,
     Site,
     SpecLimits,
+    TimeZoneName,
     load_plant,
     parse_plant,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "ShiftInstance",
     "Site",
     "SpecLimits",
+    "TimeZoneName",
     "load_plant",
     "parse_plant",
 ]

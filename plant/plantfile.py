@@ -25,13 +25,23 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
-    field_validator,
 )
 
 from contracts import CYCLE_PARAMETERS
 from contracts.configfile import field_path, line_of, located
 from contracts.topics import check_segment
 from plant.calendar import WEEKDAY_NAMES, Break, Shift, ShiftCalendar
+
+
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (an IANA name: Europe/Rome)") from None
+    return value
+
+
+TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
 
 
 class PlantFileError(ValueError):
@@ -107,17 +117,8 @@ class PlantCalendar(_Model):
 class Site(_Model):
     id: _Segment
     name: str = Field(default="", max_length=200)
-    timezone: str = Field(description="IANA time zone, e.g. Europe/Rome")
+    timezone: TimeZoneName = Field(description="IANA time zone, e.g. Europe/Rome")
     calendar: PlantCalendar
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (an IANA name: Europe/Rome)") from None
-        return value
 
     def shift_calendar(self) -> ShiftCalendar:
         return ShiftCalendar(

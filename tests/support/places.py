@@ -1,4 +1,4 @@
-"""For the tests of machine identity: the API on a free port, its pages, its live socket."""
+"""The API on a free port, its pages and its live socket, for the tests that run the API."""
 
 from __future__ import annotations
 
