@@ -8,6 +8,8 @@ import signal
 from collections.abc import Awaitable, Callable
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+# The end of the --help text of every command that reads MOLDLAB_* settings.
+ENV_HELP = "Settings come from MOLDLAB_* environment variables; options given here win."
 
 
 def setup_logging(level: str) -> None:

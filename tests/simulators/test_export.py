@@ -14,7 +14,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from contracts import CYCLE_PARAMETERS, SIGNALS
-from moldlab.cli import DEFAULT_EXPORT_START, main
+from moldlab.cli import main
+from moldlab.sim_cli import DEFAULT_EXPORT_START
 from simulators import (
     Component,
     ComponentFailed,
