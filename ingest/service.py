@@ -4,12 +4,8 @@ A message is acknowledged to the broker only after its rows are committed, so a 
 any moment loses nothing: the broker redelivers, and message_log drops what was written.
 With a shared group, several workers split the messages between them (an MQTT v5 shared
 subscription, `$share/<group>/...`), each with a persistent session of its own; message_log
-keeps every message exactly once across them.
-
-Exceptions::
-
-    RuntimeError
-     └── IngestError      ingest cannot do what it is configured to; the text says why
+keeps every message exactly once across them. The broker side of the session is in
+ingest.session, the database side in ingest.database; errors in ingest.errors.
 """
 
 from __future__ import annotations
@@ -23,31 +19,22 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import aiomqtt
-import psycopg
-from aiomqtt.exceptions import MqttCodeError
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 
-from contracts import BrokerUrl, Topic
+from contracts import BrokerUrl
+from ingest import session
 from ingest.backoff import Backoff
-from ingest.dimensions import Dimensions
+from ingest.database import Database
+from ingest.errors import IngestError
 from ingest.latest import LatestValues
 from ingest.metrics import IngestMetrics, serve_metrics
-from ingest.rejects import RejectLog
 from ingest.retention import run_pruning
 from ingest.settings import IngestSettings
 from ingest.validation import Inbound, Limits
-from ingest.writer import BatchResult, Prepared, Writer, prepare
+from ingest.writer import BatchResult, Prepared
 
 log = logging.getLogger(__name__)
 
 _REPORT_EVERY_S = 60.0
-# MQTT v5 ends a session at disconnection unless told otherwise; this one outlives any
-# disconnection, as a 3.1.1 session without clean_session does.
-_SESSION_NEVER_EXPIRES = 0xFFFFFFFF
-_UNSUPPORTED_PROTOCOL = 0x84  # CONNACK reason code
-_SESSION_TAKEN_OVER = 0x8E  # DISCONNECT reason code (EMQX sends it; mosquitto 2.0 just closes)
 # Sessions dropped this soon after connecting, this many times in a row: another process is
 # most likely connecting with the same client id, each taking the session from the other.
 _FLAP_S = 5.0
@@ -60,147 +47,6 @@ _LEAVE_IDLE_S = 2.0
 _CHUNK_MESSAGES = 50
 # At shutdown, latest_value's last write gets this long (the database may be away).
 _LATEST_LAST_WRITE_S = 10.0
-
-
-class IngestError(RuntimeError):
-    """Ingest cannot do what it is configured to (the broker refuses its subscription)."""
-
-
-class Database:
-    """`connections` connections, each with its Writer, reconnected with backoff when they
-    break. As many batches can be written at once, one per connection (ingest uses two, so
-    that PostgreSQL has one to work on while another's commit waits). The writers share the
-    ids of machines and signals.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        limits: Limits,
-        metrics: IngestMetrics | None = None,
-        latest: LatestValues | None = None,
-        *,
-        connections: int = 1,
-    ) -> None:
-        """`latest`: where committed batches hand their newest values; without it, each batch
-        upserts latest_value in its own transaction."""
-        self._url = url
-        self._limits = limits
-        self._metrics = metrics or IngestMetrics()
-        self._latest = latest
-        self.connections = connections
-        self.dimensions = Dimensions()
-        self._reject_log = RejectLog()  # one for all connections: 20 lines a minute in all
-        self._free: asyncio.Queue[_Slot] = asyncio.Queue()
-        self._slots = [_Slot() for _ in range(connections)]
-        for slot in self._slots:
-            self._free.put_nowait(slot)
-        self._backoff = Backoff()
-        self._connected_once = False
-        self._down_since: float | None = None  # monotonic; logged once per outage
-
-    def prepare(self, batch: list[Inbound], into: Prepared) -> None:
-        """Validate `batch` into `into`; with the ids the writers know, pack its telemetry too."""
-        prepare(batch, self._limits, self.dimensions, into)
-
-    async def write(
-        self, batch: list[Inbound], stop: asyncio.Event, prepared: Prepared | None = None
-    ) -> BatchResult | None:
-        """Write `batch` (validated already if `prepared`) on a free connection, retrying
-        through outages; None if `stop` came first."""
-        slot = await self._free.get()
-        try:
-            return await self._write(slot, batch, stop, prepared)
-        finally:
-            self._free.put_nowait(slot)
-
-    async def _write(
-        self, slot: _Slot, batch: list[Inbound], stop: asyncio.Event, prepared: Prepared | None
-    ) -> BatchResult | None:
-        while not stop.is_set():
-            try:
-                writer = await self._connect(slot)
-                started = time.perf_counter()
-                try:
-                    result = await writer.write(prepared or batch)
-                except psycopg.OperationalError:
-                    raise
-                except psycopg.Error as exc:
-                    log.error(
-                        "the database refused a batch (%s); writing it message by message", exc
-                    )
-                    result = await _write_singly(writer, batch)
-                self._metrics.commit_seconds.observe(time.perf_counter() - started)
-            except psycopg.OperationalError as exc:
-                if self._down_since is None:
-                    self._down_since = time.monotonic()
-                    log.warning("database unavailable (%s); retrying", str(exc).strip())
-                else:
-                    log.debug("database still unavailable (%s)", str(exc).strip())
-                await slot.close()
-                self._metrics.database_connected.set(0)
-                await self._backoff.wait(stop)
-                continue
-            self._backoff.reset()
-            return result
-        return None
-
-    async def _connect(self, slot: _Slot) -> Writer:
-        if slot.writer is None or not slot.writer.usable:
-            await slot.close()
-            conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
-            hand = None if self._latest is None else self._latest.offer
-            slot.writer = Writer(conn, self._limits, hand, self.dimensions, self._reject_log)
-            self._metrics.database_connected.set(1)
-            if self._down_since is not None:
-                away_s = time.monotonic() - self._down_since
-                log.info("connected to the database again after %.0f s", away_s)
-                self._down_since = None
-            elif not self._connected_once:
-                log.info("connected to the database (%d connections for batches)",
-                         self.connections)  # fmt: skip
-            self._connected_once = True
-        return slot.writer
-
-    async def close(self) -> None:
-        self._metrics.database_connected.set(0)
-        for slot in self._slots:
-            await slot.close()
-
-
-@dataclass(slots=True)
-class _Slot:
-    """One connection's writer, or None while it is to be (re)connected."""
-
-    writer: Writer | None = None
-
-    async def close(self) -> None:
-        if self.writer is not None:
-            await self.writer.close()
-        self.writer = None
-
-
-async def _write_singly(writer: Writer, batch: list[Inbound]) -> BatchResult:
-    """Write each message alone, so one the database refuses takes no other down with it."""
-    total = BatchResult()
-    for inbound in batch:
-        try:
-            total += await writer.write([inbound])
-        except psycopg.OperationalError:
-            raise
-        except psycopg.Error as exc:
-            reason = f"database refused it: {str(exc).strip()[:300]}"
-            try:
-                total += await writer.reject(inbound, reason)
-            except psycopg.OperationalError:
-                raise
-            except psycopg.Error as again:  # so long as one message cannot stop the rest
-                log.error(
-                    "a message on %s was refused and could not be recorded either (%s); it is "
-                    "acknowledged unrecorded", inbound.topic[:160], str(again).strip()[:300],
-                )  # fmt: skip
-                total += BatchResult(rejected=1)
-    return total
 
 
 async def run_ingest(settings: IngestSettings, stop: asyncio.Event, *, leave: bool = False) -> None:
@@ -223,7 +69,7 @@ async def run_ingest(settings: IngestSettings, stop: asyncio.Event, *, leave: bo
         settings.database_url, limits, metrics, latest,
         connections=settings.ingest_write_connections,
     )  # fmt: skip
-    subscription = _subscription(settings)
+    subscription = session.subscription(settings)
     metrics.info.info(
         {"client_id": settings.mqtt_client_id, "subscription": subscription, "broker": str(broker)}
     )
@@ -259,7 +105,7 @@ async def run_ingest(settings: IngestSettings, stop: asyncio.Event, *, leave: bo
                     "takes its values from telemetry when it starts again", _LATEST_LAST_WRITE_S,
                 )  # fmt: skip
     if drained:
-        await _end_session(settings, broker)
+        await session.end_session(settings, broker)
         log.info(
             "left: wrote the %d messages the session still held; session %s ended",
             metrics.acknowledged, settings.mqtt_client_id,
@@ -267,42 +113,6 @@ async def run_ingest(settings: IngestSettings, stop: asyncio.Event, *, leave: bo
     elif leave:
         log.warning("stopped before the session was empty: it is kept; leave again to finish")
     log.info("ingest stopped")
-
-
-def _subscription(settings: IngestSettings) -> str:
-    plain = Topic.subscription(settings.ingest_site)
-    if settings.ingest_shared_group is None:
-        return plain
-    return f"$share/{settings.ingest_shared_group}/{plain}"
-
-
-def _client(settings: IngestSettings, broker: BrokerUrl, *, clean: bool = False) -> aiomqtt.Client:
-    """A client for this worker's session: persistent unless `clean` (then it ends it)."""
-    if settings.ingest_shared_group is None:
-        return aiomqtt.Client(
-            **broker.client_options(), identifier=settings.mqtt_client_id, clean_session=clean
-        )
-    # aiomqtt's default clean_start (clean on each Client's first connection) and v5's
-    # default expiry (none) would each throw the session away at every restart.
-    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]  # paho's is unannotated
-    if not clean:
-        properties.SessionExpiryInterval = _SESSION_NEVER_EXPIRES
-    return aiomqtt.Client(
-        **broker.client_options(),
-        identifier=settings.mqtt_client_id,
-        protocol=aiomqtt.ProtocolVersion.V5,
-        clean_start=clean,
-        properties=properties,
-    )
-
-
-def _describe(settings: IngestSettings) -> str:
-    if settings.ingest_shared_group is None:
-        return f"plain subscription, MQTT 3.1.1, client id {settings.mqtt_client_id}"
-    return (
-        f"shared group {settings.ingest_shared_group} as worker {settings.ingest_worker}, "
-        f"MQTT v5, client id {settings.mqtt_client_id}"
-    )
 
 
 async def _consume(
@@ -323,7 +133,7 @@ async def _consume(
     while not stop.is_set():
         connected = False
         try:
-            client = _client(settings, broker)
+            client = session.client(settings, broker)
             # aiomqtt has no public switch for manual acknowledgement, so paho's is used;
             # before connecting, or the session's queued messages would be acked unwritten.
             client._client.manual_ack_set(True)
@@ -335,13 +145,13 @@ async def _consume(
                     await client.unsubscribe(subscription)
                     log.info(
                         "leaving: unsubscribed from %s on %s (%s); writing what the session "
-                        "still holds%s", subscription, broker, _describe(settings), away,
+                        "still holds%s", subscription, broker, session.describe(settings), away,
                     )  # fmt: skip
                 else:
-                    _check_granted(await client.subscribe(subscription, qos=1), subscription)
+                    session.check_granted(await client.subscribe(subscription, qos=1), subscription)
                     log.info(
                         "subscribed to %s on %s (%s)%s",
-                        subscription, broker, _describe(settings), away,
+                        subscription, broker, session.describe(settings), away,
                     )  # fmt: skip
                 metrics.broker_connected.set(1)
                 backoff.reset()
@@ -351,18 +161,18 @@ async def _consume(
                     return True
         except* aiomqtt.MqttError as group:
             metrics.broker_connected.set(0)
-            exc = _leaf(group)
-            if shared and not connected and _reason(exc) == _UNSUPPORTED_PROTOCOL:
+            exc = session.leaf(group)
+            if shared and not connected and session.reason(exc) == session.UNSUPPORTED_PROTOCOL:
                 raise IngestError(
                     f"{broker} does not speak MQTT v5, which a shared group needs "
                     "(mosquitto 2 and EMQX do; amqtt does not)"
                 ) from exc
             flaps = flaps + 1 if connected and _since(connected_at) < _FLAP_S else 0
-            if _taken_over(exc) or flaps == _FLAPS:
+            if session.taken_over(exc) or flaps == _FLAPS:
                 log.error(
                     "the broker %s: is another process connected as %s? Every ingest process "
                     "needs a client id of its own (in a shared group, a --worker name of its own)",
-                    "gave this session to another client" if _taken_over(exc) else
+                    "gave this session to another client" if session.taken_over(exc) else
                     f"dropped this session {flaps} times within seconds of connecting",
                     settings.mqtt_client_id,
                 )  # fmt: skip
@@ -380,47 +190,6 @@ async def _consume(
                 log.debug("broker %s still unavailable (%s)", broker, exc)
             await backoff.wait(stop)
     return False
-
-
-async def _end_session(settings: IngestSettings, broker: BrokerUrl) -> None:
-    """Connect with a clean start and go: the broker discards the session."""
-    try:
-        async with _client(settings, broker, clean=True):
-            pass
-    except aiomqtt.MqttError as exc:
-        raise IngestError(
-            f"the session is empty but could not be ended ({exc}); leave again to end it"
-        ) from exc
-
-
-def _check_granted(codes: tuple[int, ...] | list[ReasonCode], subscription: str) -> None:
-    """Raise IngestError if the broker refused `subscription` (a SUBACK failure code)."""
-    for code in codes:
-        value = code.value if isinstance(code, ReasonCode) else code
-        if value >= 0x80:
-            raise IngestError(
-                f"the broker refused the subscription {subscription}: {code} (0x{value:02X})"
-            )
-
-
-def _leaf(group: BaseExceptionGroup[aiomqtt.MqttError]) -> aiomqtt.MqttError:
-    exc: aiomqtt.MqttError | BaseExceptionGroup[aiomqtt.MqttError] = group
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc
-
-
-def _taken_over(exc: BaseException) -> bool:
-    """Whether the broker ended the connection because another client took the session."""
-    return _SESSION_TAKEN_OVER in (_reason(exc), _reason(exc.__cause__))
-
-
-def _reason(exc: BaseException | None) -> int | None:
-    """The MQTT reason code an aiomqtt error carries, if any."""
-    if not isinstance(exc, MqttCodeError):
-        return None
-    rc = exc.rc
-    return rc.value if isinstance(rc, ReasonCode) else rc
 
 
 def _since(monotonic: float) -> float:

@@ -16,7 +16,7 @@ import pytest
 
 from contracts import BrokerUrl, CycleRecord, MessageKind, PartQuality, Topic, encode
 from ingest import Inbound, IngestSettings, Limits, run_ingest
-from ingest.service import Database
+from ingest.database import Database
 
 pytestmark = pytest.mark.infra
 

@@ -31,7 +31,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from contracts import BrokerUrl, MessageKind, Reading, TelemetryBatch, Topic, encode
 from ingest import IngestSettings, run_ingest
-from ingest.service import IngestError, _check_granted, _taken_over
+from ingest.errors import IngestError
+from ingest.session import check_granted, taken_over
 from moldlab.servers import LocalPythonBroker
 from moldlab.servers.process import free_port
 
@@ -345,15 +346,15 @@ def test_a_session_taken_over_is_recognised() -> None:
     cause = MqttCodeError(ReasonCode(PacketTypes.DISCONNECT, identifier=0x8E), "Unexpected")
     with pytest.raises(aiomqtt.MqttError) as caught:
         raise aiomqtt.MqttError("Disconnected during message iteration") from cause
-    assert _taken_over(caught.value)
-    assert not _taken_over(aiomqtt.MqttError("Operation timed out"))
+    assert taken_over(caught.value)
+    assert not taken_over(aiomqtt.MqttError("Operation timed out"))
 
 
 def test_a_refused_subscription_is_an_error() -> None:
-    _check_granted([ReasonCode(PacketTypes.SUBACK, identifier=1)], "$share/g/t")
-    _check_granted((1,), "t")
+    check_granted([ReasonCode(PacketTypes.SUBACK, identifier=1)], "$share/g/t")
+    check_granted((1,), "t")
     refused = ReasonCode(PacketTypes.SUBACK, identifier=0x9E)  # shared subs not supported
     with pytest.raises(IngestError, match=r"refused the subscription \$share/g/t: .*0x9E"):
-        _check_granted([refused], "$share/g/t")
+        check_granted([refused], "$share/g/t")
     with pytest.raises(IngestError, match="0x80"):
-        _check_granted((0x80,), "t")  # MQTT 3.1.1's failure
+        check_granted((0x80,), "t")  # MQTT 3.1.1's failure
