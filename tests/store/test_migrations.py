@@ -144,6 +144,14 @@ _COUNTED = [
 ]  # fmt: skip
 
 
+def _database_of_main(url: str) -> None:
+    """A database as main made it before the plant model: at 0003, a row in every table."""
+    upgrade(url, "0003")
+    with psycopg.connect(url, autocommit=True) as conn:
+        for statement in _ROWS_AT_0003.split(";\n"):
+            conn.execute(statement)
+
+
 def _counts(url: str) -> dict[str, int]:
     with psycopg.connect(url) as conn:
         rows = [conn.execute(f"SELECT count(*) FROM {t}").fetchone() for t in _COUNTED]
@@ -151,10 +159,7 @@ def _counts(url: str) -> dict[str, int]:
 
 
 def test_0004_keeps_every_row_and_makes_machines_unique_by_place(empty_database: str) -> None:
-    upgrade(empty_database, "0003")
-    with psycopg.connect(empty_database, autocommit=True) as conn:
-        for statement in _ROWS_AT_0003.split(";\n"):
-            conn.execute(statement)
+    _database_of_main(empty_database)
     before = _counts(empty_database)
     assert all(before.values()), before
     upgrade(empty_database, "0004")
@@ -184,16 +189,6 @@ def test_0004_keeps_every_row_and_makes_machines_unique_by_place(empty_database:
     assert _counts(empty_database) == before
 
 
-def _rows_of_0003(url: str) -> dict[str, int]:
-    """Rows in each table of revision 0003."""
-    tables = [
-        "machine", "signal", "telemetry", "latest_value", "machine_signal", "cycle",
-        "machine_state", "edge_status", "message_log", "rejected_message",
-    ]  # fmt: skip
-    with psycopg.connect(url) as conn:
-        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables}  # type: ignore[index]  # count(*) gives a row
-
-
 _JOB = (
     "INSERT INTO machine_job (time, machine_id, job_name, mould_id, job_status,"
     " active_cavities, nominal_parts, material, source, seq)"
@@ -203,13 +198,10 @@ _JOB = (
 
 
 def test_0005_adds_job_history_and_the_cycles_job_keeping_every_row(empty_database: str) -> None:
-    upgrade(empty_database, "0003")
-    with psycopg.connect(empty_database, autocommit=True) as conn:
-        for statement in _ROWS_AT_0003.split(";\n"):
-            conn.execute(statement)
-    before = _rows_of_0003(empty_database)
+    _database_of_main(empty_database)
+    before = _counts(empty_database)
     upgrade(empty_database, "0005")
-    assert _rows_of_0003(empty_database) == before
+    assert _counts(empty_database) == before
     with psycopg.connect(empty_database, autocommit=True) as conn:
         # The cycles of before name no job: their messages did not.
         assert conn.execute("SELECT DISTINCT job_name FROM cycle").fetchall() == [(None,)]
@@ -228,7 +220,7 @@ def test_0005_adds_job_history_and_the_cycles_job_keeping_every_row(empty_databa
         assert '(machine_id, "time" DESC' in index[0]
     downgrade(empty_database, "0004")
     assert "machine_job" not in _tables(empty_database)
-    assert _rows_of_0003(empty_database) == before
+    assert _counts(empty_database) == before
     with psycopg.connect(empty_database) as conn:
         columns = conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = 'cycle'"
