@@ -13,7 +13,7 @@ from ingest.backoff import Backoff
 from ingest.dimensions import Dimensions
 from ingest.latest import LatestValues
 from ingest.metrics import IngestMetrics
-from ingest.rejects import RejectLog
+from ingest.rejects import RejectLog, printable
 from ingest.validation import Inbound, Limits
 from ingest.writer import BatchResult, Prepared, Writer, prepare
 
@@ -151,7 +151,8 @@ async def _write_singly(writer: Writer, batch: list[Inbound]) -> BatchResult:
             except psycopg.Error as again:  # so long as one message cannot stop the rest
                 log.error(
                     "a message on %s was refused and could not be recorded either (%s); it is "
-                    "acknowledged unrecorded", inbound.topic[:160], str(again).strip()[:300],
+                    "acknowledged unrecorded",
+                    printable(inbound.topic, 160), printable(str(again).strip(), 300),
                 )  # fmt: skip
                 total += BatchResult(rejected=1)
     return total

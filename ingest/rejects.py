@@ -22,6 +22,7 @@ EXCERPT_BYTES: Final = 4096
 TOPIC_CHARS: Final = 512
 LOG_PER_MINUTE: Final = 20
 _LOG_TOPIC_CHARS: Final = 160
+_LOG_REASON_CHARS: Final = 300  # a reason quotes bits of the message; the row keeps 1000
 
 INSERT_REJECTED: Final = (
     "INSERT INTO rejected_message (topic, payload, payload_bytes, reason, digest)"
@@ -58,7 +59,18 @@ class RejectLog:
             self._window_start, self._logged, self._held_back = now, 0, 0
         if self._logged < LOG_PER_MINUTE:
             self._logged += 1
-            shown = topic if len(topic) <= _LOG_TOPIC_CHARS else topic[:_LOG_TOPIC_CHARS] + "…"
-            log.warning("rejected a message on %s: %s", shown, reason)
+            log.warning(
+                "rejected a message on %s: %s",
+                printable(topic, _LOG_TOPIC_CHARS), printable(reason, _LOG_REASON_CHARS),
+            )  # fmt: skip
         else:
             self._held_back += 1
+
+
+def printable(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, with what is not printable escaped: a U+2028 or a
+    right-to-left override from a publisher must not forge or reorder a log line."""
+    cut = text if len(text) <= limit else text[:limit] + "…"
+    if cut.isprintable():
+        return cut
+    return "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in cut)

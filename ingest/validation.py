@@ -59,14 +59,12 @@ def validate(inbound: Inbound, limits: Limits) -> tuple[Topic, AnyMessage, list[
     if message.kind != topic.kind:
         raise RejectedMessage(f"kind {message.kind.value!r} contradicts topic {topic.kind.value!r}")
     if isinstance(message, EdgeStatus) and message.machines:
-        # A gateway stands next to its machines: one that names another site's machines
+        # A gateway serves the machines of its own line (edge.config): one that names others
         # would take them offline with its death.
-        prefix = f"{topic.site}/"
-        foreign = next((m for m in message.machines if not m.startswith(prefix)), None)
+        line = f"{topic.site}/{topic.area}/{topic.line}"
+        foreign = next((m for m in message.machines if not m.startswith(f"{line}/")), None)
         if foreign is not None:
-            raise RejectedMessage(
-                f"machines: {foreign!r} is not at the gateway's site {topic.site!r}"
-            )
+            raise RejectedMessage(f"machines: {foreign!r} is not on the gateway's line {line!r}")
     newest = message.ts + timedelta(milliseconds=_last_offset_ms(message, samples))
     if newest > inbound.received_at + limits.max_future:
         raise RejectedMessage(f"timestamp {newest.isoformat()} is in the future")

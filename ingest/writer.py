@@ -25,7 +25,7 @@ from contracts.codec import AnyMessage, Sample
 from ingest.dimensions import Dimensions, resolve
 from ingest.gateways import log_lost, record_statuses
 from ingest.latest import Latest, update_last_seen, upsert_latest
-from ingest.rejects import INSERT_REJECTED, RejectLog, rejected_row
+from ingest.rejects import INSERT_REJECTED, RejectLog, printable, rejected_row
 from ingest.validation import Inbound, Limits, RejectedMessage, validate
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def prepare(
             prepared.rejected.append((inbound.topic, inbound.payload, str(exc)))
             continue
         except Exception as exc:  # a fault of the checks: this message is refused, not ingest
-            log.exception("checking a message on %s failed", inbound.topic[:200])
+            log.exception("checking a message on %s failed", printable(inbound.topic, 200))
             reason = f"ingest could not check it ({type(exc).__name__}); kept for a look"
             prepared.rejected.append((inbound.topic, inbound.payload, reason))
             continue
@@ -354,7 +354,9 @@ class Writer:
                     rows.states,
                 )
             if rows.statuses:
-                rows.lost = await record_statuses(cur, rows.statuses)
+                rows.lost = await record_statuses(
+                    cur, rows.statuses, self._limits, self.dimensions.logged_limits
+                )
             if rows.last_seen and self._hand_latest is None:
                 await update_last_seen(cur, rows.last_seen)
             if rejected:

@@ -239,6 +239,21 @@ def test_rejections_are_logged_in_bounded_lines_at_most_20_a_minute(
     assert max(len(r.getMessage()) for r in caplog.records) < 400
 
 
+def test_a_rejection_cannot_forge_or_reorder_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    # A line separator (U+2028) in a topic showed raw: a log viewer broke the line there,
+    # and what followed read as a line of its own; a right-to-left override reorders text.
+    caplog.set_level(logging.WARNING, logger="ingest.writer")
+    RejectLog().rejected(
+        "moldlab/v1/demo/hall/line-1/imm-02\u2028FORGED LINE/state",
+        "bad \u202egnirts " + "y" * 5000,
+    )
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.isprintable(), line
+    assert "imm-02\\u2028FORGED LINE" in line
+    assert "bad \\u202egnirts" in line
+    assert len(line) < 600
+
+
 # 5 -------------------------------------------------------------------------------------------
 
 

@@ -125,14 +125,45 @@ async def test_a_birth_records_the_gateways_machines_and_its_death_is_logged_onc
     assert len(lost[0]) < 300
 
 
-def test_a_birth_listing_another_sites_machine_is_refused() -> None:
-    # Its death would take the other site's machine offline: a gateway serves its own site.
+def test_a_birth_listing_a_machine_off_the_gateways_line_is_refused() -> None:
+    # Its death would take that machine offline: a gateway serves its own line (edge.config),
+    # and an invented gateway elsewhere on the site took over the demo's machines this way.
     ours, theirs = _sites()
     gateway = Place(ours, "hall", "line-1", "pi-1")
-    own, foreign = (
-        Place(ours, "hall", "line-2", "imm-01"),
-        Place(theirs, "hall", "line-1", "imm-01"),
-    )
+    own = Place(ours, "hall", "line-1", "imm-01")
     validate(_status(gateway, 1, True, [own]), Limits())
-    with pytest.raises(RejectedMessage, match=f"not at the gateway's site '{ours}'"):
-        validate(_status(gateway, 2, True, [own, foreign]), Limits())
+    for other in (
+        Place(theirs, "hall", "line-1", "imm-01"),
+        Place(ours, "hall-b", "line-1", "imm-01"),
+        Place(ours, "hall", "line-2", "imm-01"),
+    ):
+        with pytest.raises(
+            RejectedMessage, match=f"not on the gateway's line '{ours}/hall/line-1'"
+        ):
+            validate(_status(gateway, 2, True, [own, other]), Limits())
+
+
+async def test_births_of_invented_gateways_record_no_more_machines_than_a_site_may_have(
+    conn: psycopg.AsyncConnection, caplog: pytest.LogCaptureFixture
+) -> None:
+    # 2,000 births of invented gateways listing 500 invented machines each filled
+    # gateway_machine with a million rows; it holds no more than the site's machine limit.
+    site, _ = _sites()
+    caplog.set_level(logging.WARNING, logger="ingest.gateways")
+    writer = Writer(conn, Limits(max_machines_per_site=5))
+    births = [
+        _status(
+            Place(site, "hall", "line-1", f"pi-{g}"), 1, True,
+            [Place(site, "hall", "line-1", f"imm-{g}-{m}") for m in range(3)],
+        )
+        for g in range(4)
+    ]  # fmt: skip
+    for birth in births:
+        await writer.write([birth])
+    cur = await conn.execute(
+        "SELECT count(*) FROM gateway_machine WHERE starts_with(machine, %s)", (f"{site}/",)
+    )
+    assert await cur.fetchone() == (5,)
+    limited = [r.getMessage() for r in caplog.records if "limit reached" in r.getMessage()]
+    assert len(limited) == 1, limited
+    assert f"site {site} has 3 machines served by gateways" in limited[0]
