@@ -64,7 +64,10 @@ def validate(inbound: Inbound, limits: Limits) -> tuple[Topic, AnyMessage, list[
         line = f"{topic.site}/{topic.area}/{topic.line}"
         foreign = next((m for m in message.machines if not m.startswith(f"{line}/")), None)
         if foreign is not None:
-            raise RejectedMessage(f"machines: {foreign!r} is not on the gateway's line {line!r}")
+            raise RejectedMessage(
+                f"machines: {foreign!r} contradicts topic line {line!r}"
+                " (a gateway serves the machines of its own line)"
+            )
     newest = message.ts + timedelta(milliseconds=_last_offset_ms(message, samples))
     if newest > inbound.received_at + limits.max_future:
         raise RejectedMessage(f"timestamp {newest.isoformat()} is in the future")

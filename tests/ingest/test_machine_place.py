@@ -17,6 +17,7 @@ import pytest
 from contracts import EdgeStatus, Place, Reading, TelemetryBatch, Topic, encode
 from contracts.codec import AnyMessage
 from ingest import Inbound, Limits, RejectedMessage, Writer
+from ingest.metrics import reject_reason
 from ingest.validation import validate
 
 pytestmark = pytest.mark.infra
@@ -137,10 +138,9 @@ def test_a_birth_listing_a_machine_off_the_gateways_line_is_refused() -> None:
         Place(ours, "hall-b", "line-1", "imm-01"),
         Place(ours, "hall", "line-2", "imm-01"),
     ):
-        with pytest.raises(
-            RejectedMessage, match=f"not on the gateway's line '{ours}/hall/line-1'"
-        ):
+        with pytest.raises(RejectedMessage, match=f"contradicts topic line '{ours}/hall/line-1'"):
             validate(_status(gateway, 2, True, [own, other]), Limits())
+        assert reject_reason(f"machines: {other} contradicts topic line x") == "mismatch"
 
 
 async def test_births_of_invented_gateways_record_no_more_machines_than_a_site_may_have(
