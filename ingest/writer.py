@@ -204,6 +204,7 @@ class Writer:
                 topic, message, samples = valid[key]
                 if isinstance(message, EdgeStatus):
                     rows.statuses.append((topic.place, message))
+                    result.messages += 1  # written too: the throughput line counts it
                     continue
                 machine_id = self._machines[topic.place]  # _resolve gave it its id
                 seen = rows.last_seen.get(machine_id)

@@ -103,7 +103,10 @@ async def test_a_birth_records_the_gateways_machines_and_its_death_is_logged_onc
     twin = Place(site_b, "hall", "line-1", "pi-1")  # the same gateway id on another site
     m1, m2, m3 = (Place(site_a, "hall", "line-1", f"imm-0{i}") for i in (1, 2, 3))
     writer = Writer(conn)
-    await writer.write([_status(gateway, 1, True, [m1, m2, m3, m1]), _status(twin, 1, True, [])])
+    result = await writer.write(
+        [_status(gateway, 1, True, [m1, m2, m3, m1]), _status(twin, 1, True, [])]
+    )
+    assert result.messages == 2  # written, and counted on the throughput line
     assert await _served(conn, gateway) == [str(m1), str(m2), str(m3)]
     # Its next birth (a config without imm-03) lets imm-03 go.
     await writer.write([_status(gateway, 2, False), _status(gateway, 3, True, [m1, m2])])
