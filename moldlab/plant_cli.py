@@ -25,10 +25,12 @@ _FORMAT = (
 
 def add_parser(subparsers: Any) -> None:
     """Add `plant` and its subcommands to the `moldlab` parser's subparsers."""
+    from plant.plantfile import BOUNDS, MAX_PROBLEMS
+
     plant = subparsers.add_parser(
         "plant",
         help="master data: load the plant file (sites, shift calendars, moulds, machines)",
-        description=_FORMAT,
+        description=f"{_FORMAT} {BOUNDS}",
     )
     sub = plant.add_subparsers(dest="plant_command", required=True, metavar="PLANT_COMMAND")
     load = sub.add_parser(
@@ -40,13 +42,14 @@ def add_parser(subparsers: Any) -> None:
         "figures before that time keep the master data they had. Loading the same content "
         "again changes nothing. A change must take effect after the newest version of what it "
         "changes; an earlier one is refused and nothing is written. A file with errors is "
-        "refused (exit code 2) with one line per error: file:line: field: what. " + _FORMAT,
+        "refused (exit code 2) with one line per error, file:line: field: what (the first "
+        f"{MAX_PROBLEMS}, then how many more). {_FORMAT} {BOUNDS}",
     )
     load.add_argument("file", type=Path, metavar="FILE", help="the plant file (YAML)")
     load.add_argument(
         "--effective-from", metavar="TIMESTAMP",
-        help="when it takes effect: ISO 8601 with a zone, e.g. 2026-12-01T06:00+01:00 "
-        "(default: the file's effective_from, else now)",
+        help="when it takes effect: ISO 8601 with a zone, e.g. 2026-12-01T06:00+01:00, "
+        "from 1970 to a year ahead of now (default: the file's effective_from, else now)",
     )  # fmt: skip
     load.add_argument("--check", action="store_true", help="only validate the file; write nothing")
     load.add_argument("--database-url", help="postgresql://... (MOLDLAB_DATABASE_URL)")
@@ -76,6 +79,7 @@ def _timestamp(text: str) -> datetime:
 def run(args: argparse.Namespace) -> int:
     """Run `moldlab plant ...`; returns the exit code."""
     from plant import PlantFileError, load_plant
+    from plant.plantfile import effective_problem
 
     def fail(message: str, code: int = 2) -> int:
         print(f"moldlab plant {args.plant_command}: {message}", file=sys.stderr)
@@ -86,10 +90,13 @@ def run(args: argparse.Namespace) -> int:
         given = _timestamp(when) if when else None
     except ValueError as exc:
         return fail(str(exc))
+    now = datetime.now(UTC)
+    if args.plant_command == "load" and given and (problem := effective_problem(given, now)):
+        return fail(f"--effective-from {when}: {problem}")
     plant = None
     if args.plant_command == "load":
         try:
-            plant = load_plant(args.file)
+            plant = load_plant(args.file, now=now)
         except PlantFileError as exc:
             print(exc, file=sys.stderr)
             return 2
@@ -103,9 +110,19 @@ def run(args: argparse.Namespace) -> int:
     if not url:
         return fail("no database: give --database-url or set MOLDLAB_DATABASE_URL")
     import psycopg
+    from psycopg.conninfo import conninfo_to_dict
 
     from store import StoreError
 
+    try:
+        conninfo_to_dict(url)  # the same parse as connect(), without its traceback
+    except psycopg.ProgrammingError as exc:
+        hidden = "@" in url or "password" in url.lower()  # do not print a password
+        problem = str(exc).strip().replace(url, "<the URL>") if hidden else str(exc).strip()
+        return fail(
+            f"the database URL (--database-url or MOLDLAB_DATABASE_URL) is not valid: {problem}; "
+            "give postgresql://USER@HOST:PORT/DATABASE"
+        )
     try:
         if plant is not None:
             return asyncio.run(_load(url, plant, given, str(args.file)))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from psycopg import AsyncConnection
@@ -22,6 +22,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from plant import Machine, Mould, Plant, ShiftCalendar, Site
+from plant.plantfile import effective_problem
 from store.errors import StoreError
 
 __all__ = [
@@ -239,10 +240,13 @@ async def write_plant(
     """Write `plant` as in force from `effective_from`, in one transaction; what changed.
 
     Raises PlantConflict (nothing written) for a change at or before the start of the version
-    it would replace. A load that changes nothing writes nothing.
+    it would replace. A load that changes nothing writes nothing. ValueError for a time before
+    1970 or more than a year ahead: a version from then would block every change until then.
     """
     if effective_from.tzinfo is None:
         raise ValueError("effective_from needs a time zone")
+    if problem := effective_problem(effective_from, datetime.now(UTC)):
+        raise ValueError(f"effective_from {problem}")
     result = LoadResult(effective_from)
     conflicts: list[str] = []
     async with conn.transaction():

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import pytest
 
-from plant import Break, PlantFileError, load_plant, parse_plant
+from contracts import CYCLE_PARAMETERS
+from plant import Break, Plant, PlantFileError, load_plant, parse_plant
+from plant.plantfile import (
+    MAX_BREAKS,
+    MAX_FILE_BYTES,
+    MAX_HOLIDAYS,
+    MAX_MACHINES,
+    MAX_MOULDS,
+    MAX_PROBLEMS,
+    MAX_SHIFTS,
+    MAX_SITES,
+    PlantCalendar,
+    effective_problem,
+)
 from simulators.scenario import PACKAGED
 
 GOOD = """\
@@ -206,3 +219,255 @@ def test_every_problem_is_reported_not_only_the_first() -> None:
 def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(PlantFileError, match=r"nope\.yaml: no such file"):
         load_plant(tmp_path / "nope.yaml")
+
+
+def _site(i: int, shifts: int = 1, breaks: int = 0, holidays: int = 0) -> str:
+    """A site; with more than one shift, each one weekday for 3 hours (8 a day), none overlap."""
+    lines = [f"  - id: s{i}", "    timezone: Europe/Rome", "    calendar:", "      shifts:"]
+    for j in range(shifts):
+        day, start = divmod(j, 8)
+        brk = ", ".join(
+            f"{{start: '{_clock(180 * start + 15 * k + 5)}', "
+            f"end: '{_clock(180 * start + 15 * k + 10)}'}}"
+            for k in range(breaks)
+        )
+        lines.append(
+            f"        - {{name: x{j}, start: '{_clock(180 * start)}', "
+            f"end: '{_clock((180 * start + 180) % 1440)}', "
+            f"weekdays: [{WEEKDAYS[day % 7]}], breaks: [{brk}]}}"
+        )
+    if holidays:
+        days = ", ".join(str(date(2026, 1, 1) + timedelta(days=d)) for d in range(holidays))
+        lines.append(f"      holidays: [{days}]")
+    return "\n".join(lines) + "\n"
+
+
+def _clock(minute: int) -> str:
+    return "{:02d}:{:02d}".format(*divmod(minute, 60))
+
+
+WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+def _plant(
+    sites: int = 1,
+    shifts: int = 1,
+    breaks: int = 0,
+    holidays: int = 0,
+    moulds: int = 0,
+    machines: int = 0,
+) -> str:
+    """A valid plant file with lists of the given lengths (site s0 has the shifts and holidays)."""
+    parts = ["sites:\n", _site(0, shifts, breaks, holidays)]
+    parts += [_site(i) for i in range(1, sites)]
+    limits = ", ".join(f"{name}: {{lower: 1, upper: 2}}" for name in CYCLE_PARAMETERS)
+    parts.append("moulds:\n" if moulds else "")
+    parts += [
+        f"  - {{id: m{i}, cavities: 1, ideal_cycle_s: 1, part_weight_g: 1, material: P"
+        + (f", limits: {{{limits}}}}}\n" if i == 0 else "}\n")
+        for i in range(moulds)
+    ]
+    parts.append("machines:\n" if machines else "")
+    parts += [f"  - {{site: s0, area: a, line: l, id: m{i}}}\n" for i in range(machines)]
+    return "".join(parts)
+
+
+AT_THE_BOUNDS = {
+    "sites": MAX_SITES,
+    "shifts": MAX_SHIFTS,
+    "breaks": MAX_BREAKS,
+    "holidays": MAX_HOLIDAYS,
+    "moulds": MAX_MOULDS,
+    "machines": MAX_MACHINES,
+}
+
+
+def test_a_plant_file_at_every_bound_at_once_is_valid() -> None:
+    # Checks in about a second; before, 10,000 moulds alone took minutes (quadratic checks).
+    text = _plant(**AT_THE_BOUNDS)
+    assert len(text.encode()) <= MAX_FILE_BYTES
+    plant = parse_plant(text, "p.yaml")
+    site = plant.sites[0]
+    assert (len(plant.sites), len(site.calendar.shifts), len(site.calendar.holidays)) == (
+        MAX_SITES, MAX_SHIFTS, MAX_HOLIDAYS,
+    )  # fmt: skip
+    assert {len(s.breaks) for s in site.calendar.shifts} == {MAX_BREAKS}
+    assert (len(plant.moulds), len(plant.machines)) == (MAX_MOULDS, MAX_MACHINES)
+    assert len(plant.moulds[0].limits) == len(CYCLE_PARAMETERS)
+
+
+@pytest.mark.parametrize(
+    ("kind", "field"),
+    [
+        ("sites", "sites"),
+        ("shifts", "sites[0].calendar.shifts"),
+        ("breaks", "sites[0].calendar.shifts[0].breaks"),
+        ("holidays", "sites[0].calendar.holidays"),
+        ("moulds", "moulds"),
+        ("machines", "machines"),
+    ],
+)
+def test_one_more_than_a_bound_is_refused_with_its_field(kind: str, field: str) -> None:
+    bound = AT_THE_BOUNDS[kind]
+    with pytest.raises(PlantFileError) as caught:
+        parse_plant(_plant(**{kind: bound + 1}), "p.yaml")
+    (line,) = str(caught.value).splitlines()
+    assert line.startswith("p.yaml:"), line
+    assert line.split(": ", 1)[1] == (
+        f"{field}: List should have at most {bound} items after validation, not {bound + 1}"
+    )
+
+
+def test_the_bounds_are_in_the_help_text_of_the_models() -> None:
+    assert f"{MAX_HOLIDAYS:,}" in (PlantCalendar.model_fields["holidays"].description or "")
+    assert "366 days" in (Plant.model_fields["effective_from"].description or "")
+
+
+def test_a_file_over_the_size_limit_is_refused_before_it_is_parsed(tmp_path: Path) -> None:
+    big = tmp_path / "big.yaml"
+    big.write_bytes(b"#" * (MAX_FILE_BYTES + 1))
+    with pytest.raises(PlantFileError) as caught:
+        load_plant(big)
+    assert str(caught.value) == (
+        f"{big}: the file is 1,048,577 bytes, more than 1,048,576 bytes (1 MiB), the most a "
+        "plant file may be"
+    )
+    with pytest.raises(PlantFileError, match=r"^p\.yaml: the file is 1,048,577 bytes, more"):
+        parse_plant("#" * (MAX_FILE_BYTES + 1), "p.yaml")
+    # An endless stream: only the first MAX_FILE_BYTES + 1 bytes are read.
+    with pytest.raises(PlantFileError) as endless:
+        load_plant("/dev/zero")
+    assert str(endless.value) == (
+        "/dev/zero: the file is more than 1,048,576 bytes (1 MiB), the most a plant file may be"
+    )
+    exactly = tmp_path / "exactly.yaml"
+    exactly.write_bytes(GOOD.encode() + b"#" * (MAX_FILE_BYTES - len(GOOD.encode())))
+    assert load_plant(exactly).sites[0].id == "north"
+
+
+def test_identical_shifts_give_one_line_each_and_at_most_twenty_problems() -> None:
+    shift = "        - {name: same, start: '06:00', end: '14:00'}\n"
+    head = "sites:\n  - id: s\n    timezone: UTC\n    calendar:\n      shifts:\n"
+    three = parse_error(head + shift * 3)
+    assert three == [
+        "p.yaml:7: sites[0].calendar.shifts[1].name: shift name 'same' used more than once",
+        "p.yaml:8: sites[0].calendar.shifts[2].name: shift name 'same' used more than once",
+        "p.yaml:7: sites[0].calendar.shifts[1]: shift 'same' overlaps shift 'same'",
+        "p.yaml:8: sites[0].calendar.shifts[2]: shift 'same' overlaps shift 'same'",
+    ]
+    many = parse_error(head + shift * MAX_SHIFTS)
+    assert len(many) == MAX_PROBLEMS + 1
+    assert many[-1] == f"... and {2 * (MAX_SHIFTS - 1) - MAX_PROBLEMS} more problems"
+    assert many[0] == three[0]
+    # Field errors are capped the same way.
+    machines = "".join(f"  - {{site: s, area: a, line: l, id: 'bad {i}'}}\n" for i in range(21))
+    bad = parse_error(head + shift + "machines:\n" + machines)
+    assert len(bad) == MAX_PROBLEMS + 1
+    assert bad[-1] == "... and 1 more problem"
+
+
+def parse_error(text: str) -> list[str]:
+    with pytest.raises(PlantFileError) as caught:
+        parse_plant(text, "p.yaml")
+    return str(caught.value).splitlines()
+
+
+def test_a_shift_past_sunday_midnight_overlaps_monday_morning() -> None:
+    text = _bad("weekdays: [Monday, tue]", "weekdays: [sun]").replace(
+        'end: "06:00"', 'end: "06:30"'
+    )
+    assert parse_error(text) == [
+        "p.yaml:14: sites[0].calendar.shifts[1]: shift 'night' overlaps shift 'early'"
+    ]
+    # Ending as Monday's shift starts is no overlap.
+    assert parse_plant(_bad("weekdays: [Monday, tue]", "weekdays: [sun]"))
+
+
+IMPOSSIBLE = [
+    pytest.param(
+        _bad("holidays: [2026-12-25]", "holidays: [2026-02-30]"),
+        "p.yaml:19: sites[0].calendar.holidays[0]: 2026-02-30 is not a date: day is out of "
+        "range for month",
+        id="holiday-february-30",
+    ),
+    pytest.param(
+        _bad("holidays: [2026-12-25]", "holidays: [2026-12-25, '2026-13-01']"),
+        "p.yaml:19: sites[0].calendar.holidays[1]: 2026-13-01 is not a date: month must be in "
+        "1..12",
+        id="holiday-month-13",
+    ),
+    pytest.param(
+        _bad("holidays: [2026-12-25]", "holidays: [christmas]"),
+        "p.yaml:19: sites[0].calendar.holidays[0]: a date is YYYY-MM-DD (e.g. 2026-12-25), "
+        "not 'christmas'",
+        id="holiday-not-a-date",
+    ),
+    pytest.param(
+        _bad("effective_from: 2026-12-01T06:00:00+01:00", "effective_from: 2026-02-30T06:00:00Z"),
+        "p.yaml:1: effective_from: 2026-02-30T06:00:00Z is not a real time: day is out of range "
+        "for month",
+        id="effective-from-february-30",
+    ),
+    pytest.param(
+        _bad("effective_from: 2026-12-01T06:00:00+01:00", "effective_from: 2026-12-01 25:00:00"),
+        "p.yaml:1: effective_from: 2026-12-01 25:00:00 is not a real time: hour must be in 0..23",
+        id="effective-from-hour-25",
+    ),
+    pytest.param(
+        _bad("effective_from: 2026-12-01T06:00:00+01:00", "effective_from: next monday"),
+        "p.yaml:1: effective_from: a time is ISO 8601 with a zone (2026-12-01T06:00:00+01:00), "
+        "not 'next monday'",
+        id="effective-from-not-a-time",
+    ),
+    pytest.param(
+        _bad("effective_from: 2026-12-01T06:00:00+01:00", "effective_from: 1969-12-31T23:59Z"),
+        "p.yaml:1: effective_from: 1969-12-31T23:59:00+00:00 is before 1970",
+        id="effective-from-before-1970",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), IMPOSSIBLE)
+def test_an_impossible_date_is_a_field_error_with_its_line(text: str, expected: str) -> None:
+    assert parse_error(text) == [expected]
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        "2026-12-01T05:00:00Z",
+        "2026-12-01T05:00Z",
+        "'2026-12-01T06:00:00+01:00'",
+        "2026-12-01 06:00:00+01:00",
+        "2026-12-01 06:00:00 +1",  # YAML's own form
+        "2026-12-01t05:00:00.000Z",
+    ],
+)
+def test_a_valid_effective_time_reads_quoted_or_not(written: str) -> None:
+    text = _bad("effective_from: 2026-12-01T06:00:00+01:00", f"effective_from: {written}")
+    text = text.replace("holidays: [2026-12-25]", "holidays: [2026-12-25, '2026-12-26']")
+    plant = parse_plant(text)
+    assert plant.effective_from == datetime(2026, 12, 1, 5, tzinfo=UTC)
+    assert plant.sites[0].calendar.holidays == [date(2026, 12, 25), date(2026, 12, 26)]
+
+
+def test_an_effective_time_far_ahead_of_now_is_refused_when_now_is_given() -> None:
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    far = _bad("effective_from: 2026-12-01T06:00:00+01:00", "effective_from: 9999-12-31T23:59Z")
+    assert parse_error_at(far, now) == [
+        "p.yaml:1: effective_from: 9999-12-31T23:59:00+00:00 is more than 366 days ahead of now "
+        "(2026-11-30T12:00Z): nothing it holds could be changed before then; load it nearer "
+        "the time"
+    ]
+    # A year ahead is still fine; without `now` (a scenario's own file) nothing is refused.
+    near = _bad("effective_from: 2026-12-01T06:00:00+01:00", "effective_from: 2027-11-30T12:00Z")
+    assert parse_plant(near, now=now).effective_from == datetime(2027, 11, 30, 12, tzinfo=UTC)
+    assert parse_plant(far).effective_from == datetime(9999, 12, 31, 23, 59, tzinfo=UTC)
+    assert effective_problem(now + timedelta(days=367), now) is not None
+    assert effective_problem(now + timedelta(days=366), now) is None
+
+
+def parse_error_at(text: str, now: datetime) -> list[str]:
+    with pytest.raises(PlantFileError) as caught:
+        parse_plant(text, "p.yaml", now=now)
+    return str(caught.value).splitlines()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -264,3 +265,22 @@ def test_the_demo_loads_the_plant_file_its_simulated_floor_follows(plant_db: str
                 assert await machine_at(conn, place, now) is not None
 
     asyncio.run(check())
+
+
+@pytest.mark.parametrize(
+    ("at", "problem"),
+    [
+        (datetime(9999, 12, 31, 23, 59, tzinfo=UTC), "is more than 366 days ahead of now"),
+        (datetime(1969, 12, 31, tzinfo=UTC), "is before 1970"),
+    ],
+    ids=["far-ahead", "before-1970"],
+)
+async def test_a_load_effective_far_ahead_or_before_1970_is_refused_and_writes_nothing(
+    conn: AsyncConnection, plant_db: str, at: datetime, problem: str
+) -> None:
+    # In force from 9999 it would block every later change to this master data for good.
+    with pytest.raises(ValueError, match=re.escape(f"effective_from {at.isoformat()} {problem}")):
+        await write_plant(conn, parse_plant(DEMO), at, "far")
+    assert _counts(plant_db) == (0, 0, 0, 0)
+    soon = datetime.now(UTC) + timedelta(days=300)
+    assert len((await write_plant(conn, parse_plant(DEMO), soon, "soon")).added) == 9
