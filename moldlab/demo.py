@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import fcntl
 import logging
 import os
 import signal
@@ -14,11 +15,12 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import psycopg
 
-from moldlab.demo_floor import floor_parts
+from moldlab.demo_floor import FloorPart, floor_parts
 from moldlab.servers import (
     LocalMosquitto,
     LocalPostgres,
@@ -29,6 +31,7 @@ from moldlab.servers import (
     find_postgres_bin_dir,
     local_broker,
 )
+from moldlab.servers.process import free_port
 
 log = logging.getLogger("moldlab.demo")
 
@@ -47,23 +50,32 @@ def _die_with(parent: int) -> Callable[[], None]:
     return preexec
 
 
+# Ctrl-C, `kill`, and a closed terminal or SSH session: each stops the whole demo in order.
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 class _Stop(Exception):
-    """SIGINT or SIGTERM arrived."""
+    """SIGINT, SIGTERM or SIGHUP arrived."""
 
 
 class _Signals:
-    """Notes the first SIGINT/SIGTERM and ignores the rest; `check()` acts on it."""
+    """Notes the first SIGINT/SIGTERM/SIGHUP and ignores the rest; `check()` acts on it."""
 
     def __init__(self) -> None:
         self.received: str | None = None
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in _STOP_SIGNALS:
             signal.signal(signum, self._on_signal)
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         # No exception from here: it could land between a spawn and its bookkeeping.
         self.received = signal.Signals(signum).name
-        for other in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(other, signal.SIG_IGN)
+        self.ignore_more()
+
+    @staticmethod
+    def ignore_more() -> None:
+        """Ignore further signals: a second Ctrl-C must not leave half the stack running."""
+        for signum in _STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
 
     def check(self) -> None:
         if self.received:
@@ -106,6 +118,39 @@ class Child:
             self._proc.wait()
 
 
+def _claim(data_dir: Path) -> int | None:
+    """Lock `data_dir` for this demo (an open file descriptor, closed by the caller), or None
+    when another demo runs on it: this one would otherwise stop that one's servers as left
+    over. The lock goes with the process, however it ends."""
+    fd = os.open(data_dir / "demo.pid", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+def _holder(data_dir: Path) -> str:
+    with contextlib.suppress(OSError):
+        return f" (pid {(data_dir / 'demo.pid').read_text().strip()})"
+    return ""
+
+
+def _services() -> list[FloorPart]:
+    """Ingest and the API, beside the floor."""
+    # A free port, as the edge's: another demo, or an ingest, on this host may hold 9109.
+    metrics = free_port()
+    ingest = FloorPart(
+        "ingest",
+        ["ingest", "--metrics-port", str(metrics)],
+        f"broker to database; metrics at http://127.0.0.1:{metrics}/metrics",
+    )
+    return [ingest, FloorPart("api", ["api"], "")]
+
+
 def _ensure_database(server_url: str, name: str) -> str:
     with psycopg.connect(server_url, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
@@ -143,12 +188,14 @@ def _wait_for_api(
 
 
 def run_demo(data_dir: Path, *, port: int = 8000, machines: int | None = None) -> int:
-    """Run everything until SIGINT/SIGTERM or until a part dies; returns the exit code.
+    """Run everything until SIGINT/SIGTERM/SIGHUP or a part dies; returns the exit code.
 
     The machines are the packaged `demo` scenario's three, or `machines` of the demo floor;
     those of one line are read over Modbus TCP by an edge gateway (see moldlab.demo_floor).
     Everything is kept in `data_dir`, except, as root, a PostgreSQL cluster that the
-    `postgres` user could not reach there (see moldlab.servers.cluster_dir).
+    `postgres` user could not reach there (see moldlab.servers.cluster_dir). One demo runs on
+    a data dir at a time; servers an earlier one left running there (it was killed) are
+    stopped before they start afresh.
     """
     if not _port_free(port):
         print(f"moldlab demo: port {port} is in use; choose another with --port", file=sys.stderr)
@@ -157,17 +204,33 @@ def run_demo(data_dir: Path, *, port: int = 8000, machines: int | None = None) -
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         cluster, where = cluster_dir(data_dir)
+        lock = _claim(data_dir)
     except (OSError, ServerError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) else str(exc)
         print(f"moldlab demo: data directory {data_dir}: {reason}", file=sys.stderr)
         print("choose another with --data-dir (MOLDLAB_DATA_DIR)", file=sys.stderr)
         return 2
+    if lock is None:
+        print(
+            f"moldlab demo: another demo{_holder(data_dir)} runs on data directory {data_dir}; "
+            "stop it, or choose another --data-dir (MOLDLAB_DATA_DIR)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        return _run(data_dir, cluster, where, port, machines)
+    finally:
+        os.close(lock)
 
+
+def _run(data_dir: Path, cluster: Path, where: str, port: int, machines: int | None) -> int:
     signals = _Signals()
     # Its log beside the others in the data dir, wherever the cluster is.
     postgres = LocalPostgres(cluster, log_path=data_dir / "postgres.log")
     broker = local_broker(data_dir / "mqtt")
     children: list[Child] = []
+    gateways: list[str] = []
+    database_url = ""
     code = 0
     try:
         bin_dir, origin = find_postgres_bin_dir()
@@ -178,7 +241,11 @@ def run_demo(data_dir: Path, *, port: int = 8000, machines: int | None = None) -
         from store import upgrade
 
         backend = upgrade(database_url)
-        log.info("database ready on port %d (storage: %s)", postgres.port, backend)
+        log.info(
+            "database ready on port %d (storage: %s); other commands reach it with "
+            "MOLDLAB_DATABASE_URL=%s (e.g. moldlab plant show)",
+            postgres.port, backend, database_url,
+        )  # fmt: skip
         from moldlab.plant_cli import load_demo_plant
 
         load_demo_plant(database_url)  # the calendar and moulds the simulated floor follows
@@ -192,11 +259,10 @@ def run_demo(data_dir: Path, *, port: int = 8000, machines: int | None = None) -
             "MOLDLAB_API_HOST": "127.0.0.1",
             "MOLDLAB_API_PORT": str(port),
         }
-        for part in floor_parts(machines, data_dir / "edge", broker.url):
+        for part in [*floor_parts(machines, data_dir / "edge", broker.url), *_services()]:
             children.append(Child(part.name, part.args, env, part.role))
+            gateways += [part.gateway] if part.gateway else []
             signals.check()
-        children.append(Child("ingest", ["ingest"], env))
-        children.append(Child("api", ["api"], env))
         _wait_for_api(port, children, signals)
         print(f"\nmoldlab demo is running: open http://127.0.0.1:{port}", flush=True)
         print("(API docs at /docs; Ctrl-C stops everything)\n", flush=True)
@@ -212,25 +278,80 @@ def run_demo(data_dir: Path, *, port: int = 8000, machines: int | None = None) -
         log.error("%s; stopping", exc)
         code = 1
     finally:
-        # Ignore further signals: a second Ctrl-C must not leave half the stack running.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        _shutdown(children, broker, postgres)
+        signals.ignore_more()
+        _shutdown(children, broker, postgres, database_url, gateways)
     return code
 
 
+# The children in the order they stop, by name prefix, and how long each group may take. The
+# machines first, so that nothing new comes in; then the gateway, which forwards what it
+# holds and publishes its goodbye (its death status); ingest once that is written (it
+# acknowledges only after a commit); the API last. With the broker's and the database's
+# budgets below, the whole stop takes less than 10 s.
+_STOP_ORDER = (("sim-", 1.0), ("edge", 2.5), ("ingest", 2.0), ("api", 1.0))
+_GOODBYE_WAIT_S = 1.0  # for ingest to write the gateways' goodbyes
+_BROKER_STOP_S, _POSTGRES_STOP_S = 0.5, 1.5
+
+
+class _Named(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+_Part = TypeVar("_Part", bound=_Named)
+
+
+def _stop_groups(children: list[_Part]) -> list[tuple[list[_Part], float]]:
+    """`children` in groups as they stop (see _STOP_ORDER), with each group's budget."""
+    groups: list[tuple[list[_Part], float]] = []
+    rest = list(children)
+    for prefix, budget_s in _STOP_ORDER:
+        groups.append(([c for c in rest if c.name.startswith(prefix)], budget_s))
+        rest = [c for c in rest if not c.name.startswith(prefix)]
+    groups[-1][0].extend(rest)  # none, unless a new kind of child is not in the table yet
+    return groups
+
+
 def _shutdown(
-    children: list[Child], broker: LocalMosquitto | LocalPythonBroker, postgres: LocalPostgres
+    children: list[Child],
+    broker: LocalMosquitto | LocalPythonBroker,
+    postgres: LocalPostgres,
+    database_url: str,
+    gateways: list[str],
 ) -> None:
-    """Machines first, then the gateway, ingest and the API, then broker and database (< 10 s)."""
+    """Machines, the gateway, ingest and the API in turn, then broker and database (< 10 s)."""
     started = time.monotonic()
-    machines = [c for c in children if c.name.startswith("sim")]
-    services = [c for c in children if not c.name.startswith("sim")]
-    for group, budget_s in ((machines, 1.5), (services, 4.0)):
+    for group, budget_s in _stop_groups(children):
+        deadline = time.monotonic() + budget_s
         for child in group:
             child.terminate()
         for child in group:
-            child.wait(started + budget_s)
-    broker.stop(2.0)
-    postgres.stop(2.0)
+            child.wait(deadline)
+        if gateways and any(child.name == "edge" for child in group):
+            _wait_for_goodbyes(database_url, gateways, time.monotonic() + _GOODBYE_WAIT_S)
+    broker.stop(_BROKER_STOP_S)
+    postgres.stop(_POSTGRES_STOP_S)
     log.info("demo stopped in %.1f s", time.monotonic() - started)
+
+
+def _wait_for_goodbyes(database_url: str, gateways: list[str], deadline: float) -> None:
+    """Until ingest has written each gateway's last status, offline (or until `deadline`).
+
+    Written by ingest in this run, not at its next start, where it would tell of a gateway
+    lost in a run long over.
+    """
+    query = (
+        "SELECT count(*) FROM unnest(%s::text[]) AS g(key) WHERE (SELECT online FROM edge_status"
+        " WHERE edge_key = g.key ORDER BY received_at DESC LIMIT 1)"
+    )
+    try:
+        with psycopg.connect(database_url, autocommit=True, connect_timeout=1) as conn:
+            while time.monotonic() < deadline:
+                row = conn.execute(query, (gateways,)).fetchone()
+                if row is None or row[0] == 0:
+                    return
+                time.sleep(0.05)
+    except psycopg.Error as exc:
+        log.warning("cannot see whether ingest wrote the gateways' goodbyes: %s", exc)
+        return
+    log.warning("ingest did not write the goodbye of gateway %s in time", ", ".join(gateways))

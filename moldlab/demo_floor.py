@@ -34,6 +34,7 @@ class FloorPart:
     name: str
     args: list[str]
     role: str  # for the log line that announces it
+    gateway: str = ""  # of an edge gateway: its place, "site/area/line/id" (edge_status.edge_key)
 
 
 def _floor(machines: int | None) -> tuple[list[str], list[MachineSpec]]:
@@ -77,19 +78,19 @@ def floor_parts(machines: int | None, edge_dir: Path, broker_url: str) -> list[F
         ports = f"127.0.0.1:{base}-{base + len(modbus) - 1}"
         role = f"{_ids(modbus)} ({RETROFIT_LINE}): Modbus TCP only, on {ports}"
         parts.append(FloorPart("sim-modbus", args, role))
-        gateway_id, config = _gateway_config(modbus, base, edge_dir, broker_url)
+        gateway, config = _gateway_config(modbus, base, edge_dir, broker_url)
         role = (
-            f"gateway {gateway_id} reads {_ids(modbus)} over Modbus TCP, forwards over MQTT "
-            f"through its outbox; config {config}"
+            f"gateway {gateway.rsplit('/', 1)[1]} reads {_ids(modbus)} over Modbus TCP, "
+            f"forwards over MQTT through its outbox; config {config}"
         )
-        parts.append(FloorPart("edge", ["edge", "--config", str(config)], role))
+        parts.append(FloorPart("edge", ["edge", "--config", str(config)], role, gateway))
     return parts
 
 
 def _gateway_config(
     specs: list[MachineSpec], base_port: int, edge_dir: Path, broker_url: str
 ) -> tuple[str, Path]:
-    """Write the gateway's YAML (see deploy/edge/gateway.example.yaml); its id and path."""
+    """Write the gateway's YAML (see deploy/edge/gateway.example.yaml); its place and path."""
     places = {(spec.site, spec.area, spec.line) for spec in specs}
     if len(places) != 1:  # a gateway serves one place of the namespace
         raise ServerError(f"the machines of {RETROFIT_LINE} are in several areas: {places}")
@@ -128,4 +129,4 @@ def _gateway_config(
         load_config(path)  # here, so that a bad config stops the demo before any child
     except EdgeError as exc:
         raise ServerError(f"the demo's gateway config is not valid: {exc}") from exc
-    return gateway_id, path
+    return f"{site}/{area}/{line}/{gateway_id}", path

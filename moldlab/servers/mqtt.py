@@ -32,6 +32,7 @@ class LocalMosquitto(_Broker):
 
     label = "mosquitto"
     log_name = "mosquitto.log"
+    pid_name = "mosquitto.pid"
 
     def __init__(
         self,
@@ -87,6 +88,7 @@ class LocalPythonBroker(_Broker):
 
     label = "amqtt (in-process Python broker)"
     log_name = "amqtt.log"
+    pid_name = "amqtt.pid"
 
     def start(self, timeout_s: float = 20.0) -> None:
         """Launch `python -m moldlab.servers.pybroker` and wait until it accepts connections."""

@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from moldlab.servers.errors import ServerError
-from moldlab.servers.process import ChildServer
+from moldlab.servers.process import ChildServer, alive, stop_leftover
 
 
 def find_postgres_bin_dir() -> tuple[Path, str]:
@@ -64,6 +64,7 @@ def _run_as() -> dict[str, Any]:
     raise ServerError("running as root, but there is no 'postgres' or 'nobody' user to run as")
 
 
+_SOCKET_DIR_PREFIX = "moldlab-pg-"  # of the temporary directory holding its Unix socket
 # Where clusters go that their data dir cannot hold (see cluster_dir); /var/lib survives reboots.
 SHARED_CLUSTERS = Path("/var/lib/moldlab")
 # In a data dir: the path of its cluster when that lives elsewhere, one line.
@@ -119,22 +120,32 @@ def _chown_tree(path: Path, uid: int, gid: int) -> None:
             os.lchown(name, uid, gid)
 
 
-def _clear_reused_lock(data_dir: Path) -> None:
-    """Drop a postmaster.pid whose pid now belongs to a live process that is not its server."""
-    # postgres ignores a dead pid (or one it may not signal) but refuses to start when the
-    # pid is alive, even if it was reused after a crash; its postmaster runs in data_dir.
+def _running_postmaster(data_dir: Path) -> tuple[int, Path] | None:
+    """The pid and socket dir of a postgres still running on `data_dir`, from postmaster.pid.
+
+    postgres ignores a lock whose pid is dead (or one it may not signal) but refuses to start
+    when the pid is alive, even if it was reused after a crash: such a lock is dropped here.
+    Its postmaster runs in data_dir, which tells the two apart.
+    """
     lock = data_dir / "postmaster.pid"
     try:
-        pid = int(lock.read_text().split("\n", 1)[0])
+        lines = lock.read_text().split("\n")
+        pid = int(lines[0])
         cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
     except (OSError, ValueError):
-        return
-    if cwd != data_dir.resolve():
-        lock.unlink()
+        return None
+    if cwd != data_dir.resolve() or not alive(pid):
+        lock.unlink(missing_ok=True)
+        return None
+    return pid, Path(lines[4] if len(lines) > 4 else "")
 
 
 class LocalPostgres(ChildServer):
-    """A PostgreSQL server on 127.0.0.1 with trust auth, its data in `data_dir`."""
+    """A PostgreSQL server on 127.0.0.1 with trust auth, its data in `data_dir`.
+
+    It owns `data_dir`: a server found running there at start, left by a run that was killed
+    before it could stop it, is stopped first (one log line says so).
+    """
 
     label = "postgres"
     log_name = "postgres.log"
@@ -169,7 +180,7 @@ class LocalPostgres(ChildServer):
             return
         bin_dir, _ = find_postgres_bin_dir()
         # Unix sockets have a ~100-byte path limit, too short for some data dirs.
-        self._socket_dir = Path(tempfile.mkdtemp(prefix="moldlab-pg-"))
+        self._socket_dir = Path(tempfile.mkdtemp(prefix=_SOCKET_DIR_PREFIX))
         try:
             self._launch(bin_dir, timeout_s)
         except BaseException:
@@ -190,7 +201,13 @@ class LocalPostgres(ChildServer):
             )
             if done.returncode != 0:
                 raise ServerError(f"initdb failed:\n{done.stdout}{done.stderr}")
-        _clear_reused_lock(self.data_dir)
+        # Left by a run killed before it could stop it (SIGKILL, a closed terminal): this
+        # object owns the data dir, and postgres would refuse to start beside it.
+        if (leftover := _running_postmaster(self.data_dir)) is not None:
+            pid, socket_dir = leftover
+            stop_leftover(pid, self.label, self.data_dir, self.stop_signal)
+            if socket_dir.name.startswith(_SOCKET_DIR_PREFIX):  # made by start(); see stop()
+                shutil.rmtree(socket_dir, ignore_errors=True)
         safe = "on" if self.durable else "off"  # off: faster tests, a crash may lose data
         settings = {"max_connections": "200", "shared_buffers": "128MB", "fsync": safe}
         settings |= {"synchronous_commit": safe, "full_page_writes": safe}

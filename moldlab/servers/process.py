@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import os
 import signal
 import socket
@@ -13,6 +15,8 @@ from pathlib import Path
 from typing import Any, ClassVar, NoReturn, Self
 
 from moldlab.servers.errors import ServerError
+
+log = logging.getLogger("moldlab.servers")
 
 
 def free_port() -> int:
@@ -66,6 +70,46 @@ def descendants(pid: int) -> set[int]:
     return found
 
 
+def alive(pid: int) -> bool:
+    """Whether process `pid` exists and is not a zombie (Linux /proc)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def _wait_gone(pids: set[int], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while any(alive(pid) for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def stop_leftover(pid: int, label: str, data_dir: Path, stop_signal: signal.Signals) -> None:
+    """Stop a server that an earlier run left running on `data_dir` (killed before it could
+    stop it: its parent is gone, so it is not our child): its stop signal, SIGKILL after 10 s."""
+    log.info("stopping %s (pid %d) left running on %s by an earlier run", label, pid, data_dir)
+    group = descendants(pid) | {pid}  # now: once it is gone, its workers are no longer below it
+    try:
+        os.kill(pid, stop_signal)
+    except ProcessLookupError:
+        return
+    except PermissionError as exc:
+        raise ServerError(
+            f"{label} (pid {pid}) still runs on {data_dir} and may not be stopped by this "
+            "user; stop it, then start again"
+        ) from exc
+    if not _wait_gone({pid}, 10.0):
+        for other in group:
+            with contextlib.suppress(OSError):
+                os.kill(other, signal.SIGKILL)
+        if not _wait_gone(group, 5.0):
+            raise ServerError(f"{label} (pid {pid}) left running on {data_dir} does not stop")
+
+
 def log_tail(path: Path, lines: int = 20) -> str:
     """Return the last lines of a log file, or a note that there is none."""
     try:
@@ -81,6 +125,9 @@ class ChildServer:
     label: ClassVar[str]
     log_name: ClassVar[str]
     stop_signal: ClassVar[signal.Signals] = signal.SIGTERM
+    # In data_dir while the child runs: its pid and argv, so that a later start stops one an
+    # earlier run left behind (killed before it could stop it). None: the server keeps its own.
+    pid_name: ClassVar[str | None] = None
 
     def __init__(
         self, data_dir: Path, *, port: int | None = None, log_path: Path | None = None
@@ -114,6 +161,7 @@ class ChildServer:
         raise NotImplementedError
 
     def _spawn(self, argv: Sequence[str], **popen: Any) -> None:
+        self._stop_recorded_leftover()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self._log_offset = log.tell()
@@ -127,6 +175,25 @@ class ChildServer:
                 start_new_session=True,
                 **popen,
             )
+        if self.pid_name:
+            record = {"pid": self._proc.pid, "argv": [str(arg) for arg in argv]}
+            (self.data_dir / self.pid_name).write_text(json.dumps(record) + "\n")
+
+    def _stop_recorded_leftover(self) -> None:
+        """Stop the child an earlier run recorded in the pid file and left running."""
+        if not self.pid_name:
+            return
+        record = self.data_dir / self.pid_name
+        try:
+            recorded = json.loads(record.read_text())
+            pid, argv = int(recorded["pid"]), list(recorded["argv"])
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # no record, or its process is gone
+        # Its argv names this data dir (the config file, the port): not a reused pid.
+        if [os.fsdecode(arg) for arg in cmdline] == argv and alive(pid):
+            stop_leftover(pid, self.label, self.data_dir, self.stop_signal)
+        record.unlink(missing_ok=True)
 
     def _logged(self, marker: bytes) -> bool:
         """Whether this run of the server has written marker to its log."""
@@ -166,3 +233,5 @@ class ChildServer:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        if self.pid_name:
+            (self.data_dir / self.pid_name).unlink(missing_ok=True)

@@ -75,13 +75,17 @@ class _Demo:
         return {name: int(pid) for name, pid in found}
 
     def database_url(self) -> str:
-        found = re.search(r"database ready on port (\d+)", self.output())
+        """The URL the demo's log gives for other commands (`moldlab plant show`)."""
+        found = re.search(
+            r"database ready on port (\d+).* MOLDLAB_DATABASE_URL=(\S+) ", self.output()
+        )
         assert found, self.output()
-        return f"postgresql://postgres@127.0.0.1:{found.group(1)}/moldlab"
+        assert found.group(2) == f"postgresql://postgres@127.0.0.1:{found.group(1)}/moldlab"
+        return found.group(2)
 
-    def stop(self) -> tuple[int, float]:
+    def stop(self, signum: signal.Signals = signal.SIGTERM) -> tuple[int, float]:
         started = time.monotonic()
-        self.proc.send_signal(signal.SIGTERM)
+        self.proc.send_signal(signum)
         self.proc.wait(timeout=20)
         return self.proc.returncode, time.monotonic() - started
 
@@ -181,6 +185,18 @@ def test_demo_from_a_directory_postgres_cannot_enter_serves_mqtt_and_modbus_mach
     assert took_s < 10, output
     assert _alive(children) == set(), output
     assert f"open http://127.0.0.1:{demo.port}" in output
+    # The gateway's goodbye is written in this run: it stops, then ingest, then the API.
+    stopping = output.index("SIGTERM received: stopping")
+    lines = [
+        "edge gateway edge-line-1 stopped",
+        "gateway edge-line-1 at demo/hall-a/line-1 lost: 2 machines offline",
+        "moldlab ingest: SIGTERM received, stopping",
+    ]
+    at = [output.find(line, stopping) for line in lines]
+    assert -1 not in at, output[stopping:]
+    assert at == sorted(at), output[stopping:]
+    assert re.search(r"moldlab sim: SIGTERM received, stopping \(pid \d+\)", output)
+    assert "cannot serve metrics" not in output  # its own free port, not 9109
     # One line per child says which machines speak MQTT and which the gateway reads.
     assert "started sim-mqtt" in output
     assert "imm-02 (line-2): MQTT-native" in output
@@ -206,13 +222,19 @@ def test_demo_from_a_directory_postgres_cannot_enter_serves_mqtt_and_modbus_mach
     finally:
         code, _took_s = demo.stop()
     assert code == 0, demo.output()
+    # No gateway "lost" at the start for the run before, which said goodbye in time.
+    output = demo.output()
+    assert output.find(" lost: ") > output.index("SIGTERM received: stopping"), output
     if os.geteuid() == 0:
         assert f"{cluster}, as recorded in" in demo.output()
 
 
-@pytest.mark.parametrize("after_s", [0.5, 2.5])
+@pytest.mark.parametrize(
+    ("after_s", "signum"),
+    [(0.5, signal.SIGTERM), (2.5, signal.SIGTERM), (2.5, signal.SIGHUP)],  # HUP: SSH closed
+)
 def test_a_signal_during_start_up_stops_everything_started_so_far(
-    home: Path, after_s: float
+    home: Path, after_s: float, signum: signal.Signals
 ) -> None:
     demo = _Demo(home, free_port(), "start-up")
     seen: set[int] = set()
@@ -220,9 +242,32 @@ def test_a_signal_during_start_up_stops_everything_started_so_far(
     while time.monotonic() < deadline:
         seen |= descendants(demo.proc.pid)
         time.sleep(0.05)
-    code, took_s = demo.stop()
+    code, took_s = demo.stop(signum)
     output = demo.output()
     assert code == 0, output
     assert took_s < 10, output
     assert "Traceback" not in output
     assert _alive(seen) == set(), output
+
+
+def test_a_demo_killed_outright_leaves_nothing_that_stops_the_next(home: Path) -> None:
+    demo = _Demo(home, free_port(), "killed")
+    try:
+        _machines(demo, 90, lambda ms: len(ms) == 3)
+        servers = descendants(demo.proc.pid)
+    finally:
+        demo.proc.kill()  # SIGKILL: no chance to stop PostgreSQL and the broker
+        demo.proc.wait()
+    assert _alive(servers), "PostgreSQL and mosquitto outlive it"
+
+    demo = _Demo(home, demo.port, "after-kill")
+    try:
+        _machines(demo, 90, lambda ms: len(ms) == 3)
+        assert _alive(servers) == set()
+    finally:
+        code, _took_s = demo.stop()
+    output = demo.output()
+    assert code == 0, output
+    assert re.search(r"stopping postgres \(pid \d+\) left running on \S+ by an earlier run", output)
+    if shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists():
+        assert "stopping mosquitto (pid " in output

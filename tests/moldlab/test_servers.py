@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import logging
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -29,7 +33,7 @@ from moldlab.servers import (
 )
 from moldlab.servers.mqtt import _mosquitto_path
 from moldlab.servers.postgres import _run_as
-from moldlab.servers.process import free_ports
+from moldlab.servers.process import accepts_tcp, alive, free_ports
 
 pytestmark = pytest.mark.infra
 
@@ -114,6 +118,80 @@ def test_postgres_restarts_after_kill_with_stale_pid_file(work_dir: Path) -> Non
                 # postgres itself ignores a lock whose pid is dead.
                 pg.start()
             assert _count_rows(pg.url) == 1
+
+
+_ORPHAN = """
+import sys
+from pathlib import Path
+from moldlab.servers import LocalMosquitto, LocalPostgres, LocalPythonBroker
+kinds = {"postgres": LocalPostgres, "mosquitto": LocalMosquitto, "amqtt": LocalPythonBroker}
+server = kinds[sys.argv[1]](Path(sys.argv[2]))
+server.start()
+print(server.pid, flush=True)
+sys.stdin.read()  # until it is killed, leaving its server behind
+"""
+
+
+def _orphan(kind: str, data_dir: Path) -> int:
+    """Start a `kind` server on data_dir from a process that is then killed; the server's pid."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN, kind, str(data_dir)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert parent.stdout is not None
+    pid = int(parent.stdout.readline())
+    parent.kill()  # SIGKILL, as by the OOM killer: no chance to stop its server
+    parent.wait()
+    assert alive(pid)
+    return pid
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["postgres", pytest.param("mosquitto", marks=needs_mosquitto), "amqtt"],
+)
+def test_a_server_left_running_by_a_killed_run_is_stopped_at_the_next_start(
+    work_dir: Path, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    data_dir = work_dir / kind
+    leftover = _orphan(kind, data_dir)
+    lock = data_dir / "postmaster.pid"
+    socket_dir = Path(lock.read_text().split("\n")[4]) if kind == "postgres" else None
+    server: LocalPostgres | LocalMosquitto | LocalPythonBroker
+    server = {"postgres": LocalPostgres, "mosquitto": LocalMosquitto, "amqtt": LocalPythonBroker}[
+        kind
+    ](data_dir)
+    try:
+        with caplog.at_level(logging.INFO, "moldlab.servers"):
+            server.start()
+        assert not alive(leftover)
+        assert socket_dir is None or not socket_dir.exists()  # its temporary dir, removed too
+        assert f"stopping {server.label} (pid {leftover}) left running on {data_dir}" in (
+            caplog.text
+        )
+        if isinstance(server, LocalPostgres):
+            with psycopg.connect(server.url) as conn:
+                assert conn.execute("SELECT 1").fetchone() == (1,)
+        else:
+            assert accepts_tcp(server.port)
+    finally:
+        server.stop()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(leftover, signal.SIGKILL)  # when the test failed: no server left over
+    if server.pid_name:
+        assert not (data_dir / server.pid_name).exists()  # removed at a clean stop
+
+
+def test_a_live_process_that_reused_a_recorded_pid_is_left_alone(work_dir: Path) -> None:
+    with subprocess.Popen(["sleep", "60"]) as other:
+        data_dir = work_dir / "amqtt"
+        data_dir.mkdir()
+        record = {"pid": other.pid, "argv": [sys.executable, "-m", "moldlab.servers.pybroker"]}
+        (data_dir / "amqtt.pid").write_text(json.dumps(record))
+        with LocalPythonBroker(data_dir) as broker:
+            assert accepts_tcp(broker.port)
+        assert other.poll() is None
+        other.kill()
 
 
 def test_postgres_create_and_drop_database(work_dir: Path) -> None:
