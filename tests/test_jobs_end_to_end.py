@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,10 +19,11 @@ from pathlib import Path
 import aiomqtt
 import psycopg
 import pytest
+from ingest_task import running_ingest
 
 from contracts import BrokerUrl, JobRecord, decode
 from edge import GatewayConfig, run_edge
-from ingest import IngestSettings, run_ingest
+from ingest import IngestSettings
 from simulators import MOULDS, MachineSpec, ShiftCalendar, run_simulation
 from simulators.floor import ModbusFloor
 from simulators.modbus import load_register_map
@@ -49,31 +49,12 @@ def _spec(site: str) -> MachineSpec:
 @contextlib.asynccontextmanager
 async def _ingest(database_url: str, mqtt_url: str, site: str) -> AsyncIterator[None]:
     """Ingest of `site` running in this process, from the moment it has subscribed."""
-    subscribed = asyncio.Event()
-
-    class _Subscribed(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.getMessage().startswith("subscribed to"):
-                subscribed.set()
-
-    handler, logger = _Subscribed(), logging.getLogger("ingest.service")
-    level = logger.level
-    logger.setLevel(logging.INFO)  # "subscribed to" is an INFO line
-    logger.addHandler(handler)
     settings = IngestSettings(
         database_url=database_url, mqtt_url=mqtt_url, ingest_site=site,
         ingest_client_id=f"ingest-{site}", ingest_metrics_port=0,
     )  # fmt: skip
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_ingest(settings, stop))
-    try:
-        await asyncio.wait_for(subscribed.wait(), 20)
+    async with running_ingest(settings):
         yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        stop.set()
-        await asyncio.wait_for(task, 10)
 
 
 async def _until(condition: Callable[[], Awaitable[bool]], timeout_s: float = 60.0) -> None:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import aiomqtt
 import psycopg
 import pytest
+from ingest_task import running_ingest
 
 from contracts import BrokerUrl, CycleRecord, MessageKind, PartQuality, Topic, encode
 from ingest import Inbound, IngestSettings, Limits, run_ingest
@@ -71,33 +70,6 @@ def _shots_and_rejections(database_url: str, machine: str) -> tuple[list[int], l
     return [int(shot) for (shot,) in shots], [str(reason) for (reason,) in reasons]
 
 
-@contextlib.asynccontextmanager
-async def _ingest(settings: IngestSettings) -> AsyncIterator[None]:
-    """Ingest running in this process, from the moment it has subscribed until the block ends."""
-    subscribed = asyncio.Event()
-
-    class _Subscribed(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if record.getMessage().startswith("subscribed to"):
-                subscribed.set()
-
-    handler = _Subscribed()
-    logger = logging.getLogger("ingest.service")
-    level = logger.level
-    logger.setLevel(logging.INFO)  # "subscribed to" is an INFO line
-    logger.addHandler(handler)
-    stop = asyncio.Event()
-    task = asyncio.create_task(run_ingest(settings, stop))
-    try:
-        await asyncio.wait_for(subscribed.wait(), 20)
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        stop.set()
-        await asyncio.wait_for(task, 10)
-
-
 async def test_messages_are_acknowledged_only_after_they_are_committed(
     database_url: str, mqtt_url: str
 ) -> None:
@@ -108,7 +80,7 @@ async def test_messages_are_acknowledged_only_after_they_are_committed(
         ingest_client_id=f"ingest-{site}",
     )  # fmt: skip
     # 1. The persistent session exists; ingest is then down while a machine publishes.
-    async with _ingest(settings):
+    async with running_ingest(settings):
         pass
     async with aiomqtt.Client(**BrokerUrl.parse(mqtt_url).client_options()) as publisher:
         for seq in range(1, 21):
@@ -119,7 +91,7 @@ async def test_messages_are_acknowledged_only_after_they_are_committed(
     unreachable = settings.model_copy(
         update={"database_url": "postgresql://postgres@127.0.0.1:1/nowhere"}
     )
-    async with _ingest(unreachable):
+    async with running_ingest(unreachable):
         await asyncio.sleep(1.5)  # the messages come, and nothing may acknowledge them
     # 3. With the database back, the broker redelivers every one of them.
 
@@ -132,7 +104,7 @@ async def test_messages_are_acknowledged_only_after_they_are_committed(
             ).fetchall()
         return [s for (s,) in rows]
 
-    async with _ingest(settings):
+    async with running_ingest(settings):
         deadline = time.monotonic() + 20
         while len(seqs()) < 20 and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
