@@ -22,7 +22,9 @@ from typing import IO, Protocol, TypeVar
 import aiomqtt
 import pytest
 import yaml
+from gateway_config import gateway_config
 from pymodbus.transaction import TransactionManager
+from watch import until, watch
 
 from contracts import (
     BrokerUrl,
@@ -50,56 +52,6 @@ class Broker(Protocol):  # the own_broker fixture
     def stop(self) -> None: ...
 
 
-def _config(mqtt_url: str, port: int, outbox_dir: Path, **overrides: object) -> GatewayConfig:
-    data = {
-        "gateway_id": "pi-test",
-        "site": f"test-{uuid.uuid4().hex[:8]}",  # a site of its own: no retained leftovers
-        "area": "hall-a",
-        "line": "line-1",
-        "broker": {"url": mqtt_url},
-        "machines": [
-            {
-                "machine_id": "imm-01",
-                "modbus": {"host": "127.0.0.1", "port": port, "poll_interval_s": 0.1},
-            }
-        ],
-        "telemetry_interval_s": 0.5,
-        "outbox": {"path": str(outbox_dir / "outbox.sqlite")},
-        "metrics": {"enabled": False},
-        **overrides,
-    }
-    return GatewayConfig.model_validate(data)
-
-
-@contextlib.asynccontextmanager
-async def _received(mqtt_url: str, site: str) -> AsyncIterator[list[tuple[str, AnyMessage]]]:
-    """Every message published under `site` while the block runs, decoded."""
-    broker = BrokerUrl.parse(mqtt_url)
-    received: list[tuple[str, AnyMessage]] = []
-    async with aiomqtt.Client(broker.host, broker.port) as client:
-        await client.subscribe(f"moldlab/v1/{site}/#", qos=1)
-
-        async def collect() -> None:
-            async for message in client.messages:
-                assert isinstance(message.payload, bytes)
-                received.append((str(message.topic), decode(message.payload)))
-
-        task = asyncio.create_task(collect())
-        try:
-            yield received
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
-async def _until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-
-
 def _of(kind: type[T], received: list[tuple[str, AnyMessage]]) -> list[T]:
     return [m for _, m in received if isinstance(m, kind)]
 
@@ -107,14 +59,14 @@ def _of(kind: type[T], received: list[tuple[str, AnyMessage]]) -> list[T]:
 async def test_telemetry_and_state_reach_the_broker(
     mqtt_url: str, machine: ModbusMachineServer, sample: dict[str, float], tmp_path: Path
 ) -> None:
-    config = _config(mqtt_url, machine.port, tmp_path)
+    config = gateway_config(mqtt_url, machine.port, tmp_path)
     stop = asyncio.Event()
-    async with _received(mqtt_url, config.site) as received:
+    async with watch(mqtt_url, f"moldlab/v1/{config.site}/#") as received:
         agent = asyncio.create_task(run_edge(config, stop))
-        await _until(lambda: len(_of(TelemetryBatch, received)) >= 3)
+        await until(lambda: len(_of(TelemetryBatch, received)) >= 3)
         stop.set()
         await asyncio.wait_for(agent, 10)
-        await _until(lambda: any(not s.online for s in _of(EdgeStatus, received)))
+        await until(lambda: any(not s.online for s in _of(EdgeStatus, received)))
 
     prefix = f"moldlab/v1/{config.site}/hall-a/line-1"
     topics = {type(m).__name__: topic for topic, m in received}
@@ -134,8 +86,8 @@ async def test_telemetry_and_state_reach_the_broker(
     seqs = [m.seq for _, m in received if m.source == "pi-test:imm-01"]
     assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
 
-    async with _received(mqtt_url, config.site) as retained:
-        await _until(lambda: bool(retained))
+    async with watch(mqtt_url, f"moldlab/v1/{config.site}/#") as retained:
+        await until(lambda: bool(retained))
     assert [(type(m), getattr(m, "online", None)) for _, m in retained] == [(EdgeStatus, False)]
 
 
@@ -143,16 +95,16 @@ async def test_a_machine_that_goes_away_is_reported_once_and_back_once(
     mqtt_url: str, machine: ModbusMachineServer, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     caplog.set_level(logging.INFO, logger="edge")
-    config = _config(mqtt_url, machine.port, tmp_path)
+    config = gateway_config(mqtt_url, machine.port, tmp_path)
     stop = asyncio.Event()
-    async with _received(mqtt_url, config.site) as received:
+    async with watch(mqtt_url, f"moldlab/v1/{config.site}/#") as received:
         agent = asyncio.create_task(run_edge(config, stop))
-        await _until(lambda: len(_of(TelemetryBatch, received)) >= 1)
+        await until(lambda: len(_of(TelemetryBatch, received)) >= 1)
         await machine.stop()
-        await _until(lambda: len(_of(StateChange, received)) == 2)
+        await until(lambda: len(_of(StateChange, received)) == 2)
         await asyncio.sleep(2.0)  # several failed polls meanwhile
         await machine.start()
-        await _until(lambda: len(_of(StateChange, received)) == 3)
+        await until(lambda: len(_of(StateChange, received)) == 3)
         stop.set()
         await asyncio.wait_for(agent, 10)
 
@@ -246,23 +198,23 @@ async def test_a_30_s_broker_outage_loses_nothing(
     tmp_path: Path,
 ) -> None:
     caplog.set_level(logging.INFO, logger="edge")
-    config = _config(own_broker.url, machine.port, tmp_path)
+    config = gateway_config(own_broker.url, machine.port, tmp_path)
     source = "pi-test:imm-01"
     stop = asyncio.Event()
     own_broker.start()
     async with _subscribed(own_broker.url, config.site) as received:
         agent = asyncio.create_task(run_edge(config, stop))
-        await _until(lambda: len(_seqs(received, source)) >= 3)
+        await until(lambda: len(_seqs(received, source)) >= 3)
         own_broker.stop()
         went_down = datetime.now(UTC)
         last_before = max(_seqs(received, source))
         await asyncio.sleep(30)
         came_back = datetime.now(UTC)
         own_broker.start()
-        await _until(lambda: _caught_up(received, [source], came_back), timeout_s=30)
+        await until(lambda: _caught_up(received, [source], came_back), timeout_s=30)
         stop.set()
         await asyncio.wait_for(agent, 15)
-        await _until(lambda: any(not s.online for s in _of_arrived(EdgeStatus, received)))
+        await until(lambda: any(not s.online for s in _of_arrived(EdgeStatus, received)))
 
     seqs = _seqs(received, source)
     assert _complete(seqs), "a sequence number is missing"
@@ -283,7 +235,7 @@ async def test_a_backlog_drains_at_its_rate_while_live_data_flows(
     own_broker: Broker, machine: ModbusMachineServer, tmp_path: Path
 ) -> None:
     rate_per_s = 10
-    config = _config(
+    config = gateway_config(
         own_broker.url,
         machine.port,
         tmp_path,
@@ -295,14 +247,14 @@ async def test_a_backlog_drains_at_its_rate_while_live_data_flows(
     own_broker.start()
     async with _subscribed(own_broker.url, config.site) as received:
         agent = asyncio.create_task(run_edge(config, stop))
-        await _until(lambda: len(_seqs(received, source)) >= 3)
+        await until(lambda: len(_seqs(received, source)) >= 3)
         own_broker.stop()
         await asyncio.sleep(6)  # about 30 batches wait in the outbox
         last_before = max(_seqs(received, source))
         own_broker.start()
-        await _until(lambda: len([s for s in _of_arrived(EdgeStatus, received) if s.online]) >= 2)
+        await until(lambda: len([s for s in _of_arrived(EdgeStatus, received) if s.online]) >= 2)
         reconnected = [s for s in _of_arrived(EdgeStatus, received) if s.online][-1].ts
-        await _until(
+        await until(
             lambda: _caught_up(received, [source], reconnected + timedelta(seconds=1)),
             timeout_s=30,
         )
@@ -354,13 +306,13 @@ async def test_sigkill_during_an_outage_loses_nothing(
     path = tmp_path / "gateway.yaml"
     async with ModbusMachineServer(load_register_map(), port=0) as second:
         second.update(sample, MachineState.UNPLANNED_STOP, "material_shortage")
-        config = _config(own_broker.url, machine.port, tmp_path)
+        config = gateway_config(own_broker.url, machine.port, tmp_path)
         sources = _gateway_of_two(config, second.port, path)
         own_broker.start()
         with (tmp_path / "agent.log").open("ab") as log:
             async with _subscribed(own_broker.url, config.site) as received:
                 agent = await _agent_process(path, log)
-                await _until(lambda: all(len(_seqs(received, s)) >= 3 for s in sources))
+                await until(lambda: all(len(_seqs(received, s)) >= 3 for s in sources))
                 own_broker.stop()
                 went_down = datetime.now(UTC)
                 last_before = {s: max(_seqs(received, s)) for s in sources}
@@ -372,7 +324,7 @@ async def test_sigkill_during_an_outage_loses_nothing(
                 await asyncio.sleep(3)
                 own_broker.start()
                 came_back = datetime.now(UTC)
-                await _until(
+                await until(
                     lambda: _caught_up(received, sources, came_back + timedelta(seconds=1)),
                     timeout_s=30,
                 )
@@ -396,22 +348,22 @@ async def test_sigkill_while_a_backlog_drains_loses_nothing(
     path = tmp_path / "gateway.yaml"
     async with ModbusMachineServer(load_register_map(), port=0) as second:
         second.update(sample, MachineState.IDLE, "starved")
-        config = _config(own_broker.url, machine.port, tmp_path)
+        config = gateway_config(own_broker.url, machine.port, tmp_path)
         sources = _gateway_of_two(config, second.port, path, drain_rate_per_s=10)
         own_broker.start()
         with (tmp_path / "agent.log").open("ab") as log:
             async with _subscribed(own_broker.url, config.site) as received:
                 agent = await _agent_process(path, log)
-                await _until(lambda: all(len(_seqs(received, s)) >= 3 for s in sources))
+                await until(lambda: all(len(_seqs(received, s)) >= 3 for s in sources))
                 own_broker.stop()
                 await asyncio.sleep(4)  # some 40 messages wait, 4 s of draining at 10/s
                 own_broker.start()
-                await _until(lambda: len([s for _, s in received if _is_birth(s)]) >= 2)
+                await until(lambda: len([s for _, s in received if _is_birth(s)]) >= 2)
                 await asyncio.sleep(1.5)
                 agent.kill()  # in the middle of the drain
                 await agent.wait()
                 agent = await _agent_process(path, log)
-                await _until(lambda: all(_complete(_seqs(received, s)) for s in sources), 30)
+                await until(lambda: all(_complete(_seqs(received, s)) for s in sources), 30)
                 await asyncio.sleep(1)
                 agent.terminate()
                 assert await asyncio.wait_for(agent.wait(), 15) == 0
@@ -446,7 +398,7 @@ async def _scrape(port: int) -> dict[str, float]:
     }
 
 
-async def _scraped_until(
+async def _scrapeduntil(
     port: int, condition: Callable[[dict[str, float]], bool], timeout_s: float = 20
 ) -> dict[str, float]:
     deadline = time.monotonic() + timeout_s
@@ -467,7 +419,7 @@ async def test_health_and_counters_are_served_and_the_birth_tells_of_drops(
     own_broker: Broker, machine: ModbusMachineServer, tmp_path: Path
 ) -> None:
     port = _free_port()
-    config = _config(
+    config = gateway_config(
         own_broker.url,
         machine.port,
         tmp_path,
@@ -477,7 +429,7 @@ async def test_health_and_counters_are_served_and_the_birth_tells_of_drops(
     stop = asyncio.Event()
     agent = asyncio.create_task(run_edge(config, stop))  # the broker is not up yet
     labels = '{machine="imm-01"}'
-    away = await _scraped_until(port, lambda m: m.get("moldlab_edge_messages_dropped_total", 0) > 0)
+    away = await _scrapeduntil(port, lambda m: m.get("moldlab_edge_messages_dropped_total", 0) > 0)
     assert away[f"moldlab_edge_polls_total{labels}"] > 10
     assert away[f"moldlab_edge_poll_errors_total{labels}"] == 0
     assert away["moldlab_edge_broker_connected"] == 0
@@ -491,9 +443,9 @@ async def test_health_and_counters_are_served_and_the_birth_tells_of_drops(
 
     own_broker.start()
     async with _subscribed(own_broker.url, config.site) as received:
-        await _scraped_until(port, lambda m: m["moldlab_edge_broker_connected"] == 1, 40)
-        await _until(lambda: any(isinstance(m, EdgeStatus) for _, m in received))
-        await _scraped_until(port, lambda m: m["moldlab_edge_messages_sent_total"] > 0)
+        await _scrapeduntil(port, lambda m: m["moldlab_edge_broker_connected"] == 1, 40)
+        await until(lambda: any(isinstance(m, EdgeStatus) for _, m in received))
+        await _scrapeduntil(port, lambda m: m["moldlab_edge_messages_sent_total"] > 0)
         stop.set()
         await asyncio.wait_for(agent, 15)
     birth = next(m for m in _of_arrived(EdgeStatus, received) if m.online)
@@ -566,16 +518,16 @@ async def test_a_network_cut_is_noticed_and_loses_nothing(
     source = "pi-test:imm-01"
     stop = asyncio.Event()
     async with _Cable(BrokerUrl.parse(mqtt_url).port) as cable:
-        config = _config(cable.url, machine.port, tmp_path)
+        config = gateway_config(cable.url, machine.port, tmp_path)
         async with _subscribed(mqtt_url, config.site) as received:
             agent = asyncio.create_task(run_edge(config, stop))
-            await _until(lambda: len(_seqs(received, source)) >= 3)
+            await until(lambda: len(_seqs(received, source)) >= 3)
             cable.cut = True
             cut_at = datetime.now(UTC)
             await asyncio.sleep(15)
             cable.mend()
             mended_at = datetime.now(UTC)
-            await _until(lambda: _caught_up(received, [source], mended_at), timeout_s=60)
+            await until(lambda: _caught_up(received, [source], mended_at), timeout_s=60)
             stop.set()
             await asyncio.wait_for(agent, 15)
 
@@ -608,7 +560,7 @@ async def test_a_stop_that_comes_with_a_modbus_answer_ends_the_agent(
     # pymodbus awaits each answer with asyncio.wait_for, which on Python 3.11 drops a
     # cancellation that comes in the loop turn of the answer (CPython gh-86296). A SIGTERM
     # that came so left a poller polling on, and the agent waiting for it for ever.
-    config = _config(mqtt_url, machine.port, tmp_path)
+    config = gateway_config(mqtt_url, machine.port, tmp_path)
     stop = asyncio.Event()
     answer = TransactionManager.callback_data
     answers = 0
@@ -625,11 +577,11 @@ async def test_a_stop_that_comes_with_a_modbus_answer_ends_the_agent(
         return used
 
     monkeypatch.setattr(TransactionManager, "callback_data", stop_with_the_tenth_answer)
-    async with _received(mqtt_url, config.site) as received:
+    async with watch(mqtt_url, f"moldlab/v1/{config.site}/#") as received:
         agent = asyncio.create_task(run_edge(config, stop))
         await asyncio.wait_for(stop.wait(), 10)
         await _ended_within(agent, _STOP_WITHIN_S)
-        await _until(lambda: any(not s.online for s in _of(EdgeStatus, received)))
+        await until(lambda: any(not s.online for s in _of(EdgeStatus, received)))
     assert answers == 10  # no poll after the stop
 
 
@@ -645,7 +597,7 @@ async def _sigterm_while_polling(path: Path, log_path: Path, delay_s: float) -> 
     with log_path.open("ab") as log:
         agent = await _agent_process(path, log)
     try:
-        await _until(lambda: _answering(log_path) == answering + 2)
+        await until(lambda: _answering(log_path) == answering + 2)
         await asyncio.sleep(delay_s)  # a moment while it polls
         agent.terminate()
         with contextlib.suppress(TimeoutError):
@@ -671,7 +623,7 @@ async def test_a_sigterm_at_any_moment_ends_the_agent_process(
             {"machine_id": m, "modbus": {"host": "127.0.0.1", "port": p, "poll_interval_s": 0.01}}
             for m, p in (("imm-01", machine.port), ("imm-02", second.port))
         ]
-        config = _config(mqtt_url, machine.port, tmp_path, machines=machines)
+        config = gateway_config(mqtt_url, machine.port, tmp_path, machines=machines)
         path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
         for round_ in range(15):
             code = await _sigterm_while_polling(path, log_path, rng.uniform(0, 0.3))
@@ -694,13 +646,13 @@ async def test_a_broker_that_stops_answering_does_not_hold_up_a_stop(
     source = "pi-test:imm-01"
     stop = asyncio.Event()
     async with _Cable(BrokerUrl.parse(mqtt_url).port) as cable:
-        config = _config(cable.url, machine.port, tmp_path)
+        config = gateway_config(cable.url, machine.port, tmp_path)
         async with _subscribed(mqtt_url, config.site) as received:
             agent = asyncio.create_task(run_edge(config, stop))
-            await _until(lambda: len(_seqs(received, source)) >= 3)
+            await until(lambda: len(_seqs(received, source)) >= 3)
             cable.cut = True  # what is in flight, what comes next, the goodbye: no answer
             cut_at = time.time()
-            await _until(lambda: _waiting(config.outbox.path, cut_at) >= 1)
+            await until(lambda: _waiting(config.outbox.path, cut_at) >= 1)
             stop.set()
             took_s = await _ended_within(agent, _STOP_WITHIN_S)
     assert took_s >= 5.0 - 0.5  # it tried for its grace
@@ -715,7 +667,7 @@ async def test_an_mqtt_native_machine_is_forwarded_as_the_gateways(
 ) -> None:
     # The machine publishes on the same broker as the plant's, and its topic filter would
     # match the gateway's own output too: each message must come out once.
-    config = _config(mqtt_url, machine.port, tmp_path)
+    config = gateway_config(mqtt_url, machine.port, tmp_path)
     data = config.model_dump(mode="json")
     area = data["area"] = f"hall-{uuid.uuid4().hex[:6]}"  # no retained states of other tests
     data["machines"].append(
@@ -727,9 +679,9 @@ async def test_an_mqtt_native_machine_is_forwarded_as_the_gateways(
     config = GatewayConfig.model_validate(data)
     stop = asyncio.Event()
     broker = BrokerUrl.parse(mqtt_url)
-    async with _received(mqtt_url, config.site) as received:
+    async with watch(mqtt_url, f"moldlab/v1/{config.site}/#") as received:
         agent = asyncio.create_task(run_edge(config, stop))
-        await _until(lambda: len(_of(TelemetryBatch, received)) >= 1)
+        await until(lambda: len(_of(TelemetryBatch, received)) >= 1)
         async with aiomqtt.Client(broker.host, broker.port) as press:
             for seq, state in enumerate([MachineState.RUNNING, MachineState.SETUP]):
                 change = StateChange(
@@ -738,7 +690,7 @@ async def test_an_mqtt_native_machine_is_forwarded_as_the_gateways(
                 )  # fmt: skip
                 topic = f"moldlab/v1/press-site/{area}/l/press-5/state"
                 await press.publish(topic, encode(change), qos=1)
-        await _until(lambda: len([m for _, m in received if m.machine_id == "imm-05"]) >= 2)
+        await until(lambda: len([m for _, m in received if m.machine_id == "imm-05"]) >= 2)
         await asyncio.sleep(1)  # time for a loop to show, if there were one
         stop.set()
         await asyncio.wait_for(agent, 10)
@@ -811,14 +763,14 @@ async def test_tls_to_a_broker_with_a_private_ca(
     assert broker.url.startswith("mqtts://")
     # Without the plant's CA the broker's certificate is refused, and said so once.
     caplog.set_level(logging.INFO, logger="edge")
-    untrusted = _config(broker.url, machine.port, tmp_path / "untrusted")
+    untrusted = gateway_config(broker.url, machine.port, tmp_path / "untrusted")
     stop = asyncio.Event()
     agent = asyncio.create_task(run_edge(untrusted, stop))
-    await _until(lambda: any("certificate verify failed" in r.getMessage() for r in caplog.records))
+    await until(lambda: any("certificate verify failed" in r.getMessage() for r in caplog.records))
     stop.set()
     await asyncio.wait_for(agent, 10)
 
-    config = _config(
+    config = gateway_config(
         broker.url,
         machine.port,
         tmp_path,
@@ -839,7 +791,7 @@ async def test_tls_to_a_broker_with_a_private_ca(
                 received.append(decode(message.payload))
 
         collector = asyncio.create_task(collect())
-        await _until(lambda: any(isinstance(m, TelemetryBatch) for m in received))
+        await until(lambda: any(isinstance(m, TelemetryBatch) for m in received))
         stop.set()
         await asyncio.wait_for(agent, 10)
         collector.cancel()
