@@ -35,6 +35,11 @@ def check_segment(field: str, value: str) -> str:
     return value
 
 
+def _check_place(where: Place | Topic) -> None:
+    for field in ("site", "area", "line", "machine"):
+        check_segment(field, getattr(where, field))
+
+
 @dataclass(frozen=True, slots=True)
 class Place:
     """Where a machine (or a publisher) is: `str(place)` is "site/area/line/machine"."""
@@ -45,8 +50,7 @@ class Place:
     machine: str
 
     def __post_init__(self) -> None:
-        for field in ("site", "area", "line", "machine"):
-            check_segment(field, getattr(self, field))
+        _check_place(self)
 
     def __str__(self) -> str:
         return f"{self.site}/{self.area}/{self.line}/{self.machine}"
@@ -69,8 +73,7 @@ class Topic:
     kind: MessageKind
 
     def __post_init__(self) -> None:
-        for field in ("site", "area", "line", "machine"):
-            check_segment(field, getattr(self, field))
+        _check_place(self)
 
     @property
     def place(self) -> Place:

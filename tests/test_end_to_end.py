@@ -16,6 +16,7 @@ import httpx
 import pytest
 import uvicorn
 import websockets
+from watch import eventually
 
 from contracts import BrokerUrl
 from dashboard_api import ApiSettings, create_app
@@ -45,13 +46,6 @@ async def api_url(database_url: str) -> AsyncIterator[str]:
     yield f"127.0.0.1:{port}"
     server.should_exit = True
     await task
-
-
-async def _until(predicate: object, timeout_s: float = 30.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await predicate():  # type: ignore[operator]
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.2)
 
 
 @pytest.fixture(params=["mosquitto", "python-broker"])
@@ -104,7 +98,7 @@ async def test_simulated_machines_reach_the_api_and_the_live_socket(
                         for m in ours
                     )
 
-                await _until(every_machine_live)
+                await eventually(every_machine_live, "every machine live", poll_s=0.2)
                 # Other tests' sites have an imm-01 too: another machine each.
                 machine = next(
                     m

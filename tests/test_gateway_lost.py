@@ -16,7 +16,7 @@ import logging
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ import httpx
 import pytest
 import yaml
 from places import all_machines, live_frames, serve_api
+from watch import eventually
 
 from contracts import MachineState
 from dashboard_api import ApiSettings
@@ -34,15 +35,6 @@ from simulators.modbus import ModbusMachineServer, load_register_map
 pytestmark = [pytest.mark.infra, pytest.mark.slow]
 
 SAMPLE = {"TempNozzle": 229.8, "TempMould": 45.5, "TempOil": 42.1, "CounterShots": 1200.0}
-
-
-async def _until(
-    condition: Callable[[], Awaitable[bool]], what: str, timeout_s: float = 30
-) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await condition():
-        assert asyncio.get_running_loop().time() < deadline, f"{what}: not after {timeout_s} s"
-        await asyncio.sleep(0.1)
 
 
 class Gateway:
@@ -149,20 +141,20 @@ async def test_a_dead_gateways_machines_go_offline_once_and_come_back(
 
         try:
             async with live_frames(api_url) as updates:
-                await _until(lambda: _subscribed(caplog, site), "ingest subscribed")
+                await eventually(lambda: _subscribed(caplog, site), "ingest subscribed")
                 await gateway.start()
-                await _until(lambda: shown("running", None), "both machines running")
+                await eventually(lambda: shown("running", None), "both machines running")
 
                 killed = datetime.now(UTC)
                 await gateway.die(how)
-                await _until(lambda: shown("offline", "gateway lost"), "both machines lost")
+                await eventually(lambda: shown("offline", "gateway lost"), "both machines lost")
                 lost_since = {p: m["state_since"] for p, m in (await ours()).items()}
                 assert all(datetime.fromisoformat(t) >= killed for t in lost_since.values())
                 lost = [r.getMessage() for r in caplog.records if r.name == "ingest.gateways"]
                 assert lost == [f"gateway pi-lost at {site}/hall/line-1 lost: 2 machines offline"]
 
                 await gateway.come_back(how)
-                await _until(lambda: shown("running", None), "both machines back")
+                await eventually(lambda: shown("running", None), "both machines back")
                 back = await ours()
                 assert all(back[p]["state_since"] != lost_since[p] for p in places)
 
@@ -173,7 +165,7 @@ async def test_a_dead_gateways_machines_go_offline_once_and_come_back(
                 async def socket_back() -> bool:
                     return all(states_of(p)[-1:] == ["running"] for p in places)
 
-                await _until(socket_back, "both machines back on the live socket")
+                await eventually(socket_back, "both machines back on the live socket")
                 mine = [u for u in updates if u["place"] in places]
                 for place in places:
                     states = states_of(place)

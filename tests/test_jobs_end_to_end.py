@@ -10,9 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import aiomqtt
 import psycopg
 import pytest
 from ingest_task import running_ingest
+from watch import eventually
 
 from contracts import BrokerUrl, JobRecord, decode
 from edge import GatewayConfig, run_edge
@@ -55,13 +55,6 @@ async def _ingest(database_url: str, mqtt_url: str, site: str) -> AsyncIterator[
     )  # fmt: skip
     async with running_ingest(settings):
         yield
-
-
-async def _until(condition: Callable[[], Awaitable[bool]], timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.2)
 
 
 class _Tables:
@@ -133,7 +126,9 @@ async def test_jobs_of_an_mqtt_native_machine_reach_the_job_table_and_cycles_nam
         )  # fmt: skip
         tasks.create_task(simulation)
         try:
-            await _until(a_whole_job_and_the_next)
+            await eventually(
+                a_whole_job_and_the_next, "a whole job and the next", timeout_s=60, poll_s=0.2
+            )
         finally:
             stop.set()
         # The broker keeps the machine's newest job for whoever subscribes later.
@@ -144,7 +139,12 @@ async def test_jobs_of_an_mqtt_native_machine_reach_the_job_table_and_cycles_nam
             await tables.read()
             return tables.jobs[-1][-1] == retained.seq
 
-        await _until(the_newest_row_is_the_retained_job)
+        await eventually(
+            the_newest_row_is_the_retained_job,
+            "the newest row is the retained job",
+            timeout_s=60,
+            poll_s=0.2,
+        )
 
     assert {row[1] for row in tables.jobs} == {"bracket-pp-4", "cap-pp-8"}
     assert {(row[3], row[4], row[5]) for row in tables.jobs} == {(4, 40, "PP"), (8, 40, "PP")}
@@ -202,7 +202,7 @@ async def test_jobs_of_a_modbus_machine_reach_the_job_table_through_the_edge(
         tasks.create_task(floor.run(stop))
         tasks.create_task(run_edge(config, stop))
         try:
-            await _until(a_job_change_seen)
+            await eventually(a_job_change_seen, "a job change seen", timeout_s=60, poll_s=0.2)
         finally:
             stop.set()
         topic = f"moldlab/v1/{site}/hall-a/line-1/imm-01/job"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import aiomqtt
@@ -16,6 +15,7 @@ import httpx
 import psycopg
 import pytest
 from places import all_machines, live_frames, serve_api
+from watch import eventually
 
 from contracts import (
     BrokerUrl,
@@ -32,18 +32,6 @@ from dashboard_api import ApiSettings
 from ingest import IngestSettings, run_ingest
 
 pytestmark = [pytest.mark.infra, pytest.mark.slow]
-
-
-async def _until(
-    condition: Callable[[], Awaitable[bool]],
-    what: str,
-    timeout_s: float = 30.0,
-    poll_s: float = 0.1,
-) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await condition():
-        assert asyncio.get_running_loop().time() < deadline, f"{what}: not after {timeout_s} s"
-        await asyncio.sleep(poll_s)
 
 
 def _messages(place: Place, nozzle: float, state: MachineState) -> list[AnyMessage]:
@@ -112,7 +100,7 @@ async def test_the_same_machine_id_on_two_sites_is_two_machines_end_to_end(
                         for p in (a, b)
                     )  # fmt: skip
 
-                await _until(both_listed, what="both machines in the API", poll_s=0.5)
+                await eventually(both_listed, what="both machines in the API", poll_s=0.5)
                 machines = {m["place"]: m for m in await all_machines(http)}
                 one, two = machines[str(a)], machines[str(b)]
                 assert one["machine_id"] == two["machine_id"] == "imm-01"
@@ -137,7 +125,7 @@ async def test_the_same_machine_id_on_two_sites_is_two_machines_end_to_end(
                     places = {u["place"] for u in updates if "TempNozzle" in u.get("signals", {})}
                     return {str(a), str(b)} <= places
 
-                await _until(both_live, what="both machines on the live socket")
+                await eventually(both_live, what="both machines on the live socket")
                 nozzle = {
                     u["place"]: u["signals"]["TempNozzle"]["value"]
                     for u in updates

@@ -7,16 +7,16 @@ import contextlib
 import itertools
 import logging
 import random
-import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 import aiomqtt
 import orjson
 import pytest
+from watch import until
 
 from contracts import (
     CYCLE_PARAMETERS,
@@ -154,13 +154,6 @@ async def _machine(url: str, site: str) -> AsyncIterator[Machine]:
         yield Machine(client, site)
 
 
-async def _until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-
-
 def _states(outbox: Outbox) -> list[MachineState]:
     return [m.state for m in outbox.committed if isinstance(m, StateChange)]
 
@@ -185,14 +178,14 @@ async def test_a_simulated_machine_comes_out_as_the_gateways(mqtt_url: str) -> N
                 originals.append(decode(message.payload))
 
         watcher = asyncio.create_task(watch())
-        await _until(lambda: source.connected)
+        await until(lambda: source.connected)
         clock = SimClock(T0, speed=300.0)  # a few cycles a second
         sim = asyncio.create_task(run_machine(machine, broker, stop, clock=clock))
-        await _until(lambda: sum(isinstance(m, CycleRecord) for m in outbox.committed) >= 3)
+        await until(lambda: sum(isinstance(m, CycleRecord) for m in outbox.committed) >= 3)
         stop.set()
         await asyncio.wait_for(sim, 10)
-        await _until(lambda: MachineState.OFFLINE in _states(outbox))  # its last word
-        await _until(lambda: any(isinstance(m, EdgeStatus) and not m.online for m in originals))
+        await until(lambda: MachineState.OFFLINE in _states(outbox))  # its last word
+        await until(lambda: any(isinstance(m, EdgeStatus) and not m.online for m in originals))
         watcher.cancel()
 
     *forwarded, offline = outbox.committed
@@ -229,19 +222,19 @@ async def test_a_malformed_payload_is_logged_once_and_dropped(
     source = _source(mqtt_url, site, outbox, gateway)
     async with _machine(mqtt_url, site) as machine:
         async with _running(source):
-            await _until(lambda: source.connected)
+            await until(lambda: source.connected)
             await machine.publish(b"{not json")
             await machine.publish(b'{"kind": "cycle", "machine_id": "press-7"}')
             await machine.publish(machine.cycle(T0, shot=1))
-            await _until(lambda: len(outbox.committed) == 1)
+            await until(lambda: len(outbox.committed) == 1)
         assert (source.received, source.forwarded, source.rejected) == (3, 1, 2)
 
         # Dropped means acknowledged: the next session of the same client id gets only new ones.
         again = _source(mqtt_url, site, outbox, gateway)
         async with _running(again):
-            await _until(lambda: again.connected)
+            await until(lambda: again.connected)
             await machine.publish(machine.cycle(T0 + timedelta(seconds=15), shot=2))
-            await _until(lambda: len(outbox.committed) == 2)
+            await until(lambda: len(outbox.committed) == 2)
         assert (again.received, again.rejected) == (1, 0)
 
     assert [m.shot for m in outbox.committed if isinstance(m, CycleRecord)] == [1, 2]
@@ -261,9 +254,9 @@ async def test_a_message_is_acked_only_once_flushed(mqtt_url: str) -> None:
     source = _source(mqtt_url, site, outbox, gateway)
     async with _machine(mqtt_url, site) as machine:
         task = asyncio.create_task(source.run())
-        await _until(lambda: source.connected)
+        await until(lambda: source.connected)
         await machine.publish(machine.cycle(T0, shot=1))
-        await _until(lambda: len(outbox.committed) == 1)
+        await until(lambda: len(outbox.committed) == 1)
         outbox.fail = True
         await machine.publish(machine.cycle(T0 + timedelta(seconds=15), shot=2))
         with pytest.raises(OSError, match="disk full"):  # the outbox's error ends the source
@@ -274,9 +267,9 @@ async def test_a_message_is_acked_only_once_flushed(mqtt_url: str) -> None:
         outbox.fail = False
         again = _source(mqtt_url, site, outbox, gateway)
         async with _running(again):
-            await _until(lambda: len(outbox.committed) == 2)
+            await until(lambda: len(outbox.committed) == 2)
             await machine.publish(machine.cycle(T0 + timedelta(seconds=30), shot=3))
-            await _until(lambda: len(outbox.committed) == 3)
+            await until(lambda: len(outbox.committed) == 3)
 
     assert [m.shot for m in outbox.committed if isinstance(m, CycleRecord)] == [1, 2, 3]
     assert (again.received, again.forwarded) == (2, 2)
@@ -293,21 +286,21 @@ async def test_a_machine_broker_that_goes_away_is_reported_once_and_back_once(
     async with _running(source):
         await asyncio.sleep(2.0)  # not there yet: several attempts
         own_broker.start()
-        await _until(lambda: source.connected)
+        await until(lambda: source.connected)
         async with _machine(own_broker.url, site) as machine:
             await machine.publish(machine.state(T0), retain=True)
             await machine.publish(machine.cycle(T0, shot=1))
-            await _until(lambda: len(outbox.committed) == 2)
+            await until(lambda: len(outbox.committed) == 2)
         own_broker.stop()
-        await _until(lambda: not source.connected)
+        await until(lambda: not source.connected)
         await asyncio.sleep(2.0)  # gone a while: several attempts
         own_broker.start()
         async with _machine(own_broker.url, site) as machine:
             # Published before the gateway is back: the session keeps it for the gateway.
             await machine.publish(machine.cycle(T0 + timedelta(seconds=15), shot=2))
-            await _until(lambda: source.connected)
+            await until(lambda: source.connected)
             await machine.publish(machine.cycle(T0 + timedelta(seconds=30), shot=3))
-            await _until(lambda: len(outbox.committed) == 4)
+            await until(lambda: len(outbox.committed) == 4)
 
     assert [m.shot for m in outbox.committed if isinstance(m, CycleRecord)] == [1, 2, 3]
     # The retained state comes again with the new subscription, and the last cycle too if
@@ -326,7 +319,7 @@ async def test_an_offline_machine_becomes_one_offline_state(mqtt_url: str) -> No
     outbox = Outbox()
     source = _source(mqtt_url, site, outbox, gateway)
     async with _machine(mqtt_url, site) as machine, _running(source):
-        await _until(lambda: source.connected)
+        await until(lambda: source.connected)
         await machine.publish(machine.status(T0, online=True))
         await machine.publish(machine.state(T0 + timedelta(seconds=1)))
         await machine.publish(machine.cycle(T0 + timedelta(minutes=5), shot=1))
@@ -338,7 +331,7 @@ async def test_an_offline_machine_becomes_one_offline_state(mqtt_url: str) -> No
         await machine.publish(machine.status(T0 + timedelta(minutes=9), online=True))
         await machine.publish(machine.state(T0 + timedelta(minutes=9)))
         await machine.publish(machine.status(T0 + timedelta(minutes=12), online=False))
-        await _until(lambda: len(outbox.committed) == 5)
+        await until(lambda: len(outbox.committed) == 5)
         await asyncio.sleep(0.3)  # nothing more comes
 
     assert source.received == 9
@@ -366,11 +359,11 @@ async def test_a_timestamp_that_overflowed_utc_is_dropped_and_the_source_runs_on
     async with _machine(mqtt_url, site) as machine:
         good = orjson.loads(encode(machine.cycle(T0, shot=1)))
         async with _running(source):
-            await _until(lambda: source.connected)
+            await until(lambda: source.connected)
             for ts in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00"):
                 await machine.publish(orjson.dumps({**good, "ts": ts, "shot": 9}))
             await machine.publish(machine.cycle(T0, shot=1))
-            await _until(lambda: len(outbox.committed) == 1)
+            await until(lambda: len(outbox.committed) == 1)
         assert (source.received, source.forwarded, source.rejected) == (3, 1, 2)
     dropped = [r.getMessage() for r in caplog.records if "dropped a message" in r.getMessage()]
     assert len(dropped) == 2

@@ -1,4 +1,4 @@
-"""Watching a real broker from a test: what arrives on a topic filter, and waiting for it."""
+"""Watching real servers from a test: what a topic filter brings, and waiting for a condition."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiomqtt
 
@@ -42,3 +42,16 @@ async def until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         await asyncio.sleep(0.02)
+
+
+async def eventually(
+    condition: Callable[[], Awaitable[bool]],
+    what: str = "condition",
+    timeout_s: float = 30.0,
+    poll_s: float = 0.1,
+) -> None:
+    """Return once `await condition()` holds (a query, a request); fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while not await condition():
+        assert time.monotonic() < deadline, f"{what}: not after {timeout_s:g} s"
+        await asyncio.sleep(poll_s)
