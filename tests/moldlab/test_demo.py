@@ -53,6 +53,18 @@ def _alive(pids: set[int]) -> set[int]:
     return alive
 
 
+def _commands(pids: set[int]) -> list[str]:
+    """What each of `pids` runs, for a failure's message."""
+    commands = []
+    for pid in sorted(pids):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        commands.append(f"{pid}: {cmdline.decode(errors='replace')[:160]}")
+    return commands
+
+
 class _Demo:
     """`moldlab demo` started in `cwd` with no option but --port, as a newcomer runs it."""
 
@@ -263,7 +275,11 @@ def test_a_demo_killed_outright_leaves_nothing_that_stops_the_next(home: Path) -
     demo = _Demo(home, demo.port, "after-kill")
     try:
         _machines(demo, 90, lambda ms: len(ms) == 3)
-        assert _alive(servers) == set()
+        # The old demo's own children end on their parent-death signal, each in its own time.
+        deadline = time.monotonic() + 15
+        while _alive(servers) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _alive(servers) == set(), _commands(_alive(servers))
     finally:
         code, _took_s = demo.stop()
     output = demo.output()
