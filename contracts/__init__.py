@@ -31,6 +31,7 @@ from contracts.messages import (
 from contracts.signals import (
     ALARM_BITS,
     CYCLE_PARAMETERS,
+    DEFECT_CAUSES,
     SIGNALS,
     STANDSTILL_REASONS,
     MachineState,
@@ -42,6 +43,7 @@ from contracts.topics import Place, Topic, TopicError
 __all__ = [
     "ALARM_BITS",
     "CYCLE_PARAMETERS",
+    "DEFECT_CAUSES",
     "ID_PATTERN",
     "PLACE_PATTERN",
     "SCHEMA_VERSION",

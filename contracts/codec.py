@@ -191,7 +191,7 @@ def json_schema() -> dict[str, Any]:
 
     It says all that decode() checks: schema_version and kind required, the timestamp's
     form, each signal's and cycle parameter's physical range, the known cycle parameters,
-    what only schema version 2 carries.
+    what only schema versions 2 and 3 carry, a defect only on a bad cycle.
     """
     schema = _ADAPTER.json_schema()
     schema["title"] = "moldlab message"
@@ -199,9 +199,17 @@ def json_schema() -> dict[str, Any]:
     defs = schema["$defs"]
     for name in ("TelemetryBatch", "CycleRecord", "StateChange", "EdgeStatus", "JobRecord"):
         defs[name]["required"] = ["schema_version", "kind", *defs[name]["required"]]
-    # A cycle that claims version 1 has no job (CycleRecord._job_since_version_2).
-    defs["CycleRecord"]["if"] = {"properties": {"schema_version": {"const": 1}}}
-    defs["CycleRecord"]["then"] = {"properties": {"job": {"type": "null"}}}
+    # A cycle that claims version 1 has no job (CycleRecord._job_since_version_2); one that
+    # claims version 1 or 2, or whose parts are not bad, no defect (CycleRecord._defect_...).
+    no_defect = {"properties": {"defect": {"type": "null"}}}
+    defs["CycleRecord"]["allOf"] = [
+        {
+            "if": {"properties": {"schema_version": {"const": 1}}},
+            "then": {"properties": {"job": {"type": "null"}}},
+        },
+        {"if": {"properties": {"schema_version": {"enum": [1, 2]}}}, "then": no_defect},
+        {"if": {"properties": {"quality": {"const": "bad"}}}, "else": no_defect},
+    ]
     # A status lists machines only as a version 2 birth (EdgeStatus._machines_in_a_...).
     no_machines = {"properties": {"machines": {"type": "null"}}}
     defs["EdgeStatus"]["allOf"] = [

@@ -4,9 +4,15 @@ Every message carries the schema version, the machine id, a timezone-aware UTC t
 the id of the source that published it and that source's next sequence number: ingest
 uses (source, seq) to drop redeliveries and to see gaps.
 
-Schema versions: 2 added the `job` kind and the cycle's `job`. A version 1 message is still
-read as it was (a cycle without its job); a message that claims version 1 and carries what
-only version 2 has (a job message, a cycle's job) is refused.
+Schema versions, each read as it was written (decode takes every one in SCHEMA_VERSIONS):
+
+1. telemetry, cycle, state and status messages.
+2. added the `job` kind, the cycle's `job` and a gateway birth's `machines`.
+3. added the cycle's `defect`: why the parts of a bad cycle are bad (contracts.DEFECT_CAUSES).
+
+A message that claims a version and carries what only a later one has (a job message or a
+cycle's job in version 1, a cycle's defect in version 1 or 2) is refused, as is a defect on
+a cycle whose parts are not bad.
 """
 
 from __future__ import annotations
@@ -31,8 +37,8 @@ from pydantic import (
 
 from contracts.signals import CYCLE_PARAMETERS, MachineState, parameter_range, signal_range
 
-SCHEMA_VERSION: Final = 2
-SCHEMA_VERSIONS: Final = (1, 2)  # what decode reads: every version published so far
+SCHEMA_VERSION: Final = 3
+SCHEMA_VERSIONS: Final = (1, 2, 3)  # what decode reads: every version published so far
 
 # Every timestamp on the wire lies in this range (UTC): wide enough for any clock a gateway
 # can have (a Raspberry Pi without NTP boots in 1970), narrow enough that no conversion or
@@ -147,8 +153,8 @@ class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # Required on the wire (contracts.codec.decode); the default serves Python code.
-    schema_version: Annotated[Literal[1, 2], BeforeValidator(_exactly_int)] = Field(
-        default=SCHEMA_VERSION, description="the wire schema version (1 or 2)"
+    schema_version: Annotated[Literal[1, 2, 3], BeforeValidator(_exactly_int)] = Field(
+        default=SCHEMA_VERSION, description="the wire schema version (1, 2 or 3)"
     )
     machine_id: MachineId
     ts: Timestamp = Field(
@@ -200,11 +206,28 @@ class CycleRecord(_Message):
         default=None,
         description="the JobName of the job this cycle made parts for (schema version 2)",
     )
+    defect: Name | None = Field(
+        default=None,
+        description="why this bad cycle's parts are bad, e.g. short_shot (contracts."
+        "DEFECT_CAUSES names the usual ones); only with quality bad (schema version 3)",
+    )
 
     @model_validator(mode="after")
     def _job_since_version_2(self) -> CycleRecord:
         if self.job is not None and self.schema_version < 2:
             raise ValueError("job: a cycle's job needs schema_version 2")
+        return self
+
+    @model_validator(mode="after")
+    def _defect_of_bad_parts_since_version_3(self) -> CycleRecord:
+        if self.defect is None:
+            return self
+        if self.schema_version < 3:
+            raise ValueError("defect: a cycle's defect needs schema_version 3")
+        if self.quality is not PartQuality.BAD:
+            raise ValueError(
+                f"defect: only bad parts have a defect cause, not {self.quality.value} ones"
+            )
         return self
 
     @field_validator("parameters")
@@ -276,11 +299,11 @@ class Job(BaseModel):
 
 
 class JobRecord(Job, _Message):
-    """The machine's job or mould changed, or its JobStatus: sent retained (schema version 2)."""
+    """The machine's job or mould changed, or its JobStatus: sent retained (since version 2)."""
 
     kind: Literal[MessageKind.JOB] = MessageKind.JOB
-    schema_version: Annotated[Literal[2], BeforeValidator(_exactly_int)] = Field(
-        default=2, description="the wire schema version: 2, the first with jobs"
+    schema_version: Annotated[Literal[2, 3], BeforeValidator(_exactly_int)] = Field(
+        default=SCHEMA_VERSION, description="the wire schema version: 2 (the first with jobs) or 3"
     )
 
     @property

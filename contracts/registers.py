@@ -29,12 +29,13 @@ from pydantic import (
 )
 
 from contracts.errors import ContractError
-from contracts.messages import Job, JobStatus, PartQuality
+from contracts.messages import Job, JobStatus, Name, PartQuality
 from contracts.signals import CYCLE_PARAMETERS, MachineState, signal_spec
 
 STATE = "State"
 STANDSTILL_REASON = "StandstillReason"
 CYCLE_QUALITY = "CycleQuality"  # quality of the last cycle's parts: see `qualities`
+DEFECT_CAUSE = "DefectCause"  # why the last cycle's parts are bad: see `defects`
 COUNTER_SHOTS = "CounterShots"  # moves once per cycle: a new value means a new last cycle
 # The job, in EUROMAP 77's terms (contracts.Job): words and texts.
 JOB_STATUS = "JobStatus"  # code: see `job_statuses`
@@ -64,6 +65,7 @@ _WORDS: dict[str, tuple[RegisterType, ...]] = {
     STATE: (RegisterType.UINT16,),
     STANDSTILL_REASON: (RegisterType.UINT16,),
     CYCLE_QUALITY: (RegisterType.UINT16,),
+    DEFECT_CAUSE: (RegisterType.UINT16,),
     JOB_STATUS: (RegisterType.UINT16,),
     ACTIVE_CAVITIES: (RegisterType.UINT16, RegisterType.UINT32),
     NOMINAL_PARTS: (RegisterType.UINT16, RegisterType.UINT32),
@@ -217,7 +219,8 @@ def _unit_of(name: str) -> str | None:
 
 
 class RegisterMap(BaseModel):
-    """A machine's holding registers and the codes of its State and StandstillReason words."""
+    """A machine's holding registers and the codes of its words (State, StandstillReason,
+    CycleQuality, DefectCause, JobStatus)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -228,6 +231,7 @@ class RegisterMap(BaseModel):
     qualities: dict[Annotated[int, Field(ge=1, le=65535)], PartQuality] = Field(
         default_factory=dict
     )
+    defects: dict[Annotated[int, Field(ge=1, le=65535)], Name] = Field(default_factory=dict)
     alarms: dict[Annotated[int, Field(ge=0, le=15)], _Reason] = Field(default_factory=dict)
     job_statuses: dict[_Code, JobStatus] = Field(default_factory=dict)
 
@@ -259,6 +263,11 @@ class RegisterMap(BaseModel):
                 f"a {CYCLE_QUALITY} register needs {COUNTER_SHOTS} and CycleTime registers: "
                 "a cycle record is a shot with its cycle time"
             )
+        if DEFECT_CAUSE in names and CYCLE_QUALITY not in names:
+            raise ValueError(
+                f"a {DEFECT_CAUSE} register needs a {CYCLE_QUALITY} register: a defect is "
+                "the cause of a bad cycle's parts"
+            )
         if any(name in names for name in _JOB_ALL):
             if missing := [name for name in _JOB_NEEDS if name not in names]:
                 raise ValueError(
@@ -268,7 +277,7 @@ class RegisterMap(BaseModel):
                 raise ValueError(f"a {JOB_STATUS} register needs a `job_statuses` table")
         # Values that only make sense together must come in the same read.
         self._same_group(STATE, [STANDSTILL_REASON])
-        self._same_group(COUNTER_SHOTS, [CYCLE_QUALITY, *CYCLE_PARAMETERS])
+        self._same_group(COUNTER_SHOTS, [CYCLE_QUALITY, DEFECT_CAUSE, *CYCLE_PARAMETERS])
         self._same_group(JOB_NAME, _JOB_ALL)
         return self
 
@@ -417,6 +426,30 @@ class RegisterMap(BaseModel):
                 f"unknown {CYCLE_QUALITY} code {code}; known: {sorted(self.qualities)}"
             )
         return self.qualities[code]
+
+    def defect_code(self, defect: str | None) -> int:
+        """The DefectCause word for `defect`; 0 for none. "code_<n>" (how an unlisted code
+        reads) is code n again."""
+        if defect is None:
+            return 0
+        for code, known in self.defects.items():
+            if known == defect:
+                return code
+        number = defect.removeprefix("code_")
+        if number != defect and number.isdigit() and 1 <= int(number) <= 65535:
+            return int(number)
+        raise ContractError(f"the register map has no code for defect cause {defect!r}")
+
+    def defect_from(self, values: Mapping[str, float]) -> str | None:
+        """The last cycle's defect cause in decoded `values`; None for 0 or not read.
+
+        An unlisted code reads as "code_<n>" rather than being refused, as a standstill
+        reason's does: a new code of a machine's quality control never stops the data.
+        """
+        code = int(values.get(DEFECT_CAUSE, 0))
+        if code == 0:
+            return None
+        return self.defects.get(code, f"code_{code}")
 
     def state_from(self, values: Mapping[str, float]) -> tuple[MachineState, str | None] | None:
         """The state and standstill reason in decoded `values`; None if the map has no State."""

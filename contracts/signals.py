@@ -76,7 +76,9 @@ CYCLE_PARAMETERS: dict[str, str] = {
 STANDSTILL_REASONS: dict[MachineState, tuple[str, ...]] = {
     MachineState.IDLE: ("starved", "blocked"),
     MachineState.SETUP: ("mould_change",),
-    MachineState.PLANNED_STOP: ("break", "no_shift", "planned_maintenance"),
+    # no_order: a shift, but no order planned for the machine (ISO 22400: not planned busy
+    # time); a machine waiting for its next order while one is due is idle, "starved".
+    MachineState.PLANNED_STOP: ("break", "no_shift", "planned_maintenance", "no_order"),
     MachineState.UNPLANNED_STOP: (
         "material_shortage",
         "mould_fault",
@@ -92,6 +94,24 @@ STANDSTILL_REASONS: dict[MachineState, tuple[str, ...]] = {
         "cooling_blocked",
         "ejector_failure",
     ),
+}
+
+# Why the parts of a bad cycle are bad (CycleRecord.defect): the causes the simulators draw,
+# then what a quality-control station commonly reports. A cycle may name a cause not listed
+# here (a plant's own); analytics groups the quality loss by whatever it is told.
+DEFECT_CAUSES: dict[str, str] = {
+    "startup_scrap": "the first shots after a long standstill: melt degraded in the barrel",
+    "short_shot": "the cavity not filled: too little pressure for the melt",
+    "cold_slug": "a frozen plug from the nozzle tip in the part",
+    "sink_marks": "hollows where the hold pressure did not pack the part",
+    "warpage": "the part distorts as it cools: a mould too hot or cooled unevenly",
+    "flash": "melt escaped at the parting line: melt too hot or clamp too weak",
+    "flow_lines": "visible flow fronts: a mould or melt too cold",
+    "weight_out_of_tolerance": "part weight outside its tolerance",
+    "contamination": "foreign material or black specks in the part",
+    "burn_marks": "dark streaks of burnt melt: trapped air or overheating",
+    "splay": "silver streaks of moisture: material not dried enough",
+    "dimension_out_of_tolerance": "a measured dimension outside its tolerance",
 }
 
 # Bits of the AlarmWord signal and register (bit number: alarm).

@@ -79,6 +79,7 @@ class Batcher:
                         parts=cycle.parts,
                         parameters=parameters,
                         job=self._job.job_name if self._job else None,
+                        defect=cycle.defect,
                     )
                 )
         values = self._physical(snapshot.values, signal_range)

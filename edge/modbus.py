@@ -48,6 +48,7 @@ class CycleSeen:
     parts: int  # parts a shot makes, from the part and shot counters (1 until known)
     parameters: dict[str, float]  # the cycle parameters (contracts.CYCLE_PARAMETERS) read
     missed: int = 0  # cycles between the one before and this one that no read saw
+    defect: str | None = None  # why its parts are bad (DefectCause); a bad cycle's only
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,13 +168,22 @@ class ModbusPoller:
         counted = [values.get(c, math.nan) for c in _PART_COUNTERS]
         made = int(sum(counted)) if all(map(math.isfinite, counted)) else None
         quality = self.register_map.quality_from(values)  # may raise: nothing changed yet
+        # A machine may leave the last scrap's code standing: only a bad cycle has a defect.
+        defect = self.register_map.defect_from(values) if quality is PartQuality.BAD else None
         last_shot, last_made = self._shot, self._parts_made
         self._shot, self._parts_made = shot, made
         if last_shot is None or shot == last_shot:
             return None
         shots = shot - last_shot  # < 0: the counter was reset
-        if shots > 0 and made is not None and last_made is not None and made >= last_made:
-            # Part counters count every cavity of a shot; otherwise the last known rate holds.
+        # Part counters count every cavity of a good or bad shot; a test sample's parts are
+        # in neither, so over one (and otherwise) the last known rate holds.
+        if (
+            quality is not PartQuality.TEST
+            and shots > 0
+            and made is not None
+            and last_made is not None
+            and made >= last_made
+        ):
             self._parts_per_shot = min(round((made - last_made) / shots), _MAX_PARTS)
         missed = max(shots - 1, 0)
         if missed:
@@ -188,7 +198,7 @@ class ModbusPoller:
             self.cycles_missed += 1
             _log.warning("machine %s: cycle %d not recorded: no CycleTime", self.machine_id, shot)
             return None
-        return CycleSeen(shot, quality, self._parts_per_shot, parameters, missed)
+        return CycleSeen(shot, quality, self._parts_per_shot, parameters, missed, defect)
 
     def close(self) -> None:
         """Close the connection (run() does so when it ends)."""

@@ -335,8 +335,8 @@ class Writer:
             if rows.cycles:
                 await cur.executemany(
                     "INSERT INTO cycle (time, machine_id, shot, quality, parts, cycle_time_s,"
-                    " parameters, source, seq, job_name)"
-                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                    " parameters, source, seq, job_name, defect)"
+                    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                     rows.cycles,
                 )
             if rows.jobs:
@@ -386,7 +386,7 @@ def _from_pg_us(us: int) -> datetime:
 def _cycle_row(machine_id: int, m: CycleRecord) -> tuple[object, ...]:
     return (
         m.ts, machine_id, m.shot, m.quality.value, m.parts, m.parameters["CycleTime"],
-        Jsonb(m.parameters), m.source, m.seq, m.job,
+        Jsonb(m.parameters), m.source, m.seq, m.job, m.defect,
     )  # fmt: skip
 
 

@@ -15,7 +15,14 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
 from contracts import Job, MachineState
-from contracts.registers import CYCLE_QUALITY, JOB_NAME, STANDSTILL_REASON, STATE, RegisterMap
+from contracts.registers import (
+    CYCLE_QUALITY,
+    DEFECT_CAUSE,
+    JOB_NAME,
+    STANDSTILL_REASON,
+    STATE,
+    RegisterMap,
+)
 from simulators.model import CycleDone
 
 
@@ -65,10 +72,11 @@ class ModbusMachineServer:
         last_cycle: CycleDone | None = None,
         job: Job | None = None,
     ) -> None:
-        """Show the model's sample, state and standstill reason, the last cycle's values and
-        the job (None: no job, an empty JobName).
+        """Show the model's sample, state and standstill reason, the last cycle's values (its
+        defect cause, if bad) and the job (None: no job, an empty JobName).
 
-        Registers not set here read 0: before the first cycle CycleQuality reads "no cycle".
+        Registers not set here read 0: before the first cycle CycleQuality reads "no cycle",
+        and DefectCause "none" but after a bad cycle.
         A name longer than its registers is cut short, as the machine's panel would.
         """
         rm, names = self.register_map, self._names
@@ -82,6 +90,8 @@ class ModbusMachineServer:
             values |= last_cycle.parameters
             if CYCLE_QUALITY in names:
                 values[CYCLE_QUALITY] = rm.quality_code(last_cycle.quality)
+            if DEFECT_CAUSE in names:
+                values[DEFECT_CAUSE] = rm.defect_code(last_cycle.defect)
         encoded_values = rm.encode(values)
         if JOB_NAME in names:
             encoded_values |= rm.encode_job(job, clip=True)
@@ -90,7 +100,7 @@ class ModbusMachineServer:
             for address, encoded in encoded_values.items()
             for offset, word in enumerate(encoded)
         }
-        # One assignment: a read sees all of this update or none of it, so block 0-39 never
+        # One assignment: a read sees all of this update or none of it, so block 0-40 never
         # mixes the counters of one cycle with the parameters of another, nor the job block
         # one job's name with another's mould.
         self._words = words

@@ -10,12 +10,15 @@ The cycle: mould close, injection, hold, cooling with dosing in parallel (dosing
 cycle only when it outlasts cooling), mould open, ejection. Scrap has process causes: a cold
 melt needs more pressure than the limit allows (short shot), a worn check ring lets the
 cushion run out and hold pressure go nowhere (sink marks), a fouled mould runs hot (warpage),
-a long standstill degrades the melt in the barrel (start-up scrap).
+a long standstill degrades the melt in the barrel (start-up scrap). Every
+`test_sample_interval_h` of running a quality-control sample is taken: the next cycle whose
+parts are fine gives test parts, counted neither good nor bad.
 
 Jobs: the machine works through orders, one mould each. When an order's good parts are made
 (job finished) the next mould goes in (set-up active), the first parts after it are
 start-up (start-up active) until one is good (job in production): EUROMAP 77's JobStatus,
-announced by a JobChanged event at each change.
+announced by a JobChanged event at each change. With an `order_gap_median_h` the next order
+is not always waiting: the machine stands in a planned stop, "no_order", until it comes.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ class CycleDone:
     parts: int
     parameters: dict[str, float]
     mould: str
-    defect: str | None  # ground truth: why the parts are bad
+    defect: str | None  # ground truth: why the parts are bad (None unless quality is bad)
     job: str | None = None  # the JobName of the order the parts are for
 
 
@@ -214,6 +217,8 @@ class MachineModel:
         self._maintenance = sorted(spec.maintenance, key=lambda m: m.at_h)
         self._maintaining: Maintenance | None = None
         self._startup_scrap = 0
+        self._since_sample_h = 0.0  # running hours since the last quality-control sample
+        self._order_at = self.t  # when the next order comes, once this one is finished
         self._standstill_since: float | None = None
         self._heating_since: float | None = None
         self._next_activity([])  # the state it starts in; start() announces it
@@ -405,7 +410,8 @@ class MachineModel:
             events.append(cycle)
             if self._job_shots_left <= 0:
                 self._job_to(events, JobStatus.JOB_FINISHED)
-            elif cycle.quality is PartQuality.GOOD:
+                self._order_at = self.t + self._order_gap_s()
+            elif cycle.quality is not PartQuality.BAD:
                 self._job_to(events, JobStatus.JOB_IN_PRODUCTION)  # start-up is over
         else:
             if self._repairing:
@@ -439,6 +445,10 @@ class MachineModel:
         if stop is not None and stop.start <= t:
             self._enter(events, MachineState.PLANNED_STOP, stop.reason)
             self._until = stop.end
+            return
+        if self._job_shots_left <= 0 and self._order_at > t:
+            self._enter(events, MachineState.PLANNED_STOP, "no_order")
+            self._until = self._order_at
             return
         if self._job_shots_left <= 0:
             # The new mould goes in, and the barrel goes to its material, during the setup.
@@ -519,6 +529,11 @@ class MachineModel:
         return abs(self.mould_c - mould_setpoint) <= READY_MOULD_BAND_C and all(
             abs(z.temp - z.setpoint) <= READY_BAND_C for z in self.zones
         )
+
+    def _order_gap_s(self) -> float:
+        """How long after an order is finished the next one comes (no draw if never)."""
+        median_h = self.spec.order_gap_median_h
+        return median_h * 3600.0 * math.exp(self._rng.gauss(0.0, 0.5)) if median_h else 0.0
 
     def _job_shots(self) -> int:
         """Shots for a new order of the mounted mould; its parts become the nominal parts."""
@@ -662,7 +677,13 @@ class MachineModel:
         self._mould_shots[m.name] += 1
         running_h = (c.end - c.start) / 3600.0
         self._stop_clocks = [clock - running_h for clock in self._stop_clocks]
-        if c.defect is None:
+        self._since_sample_h += running_h
+        sample_h = self.spec.test_sample_interval_h
+        if c.defect is None and sample_h and self._since_sample_h >= sample_h:
+            # A quality-control sample: taken out for inspection, neither good nor bad.
+            self._since_sample_h = 0.0
+            quality = PartQuality.TEST
+        elif c.defect is None:
             self.good += m.cavities
             self._job_shots_left -= 1  # an order is done when its good parts are made
             quality = PartQuality.GOOD

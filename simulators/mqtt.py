@@ -88,6 +88,7 @@ class SimulatedMachine:
                         parts=ev.parts,
                         parameters=ev.parameters,
                         job=ev.job,
+                        defect=ev.defect,  # what the machine's monitoring would report
                     )
                 )
             elif isinstance(ev, JobChanged):

@@ -159,6 +159,12 @@ class _Machine(_Model):
     screw_diameter_mm: float = Field(default=40.0, ge=12, le=150)
     setup_median_min: float = Field(default=40.0, gt=0, le=1440)
     job_parts: tuple[int, int] = (20_000, 60_000)
+    test_sample_interval_h: float = Field(
+        default=2.0, ge=0, le=168, description="running hours between QC samples; 0: none"
+    )
+    order_gap_median_h: float = Field(
+        default=0.0, ge=0, le=720, description="median wait for the next order; 0: none"
+    )
     stops: list[_Stop] | None = Field(
         default=None, description="random stops; default: simulators.specs.DEFAULT_STOPS"
     )
@@ -290,6 +296,8 @@ def _build(model: _Scenario, plant: Plant | None = None) -> Scenario:
             screw_diameter_mm=m.screw_diameter_mm,
             setup_median_min=m.setup_median_min,
             job_parts=m.job_parts,
+            test_sample_interval_h=m.test_sample_interval_h,
+            order_gap_median_h=m.order_gap_median_h,
             stops=tuple(x.spec() for x in m.stops) if m.stops is not None else DEFAULT_STOPS,
             degradations=tuple(Degradation(**d.model_dump()) for d in m.degradations),
             maintenance=tuple(

@@ -151,6 +151,12 @@ class MachineSpec:
     micro_stops_per_h: float = 3.0
     job_parts: tuple[int, int] = (20_000, 60_000)  # order sizes, parts
     setup_median_min: float = 40.0
+    # Hours of running between quality-control samples, whose parts are test parts
+    # (neither good nor bad); 0: none taken.
+    test_sample_interval_h: float = 2.0
+    # Median wait (log-normal) for the next order once one is finished, a planned stop
+    # "no_order"; 0: the next order is always waiting.
+    order_gap_median_h: float = 0.0
     degradations: tuple[Degradation, ...] = ()
     maintenance: tuple[Maintenance, ...] = ()
 

@@ -8,22 +8,20 @@ sped-up clock make a job change every few seconds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiomqtt
 import psycopg
 import pytest
-from ingest_task import running_ingest
+from gateway_config import gateway_config
+from ingest_task import site_ingest
 from watch import eventually
 
 from contracts import BrokerUrl, JobRecord, decode
-from edge import GatewayConfig, run_edge
-from ingest import IngestSettings
+from edge import run_edge
 from simulators import MOULDS, MachineSpec, ShiftCalendar, run_simulation
 from simulators.floor import ModbusFloor
 from simulators.modbus import load_register_map
@@ -44,17 +42,6 @@ def _spec(site: str) -> MachineSpec:
         job_parts=(40, 40),
         setup_median_min=2.0,
     )
-
-
-@contextlib.asynccontextmanager
-async def _ingest(database_url: str, mqtt_url: str, site: str) -> AsyncIterator[None]:
-    """Ingest of `site` running in this process, from the moment it has subscribed."""
-    settings = IngestSettings(
-        database_url=database_url, mqtt_url=mqtt_url, ingest_site=site,
-        ingest_client_id=f"ingest-{site}", ingest_metrics_port=0,
-    )  # fmt: skip
-    async with running_ingest(settings):
-        yield
 
 
 class _Tables:
@@ -117,7 +104,7 @@ async def test_jobs_of_an_mqtt_native_machine_reach_the_job_table_and_cycles_nam
             "set_up_active", "start_up_active", "job_in_production", "job_finished"
         } <= tables.statuses()  # fmt: skip
 
-    async with _ingest(database_url, mqtt_url, site), asyncio.TaskGroup() as tasks:
+    async with site_ingest(database_url, mqtt_url, site), asyncio.TaskGroup() as tasks:
         # From 30 simulated minutes ago at 120x: a job change every couple of seconds, never
         # ahead of the clock (which ingest would refuse).
         simulation = run_simulation(
@@ -176,29 +163,11 @@ async def test_jobs_of_a_modbus_machine_reach_the_job_table_through_the_edge(
     floor = ModbusFloor(
         [spec], load_register_map(), base_port=0, seed=5, speed=60.0, update_interval_s=0.05
     )
-    async with _ingest(database_url, mqtt_url, site), floor, asyncio.TaskGroup() as tasks:
-        config = GatewayConfig.model_validate(
-            {
-                "gateway_id": "pi-jobs",
-                "site": site,
-                "area": "hall-a",
-                "line": "line-1",
-                "broker": {"url": mqtt_url},
-                "machines": [
-                    {
-                        "machine_id": "imm-01",
-                        "modbus": {
-                            "host": "127.0.0.1",
-                            "port": floor.servers[0].port,
-                            "poll_interval_s": 0.1,
-                        },
-                    }
-                ],
-                "telemetry_interval_s": 5.0,
-                "outbox": {"path": str(tmp_path / "outbox.sqlite")},
-                "metrics": {"enabled": False},
-            }
-        )
+    async with site_ingest(database_url, mqtt_url, site), floor, asyncio.TaskGroup() as tasks:
+        config = gateway_config(
+            mqtt_url, floor.servers[0].port, tmp_path,
+            gateway_id="pi-jobs", site=site, telemetry_interval_s=5.0,
+        )  # fmt: skip
         tasks.create_task(floor.run(stop))
         tasks.create_task(run_edge(config, stop))
         try:

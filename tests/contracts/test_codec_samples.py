@@ -84,7 +84,7 @@ def test_the_fast_path_agrees_with_decode(name: str) -> None:
 
 @pytest.mark.parametrize(
     "envelope",
-    [{"schema_version": 3}, {"ts": "2026-11-21T08:00:00"}, {"machine_id": "a b"}, {"x": 1}],
+    [{"schema_version": 4}, {"ts": "2026-11-21T08:00:00"}, {"machine_id": "a b"}, {"x": 1}],
 )
 def test_a_bad_envelope_is_refused_on_the_fast_path_too(envelope: dict[str, Any]) -> None:
     payload = _batch([_OK], **envelope)

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from contracts import (
     ALARM_BITS,
     CYCLE_PARAMETERS,
+    DEFECT_CAUSES,
     SIGNALS,
     STANDSTILL_REASONS,
     ContractError,
@@ -85,7 +86,7 @@ def _map_with(*registers: dict[str, Any], **extra: Any) -> dict[str, Any]:
 def test_packaged_map_reads_in_three_blocks() -> None:
     register_map = RegisterMap.model_validate(PACKAGED)
     assert register_map.blocks() == [
-        Block(0, 40, "status"),
+        Block(0, 41, "status"),
         Block(100, 28, "process"),
         Block(200, 44, "job"),
     ]
@@ -98,7 +99,7 @@ def test_packaged_map_has_every_signal_and_cycle_parameter() -> None:
     register_map = RegisterMap.model_validate(PACKAGED)
     names = {r.name for r in register_map.registers}
     expected = {s.name for s in SIGNALS} | set(CYCLE_PARAMETERS)
-    words = {"State", "StandstillReason", "CycleQuality"}
+    words = {"State", "StandstillReason", "CycleQuality", "DefectCause"}
     assert names == expected | words | {"JobStatus", "ActiveCavities", "NominalParts"}
     assert {t.name for t in register_map.texts} == {"JobName", "MouldId", "Material"}
 
@@ -215,6 +216,7 @@ def test_round_trip_gives_the_values_back() -> None:
         "State": 5.0,
         "StandstillReason": 2.0,
         "CycleQuality": 2.0,
+        "DefectCause": 4.0,
     }
     image = _image(register_map.encode(values) | register_map.encode_job(JOB))
     decoded = _read(register_map, image)
@@ -223,6 +225,65 @@ def test_round_trip_gives_the_values_back() -> None:
     assert register_map.job_from(decoded, _read_texts(register_map, image)) == JOB
     assert register_map.state_from(decoded) == (MachineState.UNPLANNED_STOP, "mould_fault")
     assert register_map.quality_from(decoded) is PartQuality.BAD
+    assert register_map.defect_from(decoded) == "sink_marks"
+
+
+@pytest.mark.parametrize("defect", list(DEFECT_CAUSES))
+def test_every_defect_cause_has_a_code_that_round_trips(defect: str) -> None:
+    register_map = RegisterMap.model_validate(PACKAGED)
+    code = register_map.defect_code(defect)
+    assert code > 0
+    words = _image(register_map.encode({"DefectCause": code}))
+    assert register_map.decode(40, [words[40]]) == {"DefectCause": float(code)}
+    assert register_map.defect_from({"DefectCause": float(code)}) == defect
+
+
+def test_an_unlisted_defect_code_reads_as_its_number_and_0_as_none() -> None:
+    register_map = RegisterMap.model_validate(PACKAGED)
+    assert register_map.defect_from({"DefectCause": 57.0}) == "code_57"
+    assert register_map.defect_code("code_57") == 57  # and back, as the machine showed it
+    assert register_map.defect_from({"DefectCause": 0.0}) is None
+    assert register_map.defect_from({}) is None  # not read
+    assert register_map.defect_code(None) == 0
+    with pytest.raises(ContractError, match="no code for defect cause 'gate_blush'"):
+        register_map.defect_code("gate_blush")
+    with pytest.raises(ContractError, match="no code for defect cause 'code_0'"):
+        register_map.defect_code("code_0")
+
+
+def test_no_order_is_a_planned_stop_with_code_33() -> None:
+    register_map = RegisterMap.model_validate(PACKAGED)
+    assert "no_order" in STANDSTILL_REASONS[MachineState.PLANNED_STOP]
+    assert register_map.reason_code("no_order") == 33
+    values = {"State": 4.0, "StandstillReason": 33.0}
+    assert register_map.state_from(values) == (MachineState.PLANNED_STOP, "no_order")
+
+
+def test_a_defect_word_needs_a_quality_word_in_the_shot_counters_group() -> None:
+    shots = {"name": "CounterShots", "address": 0, "type": "uint32"}
+    cycle_time = {"name": "CycleTime", "address": 2, "type": "float32", "unit": "s"}
+    quality = {"name": "CycleQuality", "address": 4, "type": "uint16"}
+    defect = {"name": "DefectCause", "address": 5, "type": "uint16"}
+    cycle = (shots, cycle_time, quality)
+    qualities = {1: "good", 2: "bad"}
+    with pytest.raises(ValidationError, match="DefectCause register needs a CycleQuality"):
+        RegisterMap.model_validate(_map_with(shots, cycle_time, defect))
+    with pytest.raises(ValidationError, match="must be in the group of CounterShots"):
+        RegisterMap.model_validate(
+            _map_with(*cycle, {**defect, "group": "qc"}, qualities=qualities)
+        )
+    with pytest.raises(ValidationError, match="DefectCause must be a uint16 with scale 1"):
+        RegisterMap.model_validate(_map_with(*cycle, {**defect, "scale": 2}, qualities=qualities))
+    with pytest.raises(ValidationError, match="defects"):  # a cause is a name: no blanks around
+        RegisterMap.model_validate(
+            _map_with(*cycle, defect, qualities=qualities, defects={1: " short_shot"})
+        )
+    plain = RegisterMap.model_validate(_map_with(*cycle, defect, qualities=qualities))
+    assert plain.defect_from({"DefectCause": 2.0}) == "code_2"  # no table: every code by number
+
+
+def test_packaged_defect_codes_are_the_contracts_defect_causes() -> None:
+    assert set(RegisterMap.model_validate(PACKAGED).defects.values()) == set(DEFECT_CAUSES)
 
 
 @pytest.mark.parametrize("quality", list(PartQuality))

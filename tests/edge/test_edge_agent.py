@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import random
 import re
@@ -28,8 +29,10 @@ from watch import until, watch
 
 from contracts import (
     BrokerUrl,
+    CycleRecord,
     EdgeStatus,
     MachineState,
+    PartQuality,
     StateChange,
     TelemetryBatch,
     decode,
@@ -39,6 +42,7 @@ from contracts.codec import AnyMessage
 from edge import GatewayConfig, run_edge
 from moldlab.servers import LocalMosquitto
 from simulators.modbus import ModbusMachineServer, load_register_map
+from simulators.model import CycleDone
 
 pytestmark = pytest.mark.infra
 
@@ -89,6 +93,39 @@ async def test_telemetry_and_state_reach_the_broker(
     async with watch(mqtt_url, f"moldlab/v1/{config.site}/#") as retained:
         await until(lambda: bool(retained))
     assert [(type(m), getattr(m, "online", None)) for _, m in retained] == [(EdgeStatus, False)]
+
+
+async def test_a_bad_cycle_of_a_modbus_machine_reaches_the_broker_with_its_defect_cause(
+    mqtt_url: str,
+    machine: ModbusMachineServer,
+    sample: dict[str, float],
+    last_cycle: CycleDone,
+    tmp_path: Path,
+) -> None:
+    config = gateway_config(mqtt_url, machine.port, tmp_path)
+    stop = asyncio.Event()
+    cycles = [
+        dataclasses.replace(last_cycle, shot=1201, defect="flash"),
+        dataclasses.replace(last_cycle, shot=1202, quality=PartQuality.GOOD, defect=None),
+    ]
+    async with watch(mqtt_url, f"moldlab/v1/{config.site}/#") as received:
+        agent = asyncio.create_task(run_edge(config, stop))
+        await until(lambda: bool(_of(TelemetryBatch, received)))  # the counter is known
+        for cycle in cycles:
+            shown = len(_of(CycleRecord, received))
+            machine.update(
+                {**sample, "CounterShots": float(cycle.shot)}, MachineState.RUNNING,
+                last_cycle=cycle,
+            )  # fmt: skip
+            await until(lambda n=shown: len(_of(CycleRecord, received)) > n)
+        stop.set()
+        await asyncio.wait_for(agent, 10)
+    records = _of(CycleRecord, received)
+    assert [(r.shot, r.quality, r.defect) for r in records] == [
+        (1201, PartQuality.BAD, "flash"),
+        (1202, PartQuality.GOOD, None),
+    ]
+    assert {r.schema_version for r in records} == {3}
 
 
 async def test_a_machine_that_goes_away_is_reported_once_and_back_once(

@@ -14,6 +14,8 @@ from contracts import (
     PartQuality,
     StateChange,
     TelemetryBatch,
+    decode,
+    encode,
 )
 from contracts.codec import AnyMessage
 from edge import Snapshot
@@ -124,6 +126,7 @@ def test_a_cycle_is_a_record_of_its_own_and_the_batch_goes_on() -> None:
         "parts": 4,
         "parameters": {"CycleTime": 15.9, "PartWeight": 12.1},
         "job": None,  # no job read yet
+        "defect": None,  # none read
     }
     batch = sent[2]
     assert isinstance(batch, TelemetryBatch)
@@ -133,6 +136,17 @@ def test_a_cycle_is_a_record_of_its_own_and_the_batch_goes_on() -> None:
         ("CounterShots", 250),
         ("TempOil", 500),
     ]
+
+
+def test_a_bad_cycle_is_sent_with_its_defect_cause_in_schema_version_3() -> None:
+    batcher, sent = _batcher()
+    cycle = CycleSeen(1201, PartQuality.BAD, 4, {"CycleTime": 15.9}, defect="short_shot")
+    batcher.add(Snapshot(T0, {}, MachineState.RUNNING, cycle=cycle))
+    (record,) = [m for m in sent if isinstance(m, CycleRecord)]
+    assert (record.quality, record.defect, record.schema_version) == (
+        PartQuality.BAD, "short_shot", 3,
+    )  # fmt: skip
+    assert decode(encode(record)) == record
 
 
 def test_a_cycle_comes_after_the_state_it_was_made_in() -> None:

@@ -24,6 +24,7 @@ pytestmark = pytest.mark.infra
 START = datetime(2025, 3, 3, 6, 0, tzinfo=UTC)
 # One cycle's parameters: distinct values that float32 registers hold exactly.
 PARAMETERS = {name: 1.0 + 0.5 * i for i, name in enumerate(CYCLE_PARAMETERS)}
+LAST = dict.fromkeys(CYCLE_PARAMETERS, 1.5)  # the parameters of the `machine` fixture's cycle
 
 
 def _poller(
@@ -47,12 +48,13 @@ def _show(
     good: int,
     bad: int,
     quality: PartQuality | None = PartQuality.GOOD,
+    defect: str | None = None,
 ) -> None:
     """Let the machine show these counters, and a cycle of `quality` with PARAMETERS."""
     counters = {"CounterShots": shots, "CounterGood": good, "CounterBad": bad}
     last = None
     if quality is not None:
-        last = CycleDone(START, shots, quality, 4, PARAMETERS, "bracket-pp-4", None)
+        last = CycleDone(START, shots, quality, 4, PARAMETERS, "bracket-pp-4", defect)
     machine.update({**sample, **counters}, MachineState.RUNNING, last_cycle=last)
 
 
@@ -273,9 +275,9 @@ async def test_cycles_between_two_polls_are_counted_and_logged(
     [
         (None, None),  # a first start: no cycle is known to be missing
         (1200, None),  # the last cycle was sent before the restart
-        (1199, CycleSeen(1200, PartQuality.BAD, 1, dict.fromkeys(CYCLE_PARAMETERS, 1.5))),
-        (1190, CycleSeen(1200, PartQuality.BAD, 1, dict.fromkeys(CYCLE_PARAMETERS, 1.5), 9)),
-        (5000, CycleSeen(1200, PartQuality.BAD, 1, dict.fromkeys(CYCLE_PARAMETERS, 1.5))),
+        (1199, CycleSeen(1200, PartQuality.BAD, 1, LAST, defect="short_shot")),
+        (1190, CycleSeen(1200, PartQuality.BAD, 1, LAST, 9, "short_shot")),
+        (5000, CycleSeen(1200, PartQuality.BAD, 1, LAST, defect="short_shot")),
     ],
 )
 async def test_the_last_shot_sent_decides_the_first_cycle(
@@ -306,6 +308,42 @@ async def test_a_counter_reset_misses_nothing(
     poller.close()
     assert reset.cycle == CycleSeen(1, PartQuality.BAD, 4, PARAMETERS)  # the last known rate
     assert poller.cycles_missed == 0
+
+
+async def test_a_bad_cycle_comes_with_its_defect_cause_and_only_a_bad_one(
+    machine: ModbusMachineServer, sample: dict[str, float]
+) -> None:
+    poller = _poller(machine.port)
+    await poller.read("status")
+    _show(machine, sample, 1201, 4720, 84, PartQuality.BAD, "sink_marks")
+    bad = await poller.read("status")
+    # A machine may leave the last scrap's code in the word: a good cycle has no cause.
+    _show(machine, sample, 1202, 4724, 84, PartQuality.GOOD, "sink_marks")
+    good = await poller.read("status")
+    _show(machine, sample, 1203, 4724, 88, PartQuality.BAD, "code_57")  # a code not listed
+    unlisted = await poller.read("status")
+    poller.close()
+    assert bad.cycle == CycleSeen(1201, PartQuality.BAD, 4, PARAMETERS, defect="sink_marks")
+    assert good.cycle == CycleSeen(1202, PartQuality.GOOD, 4, PARAMETERS)
+    assert unlisted.cycle == CycleSeen(1203, PartQuality.BAD, 4, PARAMETERS, defect="code_57")
+    assert "DefectCause" not in bad.values  # a code, not telemetry
+
+
+async def test_a_test_samples_parts_leave_the_parts_per_shot_as_they_were(
+    machine: ModbusMachineServer, sample: dict[str, float]
+) -> None:
+    poller = _poller(machine.port)
+    await poller.read("status")
+    _show(machine, sample, 1201, 4724, 80)
+    assert (await poller.read("status")).cycle == CycleSeen(1201, PartQuality.GOOD, 4, PARAMETERS)
+    # The good and bad counters do not count a sample's parts: they stand still over it.
+    _show(machine, sample, 1202, 4724, 80, PartQuality.TEST)
+    sampled = await poller.read("status")
+    _show(machine, sample, 1203, 4728, 80)
+    after = await poller.read("status")
+    poller.close()
+    assert sampled.cycle == CycleSeen(1202, PartQuality.TEST, 4, PARAMETERS)
+    assert after.cycle == CycleSeen(1203, PartQuality.GOOD, 4, PARAMETERS)
 
 
 async def test_cycles_as_the_simulator_makes_them(machine: ModbusMachineServer) -> None:

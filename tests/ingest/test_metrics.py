@@ -73,7 +73,7 @@ def test_every_rejection_reason_has_its_class() -> None:
         "topic": _reason("moldlab/v1/s/a/l/imm-01/bogus", good),
         "json": _reason(topic, b"{not json"),
         "schema_version": _reason(
-            topic, good.replace(b'"schema_version":2', b'"schema_version":9')
+            topic, good.replace(b'"schema_version":3', b'"schema_version":9')
         ),
         "contract": _reason(topic, good.replace(b'"seq":1', b'"seq":"one"')),
         "mismatch": _reason(str(Topic("s", "a", "l", "imm-02", MessageKind.TELEMETRY)), good),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import math
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -143,7 +146,46 @@ def test_cycles_match_the_model(export: Export) -> None:
         assert [r["ts"] for r in rows] == [c.ts for c in cycles]
         assert [r["CycleTime"] for r in rows] == [c.parameters["CycleTime"] for c in cycles]
         assert [r["defect"] for r in rows] == [c.defect for c in cycles]
-        assert {r["quality"] for r in rows} <= {"good", "bad"}
+        assert [r["quality"] for r in rows] == [c.quality.value for c in cycles]
+        assert {r["quality"] for r in rows} <= {"good", "bad", "test"}
+        # Only bad parts have a cause.
+        assert all((r["defect"] is not None) == (r["quality"] == "bad") for r in rows)
+
+
+def _hours(cycles: list[dict[str, Any]]) -> float:
+    """Running hours of `cycles`: their cycle times added up."""
+    return sum(float(c["CycleTime"]) for c in cycles) / 3600
+
+
+def test_quality_control_samples_every_2_running_hours_are_neither_good_nor_bad(
+    export: Export,
+) -> None:
+    for spec in FLOOR:
+        assert spec.test_sample_interval_h == 2.0  # the default
+        rows = _per_machine(export.tables["cycles"], spec.machine_id)
+        samples = [k for k, r in enumerate(rows) if r["quality"] == "test"]
+        cavities = {m.name: m.cavities for m in spec.moulds}
+        assert len(samples) >= 5  # a day of mostly running
+        # Each is taken once 2 h of cycles ran since the last (CycleTime rounded to 1 ms),
+        # at the first cycle that makes no scrap: a few cycles later at most.
+        after = 0
+        for k in samples:
+            running_h = _hours(rows[after : k + 1])
+            assert 2.0 - 1e-3 <= running_h < 2.1, (spec.machine_id, k, running_h)
+            assert rows[k]["defect"] is None
+            assert rows[k]["parts"] == cavities[str(rows[k]["mould"])]  # a whole shot
+            after = k + 1
+        assert _hours(rows[after:]) < 2.1  # none missed at the end
+        # The part counters count good and bad parts: a sample's are in neither.
+        ends = [r["ts"] for r in rows]
+        good = list(itertools.accumulate(r["parts"] if r["quality"] == "good" else 0 for r in rows))
+        bad = list(itertools.accumulate(r["parts"] if r["quality"] == "bad" else 0 for r in rows))
+        signals = _per_machine(export.tables["signals"], spec.machine_id)
+        for row in signals:
+            n = bisect.bisect_right(ends, row["ts"])
+            assert row["CounterGood"] == (good[n - 1] if n else 0)
+            assert row["CounterBad"] == (bad[n - 1] if n else 0)
+            assert row["CounterShots"] == n
 
 
 def test_failures_match_the_model_and_its_ground_truth(export: Export) -> None:
@@ -184,6 +226,9 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path: Path) -> None:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     for name in ("cycles.parquet", "signals.parquet"):
         assert (tmp_path / "a" / name).read_bytes() != (tmp_path / "c" / name).read_bytes(), name
+    # Quality-control samples too come from the seed alone: the same cycles in both runs.
+    qualities = pq.read_table(tmp_path / "a" / "cycles.parquet").column("quality").to_pylist()
+    assert "test" in qualities
 
 
 def test_a_part_day_and_an_interval_that_does_not_divide_it(tmp_path: Path) -> None:

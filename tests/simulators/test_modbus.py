@@ -89,6 +89,7 @@ async def test_a_client_reads_the_models_values(condition: Callable[[MachineMode
         "State": register_map.state_code(model.state),
         "StandstillReason": register_map.reason_code(model.reason),
         "CycleQuality": register_map.quality_code(last_cycle.quality),
+        "DefectCause": register_map.defect_code(last_cycle.defect),
         "JobStatus": register_map.job_status_code(job.job_status),
         "ActiveCavities": job.active_cavities,
         "NominalParts": job.nominal_parts,
@@ -103,6 +104,26 @@ async def test_a_client_reads_the_models_values(condition: Callable[[MachineMode
     assert values["CounterShots"] == last_cycle.shot == model.shots
 
 
+async def test_a_bad_cycle_shows_its_defect_cause_and_the_next_good_one_none() -> None:
+    register_map = load_register_map()
+    model = MachineModel(MachineSpec("imm-01"), random.Random(7), START)
+    cycles = [e for e in model.advance(START + timedelta(days=1)) if isinstance(e, CycleDone)]
+    # Start-up scrap after each long stop, and the model's other process causes.
+    k, bad = next((k, c) for k, c in enumerate(cycles) if c.quality is PartQuality.BAD)
+    good = next(c for c in cycles[k:] if c.quality is PartQuality.GOOD)
+    assert bad.defect is not None
+    async with ModbusMachineServer(register_map, port=0) as server:
+        server.update(model.sample(), model.state, model.reason, bad)
+        at_bad = await _read_all(server.port, register_map)
+        server.update(model.sample(), model.state, model.reason, good)
+        at_good = await _read_all(server.port, register_map)
+    assert register_map.quality_from(at_bad) is PartQuality.BAD
+    assert register_map.defect_from(at_bad) == bad.defect
+    assert at_bad["DefectCause"] == register_map.defect_code(bad.defect) > 0
+    assert register_map.quality_from(at_good) is PartQuality.GOOD
+    assert register_map.defect_from(at_good) is None
+
+
 async def test_before_the_first_cycle_the_cycle_registers_read_no_cycle() -> None:
     register_map = load_register_map()
     model = MachineModel(MachineSpec("imm-01"), random.Random(7), START)
@@ -110,6 +131,7 @@ async def test_before_the_first_cycle_the_cycle_registers_read_no_cycle() -> Non
         server.update(model.sample(), model.state, model.reason)
         values = await _read_all(server.port, register_map)
     assert register_map.quality_from(values) is None
+    assert register_map.defect_from(values) is None
     assert {name: values[name] for name in CYCLE_PARAMETERS} == dict.fromkeys(CYCLE_PARAMETERS, 0)
     assert register_map.state_from(values) == (model.state, model.reason)
 

@@ -518,3 +518,66 @@ def test_orders_go_through_euromap_77_job_statuses_and_each_cycle_names_its_orde
         good_parts = sum(c.parts for c in mine if c.quality is PartQuality.GOOD)
         assert 400 <= good_parts < 400 + mine[0].parts
     assert model.job.job_name == names[-1]
+
+
+# --- quality-control samples and orders that keep the machine waiting -----------------------
+
+
+def test_a_quality_control_sample_every_2_running_hours_gives_test_parts() -> None:
+    events, samples = _run(QUIET, 9)
+    cycles = _cycles(events)
+    tests = [k for k, c in enumerate(cycles) if c.quality is PartQuality.TEST]
+    # QUIET runs unbroken: 9 h of running, a sample each 2 h of it, 4 in all.
+    assert len(tests) == 4
+    after = 0
+    for k in tests:
+        running_s = sum(c.parameters["CycleTime"] for c in cycles[after : k + 1])
+        assert 7200 - 1 <= running_s < 7200 + 20  # the cycle in which 2 h are reached
+        assert cycles[k].defect is None  # a sample is of fine parts: neither good nor bad
+        assert cycles[k].parts == QUIET.moulds[0].cavities
+        after = k + 1
+    # The good counter does not count them; the shot counter does.
+    good = sum(c.parts for c in cycles if c.quality is PartQuality.GOOD)
+    bad = sum(c.parts for c in cycles if c.quality is PartQuality.BAD)
+    assert (samples[-1]["CounterGood"], samples[-1]["CounterBad"]) == (good, bad)
+    assert samples[-1]["CounterShots"] == len(cycles)
+    assert good + bad + 4 * QUIET.moulds[0].cavities == sum(c.parts for c in cycles)
+
+
+def test_no_samples_with_an_interval_of_0_and_otherwise_the_same_run() -> None:
+    never = replace(QUIET, test_sample_interval_h=0.0)
+    with_samples = _cycles(_run(QUIET, 5)[0])
+    without = _cycles(_run(never, 5)[0])
+    assert {c.quality for c in without} == {PartQuality.GOOD}
+    # Taking samples draws nothing at random: the same cycles, only their quality differs.
+    assert [(c.ts, c.parameters) for c in with_samples] == [(c.ts, c.parameters) for c in without]
+    differ = [a for a, b in zip(with_samples, without, strict=True) if a.quality != b.quality]
+    assert [c.quality for c in differ] == [PartQuality.TEST, PartQuality.TEST]
+
+
+def test_an_order_that_is_not_there_yet_is_a_planned_stop_no_order() -> None:
+    spec = replace(
+        QUIET, job_parts=(400, 400), setup_median_min=10.0, order_gap_median_h=0.5,
+        test_sample_interval_h=0.0,
+    )  # fmt: skip
+    model = MachineModel(spec, random.Random(5), START)
+    events = model.start() + model.advance(START + timedelta(hours=6))
+    finished = [
+        e for e in events
+        if isinstance(e, JobChanged) and e.job.job_status is JobStatus.JOB_FINISHED
+    ]  # fmt: skip
+    assert len(finished) >= 3
+    for done in finished[:-1]:  # the last may still wait when the run ends
+        # Finished, the machine waits for its next order, then sets up for it.
+        after = [e for e in events if isinstance(e, StateEntered) and e.ts >= done.ts][:2]
+        assert [(e.state, e.reason) for e in after] == [
+            (MachineState.PLANNED_STOP, "no_order"),
+            (MachineState.SETUP, "mould_change"),
+        ]
+        wait_h = (after[1].ts - after[0].ts).total_seconds() / 3600
+        assert 0.05 < wait_h < 5.0  # log-normal about half an hour
+    assert "no_order" in STANDSTILL_REASONS[MachineState.PLANNED_STOP]
+    # By default the next order is always waiting: a mould change at once, no draw for it.
+    plain = MachineModel(replace(spec, order_gap_median_h=0.0), random.Random(5), START)
+    states = [e for e in plain.advance(START + timedelta(hours=6)) if isinstance(e, StateEntered)]
+    assert all(e.reason != "no_order" for e in states)

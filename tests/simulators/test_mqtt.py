@@ -5,20 +5,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import random
 import uuid
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import aiomqtt
 import pytest
 
-from contracts import BrokerUrl, CycleRecord, StateChange, TelemetryBatch, decode
-from simulators import demo_floor, run_simulation
+from contracts import (
+    BrokerUrl,
+    CycleRecord,
+    MachineState,
+    PartQuality,
+    StateChange,
+    TelemetryBatch,
+    decode,
+)
+from simulators import (
+    CycleDone,
+    MachineModel,
+    MachineSpec,
+    ShiftCalendar,
+    demo_floor,
+    run_simulation,
+)
 from simulators.clock import SimClock, parse_start
+from simulators.specs import StopCause
 
 pytestmark = pytest.mark.infra
 
 
-async def _collect(url: str, site: str, seconds: float, **sim: object) -> list[object]:
+async def _collect(
+    url: str, site: str, seconds: float, floor: list[MachineSpec] | None = None, **sim: object
+) -> list[object]:
     broker = BrokerUrl.parse(url)
     got: list[object] = []
     stop = asyncio.Event()
@@ -31,7 +51,7 @@ async def _collect(url: str, site: str, seconds: float, **sim: object) -> list[o
 
         reader = asyncio.create_task(_read())
         runner = asyncio.create_task(
-            run_simulation(demo_floor(2, site=site), broker, stop, **sim)  # type: ignore[arg-type]
+            run_simulation(floor or demo_floor(2, site=site), broker, stop, **sim)  # type: ignore[arg-type]
         )
         await asyncio.sleep(seconds)
         stop.set()
@@ -43,9 +63,18 @@ async def _collect(url: str, site: str, seconds: float, **sim: object) -> list[o
     return got
 
 
+def _mid_morning_shift() -> datetime:
+    """The latest 08:00 in Rome: inside the demo floor's morning shift, two hours from its
+    break (a run from now at 18:27 fell into the 18:00-18:30 break and made no cycle)."""
+    rome = ZoneInfo("Europe/Rome")
+    local = datetime.now(rome)
+    at = local.replace(hour=8, minute=0, second=0, microsecond=0)
+    return (at if at <= local else at - timedelta(days=1)).astimezone(UTC)
+
+
 async def test_sped_up_machines_sample_once_per_simulated_interval(mqtt_url: str) -> None:
     site = f"speed-{uuid.uuid4().hex[:6]}"
-    got = await _collect(mqtt_url, site, 2.0, speed=120.0)
+    got = await _collect(mqtt_url, site, 2.0, speed=120.0, start=_mid_morning_shift())
     batches = [m for m in got if isinstance(m, TelemetryBatch) and m.machine_id == "imm-01"]
     instants = sorted(
         {b.ts + timedelta(milliseconds=r.offset_ms) for b in batches for r in b.readings}
@@ -75,6 +104,33 @@ async def test_a_backfill_catches_up_with_the_wall_clock_and_never_runs_ahead(
     assert batches[0].ts < began - timedelta(minutes=29)  # it began in the past
     assert max(b.ts for b in batches) <= datetime.now(UTC)  # and never ran ahead
     assert batches[-1].ts > began - timedelta(seconds=10)  # 30 min at 600x: caught up in 3 s
+
+
+async def test_bad_cycles_carry_their_defect_cause_as_the_model_drew_it(mqtt_url: str) -> None:
+    site = f"defects-{uuid.uuid4().hex[:6]}"
+    # Unbroken shifts (nothing depends on the wall clock) and a quarter-hour stop every few
+    # running minutes: each long enough to spoil the melt, so start-up scrap follows.
+    spec = MachineSpec(
+        "imm-01", site=site, calendar=ShiftCalendar(),
+        stops=(StopCause(MachineState.UNPLANNED_STOP, "material_shortage", 0.1, 15.0, 0.0),),
+    )  # fmt: skip
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=70)
+    got = await _collect(mqtt_url, site, 4.0, floor=[spec], speed=1800.0, start=start, seed=3)
+    cycles = [m for m in got if isinstance(m, CycleRecord)]
+    # The machine's own run with the simulator's seed: its ground truth, cycle by cycle.
+    model = MachineModel(spec, random.Random(3 * 1000), start)
+    events = model.advance(start + timedelta(minutes=70))
+    truth = {e.shot: e for e in events if isinstance(e, CycleDone)}
+    bad = [c for c in cycles if c.quality is PartQuality.BAD]
+    assert len(bad) >= 2
+    for cycle in cycles:
+        assert (cycle.quality, cycle.defect) == (
+            truth[cycle.shot].quality,
+            truth[cycle.shot].defect,
+        )
+        assert cycle.schema_version == 3
+    assert {c.defect for c in bad} == {"startup_scrap"}
+    assert all(c.defect is None for c in cycles if c.quality is not PartQuality.BAD)
 
 
 def test_the_clock_runs_sped_up_and_catches_up() -> None:

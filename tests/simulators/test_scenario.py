@@ -18,6 +18,10 @@ def test_the_packaged_scenarios_load(name: str) -> None:
     scenario = load_scenario(name)
     assert scenario.machines
     assert all(isinstance(m, MachineSpec) for m in scenario.machines)
+    # Unless a machine says otherwise: a QC sample each 2 running hours, orders always waiting.
+    assert {(m.test_sample_interval_h, m.order_gap_median_h) for m in scenario.machines} == {
+        (2.0, 0.0)
+    }
 
 
 def test_a_scenario_builds_machines_with_its_moulds_shifts_and_faults(tmp_path: Path) -> None:
@@ -42,6 +46,8 @@ machines:
     screw_diameter_mm: 30
     setup_median_min: 25
     job_parts: [1000, 2000]
+    test_sample_interval_h: 4
+    order_gap_median_h: 1.5
     stops:
       - {state: unplanned_stop, reason: robot_fault, mtbf_h: 4, repair_median_min: 6}
       - {state: idle, reason: blocked, mtbf_h: 9, repair_median_min: 2, repair_sigma: 0.3}
@@ -64,6 +70,7 @@ machines:
         25.0,
         (1000, 2000),
     )
+    assert (machine.test_sample_interval_h, machine.order_gap_median_h) == (4.0, 1.5)
     assert [(c.state.value, c.reason, c.mtbf_h) for c in machine.stops] == [
         ("unplanned_stop", "robot_fault", 4.0),
         ("idle", "blocked", 9.0),
@@ -116,6 +123,14 @@ machines:
         (
             "machines:\n  - id: a\n    job_parts: [500, 100]\n",
             "job_parts is [fewest, most]",
+        ),
+        (
+            "machines:\n  - id: a\n    test_sample_interval_h: -1\n",
+            "<s>:3: machines[0].test_sample_interval_h: Input should be greater than or equal to 0",
+        ),
+        (
+            "machines:\n  - id: a\n    order_gap_median_h: -0.5\n",
+            "<s>:3: machines[0].order_gap_median_h: Input should be greater than or equal to 0",
         ),
         (
             "calendar:\n  shifts:\n"

@@ -262,3 +262,49 @@ def test_0006_adds_the_plant_tables_with_one_open_version_each_and_removes_them(
     assert _tables(empty_database) & plant_tables == set()
     upgrade(empty_database)
     assert _tables(empty_database) >= plant_tables
+
+
+_CYCLE = (
+    "INSERT INTO cycle (time, machine_id, shot, quality, parts, cycle_time_s, parameters,"
+    " source, seq, job_name, defect) SELECT now(), min(id), %s, %s, 4, 15.0, '{}', 's', %s,"
+    " 'PO-1', %s FROM machine"
+)
+
+
+def test_0007_adds_the_cycles_defect_cause_keeping_every_row(empty_database: str) -> None:
+    _database_of_main(empty_database)
+    upgrade(empty_database, "0006")
+    before = _counts(empty_database)
+    upgrade(empty_database, "0007")
+    assert _counts(empty_database) == before
+    with psycopg.connect(empty_database, autocommit=True) as conn:
+        # The cycles of before tell no cause: their messages could not.
+        assert conn.execute("SELECT DISTINCT defect FROM cycle").fetchall() == [(None,)]
+        conn.execute(_CYCLE, (2, "bad", 2, "short_shot"))
+        conn.execute(_CYCLE, (3, "bad", 3, None))  # bad, its cause untold
+        with pytest.raises(psycopg.errors.CheckViolation):  # only bad parts have a cause
+            conn.execute(_CYCLE, (4, "good", 4, "short_shot"))
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(_CYCLE, (5, "test", 5, "flash"))
+        comment = conn.execute(
+            "SELECT col_description('cycle'::regclass, attnum) FROM pg_attribute"
+            " WHERE attrelid = 'cycle'::regclass AND attname = 'defect'"
+        ).fetchone()
+        assert comment is not None
+        assert "short_shot" in comment[0]
+        stored = conn.execute("SELECT shot, defect FROM cycle WHERE shot > 1 ORDER BY shot")
+        assert stored.fetchall() == [(2, "short_shot"), (3, None)]
+    after = _counts(empty_database)
+    assert after["cycle"] == before["cycle"] + 2
+    downgrade(empty_database, "0006")
+    assert _counts(empty_database) == after  # the column goes, its rows stay
+    with psycopg.connect(empty_database) as conn:
+        columns = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'cycle'"
+        ).fetchall()
+    assert ("defect",) not in columns
+    assert ("job_name",) in columns
+    upgrade(empty_database)
+    assert _counts(empty_database) == after
+    with psycopg.connect(empty_database) as conn:
+        assert conn.execute("SELECT count(defect) FROM cycle").fetchone() == (0,)

@@ -34,3 +34,14 @@ async def running_ingest(settings: IngestSettings) -> AsyncIterator[None]:
         logger.setLevel(level)
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+@contextlib.asynccontextmanager
+async def site_ingest(database_url: str, mqtt_url: str, site: str) -> AsyncIterator[None]:
+    """Ingest of `site` only (its own client id, metrics on a free port), as `running_ingest`."""
+    settings = IngestSettings(
+        database_url=database_url, mqtt_url=mqtt_url, ingest_site=site,
+        ingest_client_id=f"ingest-{site}", ingest_metrics_port=0,
+    )  # fmt: skip
+    async with running_ingest(settings):
+        yield

@@ -13,7 +13,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from contracts import CYCLE_PARAMETERS, SIGNALS, STANDSTILL_REASONS, JobStatus, MachineState
+from contracts import (
+    CYCLE_PARAMETERS,
+    DEFECT_CAUSES,
+    SIGNALS,
+    STANDSTILL_REASONS,
+    JobStatus,
+    MachineState,
+)
 
 Json = dict[str, Any]
 
@@ -28,11 +35,12 @@ def valid_message(
 ) -> Json:
     """A valid message of a random kind, its timestamp within the last minute of `now`.
 
-    Of schema version 1 or 2, but for what version 2 brought (jobs, a cycle's job).
+    Of schema version 1, 2 or 3, each with only what its version has: jobs and a cycle's job
+    from 2, a bad cycle's defect cause from 3.
     """
     ts = now - timedelta(milliseconds=rng.randrange(60_000))
     head: Json = {
-        "schema_version": rng.choice([1, 2]),
+        "schema_version": rng.choice([1, 2, 3]),
         "machine_id": machine,
         "ts": ts.isoformat().replace("+00:00", "Z") if rng.random() < 0.7 else _offset(ts, rng),
         "source": source,
@@ -59,12 +67,14 @@ def valid_message(
             **head, "kind": "cycle", "shot": rng.randrange(10**6), "quality": quality,
             "parts": rng.randint(0, 8), "parameters": parameters,
         }  # fmt: skip
-        if head["schema_version"] == 2 and rng.random() < 0.7:
+        if head["schema_version"] >= 2 and rng.random() < 0.7:
             cycle["job"] = _name(rng)
+        if head["schema_version"] >= 3 and quality == "bad" and rng.random() < 0.7:
+            cycle["defect"] = rng.choice([*DEFECT_CAUSES, _name(rng)])
         return cycle
     if kind == "job":
         job = {
-            **head, "schema_version": 2, "kind": "job", "job_name": _name(rng),
+            **head, "schema_version": rng.choice([2, 3]), "kind": "job", "job_name": _name(rng),
             "mould_id": _name(rng), "job_status": rng.choice(_JOB_STATUSES),
             "active_cavities": rng.randint(1, 16), "nominal_parts": rng.randrange(10**7),
         }  # fmt: skip
@@ -101,6 +111,7 @@ HOSTILE_VALUES: list[Any] = [
     "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "2026-11-21T08:00:00",
     "2026-13-01T00:00:00Z", 1_763_712_060, "1763712060", "NaN",
     2, 3, " PO-1", "PO-1 ", "x" * 65, "set_up_active", "job_in_production", "running",
+    4, "good", "bad", "test", "short_shot",
 ]  # fmt: skip
 
 
