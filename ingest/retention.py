@@ -1,5 +1,6 @@
 """Forgetting what only redeliveries need (message_log entries older than the window), and
-rejected messages older than their keep (MOLDLAB_INGEST_REJECTED_KEEP_DAYS).
+rejected messages older than their keep (MOLDLAB_INGEST_REJECTED_KEEP_DAYS); and merging the
+stale marks of production performance that no rollup pass has taken yet.
 
 message_log holds the (source, seq) of every message written, so that a message delivered
 twice is written once. A second delivery comes soon after the first (ingest died before
@@ -33,6 +34,29 @@ async def prune_rejected(conn: psycopg.AsyncConnection, keep: timedelta) -> int:
     return await _prune(conn, "rejected_message", "id", keep)
 
 
+# Each write of cycles, states or jobs marks its machines' performance stale from its time
+# on (store migration 0008); the rollup pass (analytics.rollup, run by the API) takes them.
+# Without one running, they are merged into one mark per machine here, so they stay few.
+_COMPACT_MARKS = """
+WITH gone AS (
+    DELETE FROM performance_dirty WHERE id = ANY(ARRAY(SELECT id FROM performance_dirty))
+    RETURNING machine_id, start_at, end_at
+)
+INSERT INTO performance_dirty (machine_id, start_at, end_at)
+SELECT machine_id, min(start_at), max(end_at) FROM gone GROUP BY machine_id
+"""
+
+
+async def compact_performance_marks(conn: psycopg.AsyncConnection) -> int:
+    """Merge the stale marks into one per machine; how many fewer there are (autocommit)."""
+    async with conn.transaction():
+        cur = await conn.execute("SELECT count(*) FROM performance_dirty")
+        row = await cur.fetchone()
+        before = row[0] if row else 0
+        cur = await conn.execute(_COMPACT_MARKS)
+        return before - max(cur.rowcount, 0)
+
+
 async def _prune(conn: psycopg.AsyncConnection, table: str, key: str, keep: timedelta) -> int:
     """Delete `table`'s rows received more than `keep` ago, oldest first in chunks."""
     statement = sql.SQL(
@@ -61,10 +85,13 @@ async def run_pruning(
             async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
                 pruned = await prune_message_log(conn, keep)
                 rejects = await prune_rejected(conn, keep_rejected)
+                merged = await compact_performance_marks(conn)
             if pruned:
                 log.info("pruned %d message_log entries older than %s", pruned, keep)
             if rejects:
                 log.info("pruned %d rejected messages older than %s", rejects, keep_rejected)
+            if merged > 0:
+                log.info("merged %d stale performance marks (no rollup pass took them)", merged)
         except psycopg.Error as exc:
             log.warning("cannot prune message_log now: %s", str(exc).strip())
         with contextlib.suppress(TimeoutError):

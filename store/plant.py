@@ -34,6 +34,7 @@ __all__ = [
     "machine_at",
     "mould_at",
     "mould_versions",
+    "mould_versions_of",
     "plant_at",
     "site_at",
     "site_versions",
@@ -343,6 +344,22 @@ async def mould_versions(
 ) -> list[Version[Mould]]:
     """Each version of the mould in force at some time in [start, end), oldest first."""
     return await _overlapping(conn, _MOULD, start, end, (mould,))
+
+
+async def mould_versions_of(
+    conn: AsyncConnection[Any], moulds: Sequence[str], start: datetime, end: datetime
+) -> dict[str, list[Version[Mould]]]:
+    """Each version of each of `moulds` in force at some time in [start, end), oldest first."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            f"{_MOULD.select()} WHERE mould = ANY(%s) AND valid_from < %s"
+            " AND (valid_to IS NULL OR valid_to > %s) ORDER BY mould, valid_from",
+            (list(moulds), end, start),
+        )
+        found: dict[str, list[Version[Mould]]] = {}
+        for row in await cur.fetchall():
+            found.setdefault(row["mould"], []).append(_MOULD.version(row))
+        return found
 
 
 async def site_versions(
