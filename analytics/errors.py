@@ -3,7 +3,9 @@
 Exceptions::
 
     AnalyticsError
-    └── NotFound         no machine or signal of that name (a LookupError too)
+    ├── NotFound         no machine or signal of that name (a LookupError too)
+    └── SpcError         an SPC chart or capability the data cannot give (a ValueError too):
+                         too few points, no spread, too many points for one request
 
 A database without the moldlab schema raises `store.SchemaNotReady`.
 """
@@ -17,3 +19,7 @@ class AnalyticsError(Exception):
 
 class NotFound(AnalyticsError, LookupError):
     """No machine or signal of that name."""
+
+
+class SpcError(AnalyticsError, ValueError):
+    """An SPC chart or capability the data cannot give: too few points, no spread, too many."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, Field
@@ -19,22 +19,11 @@ from dashboard_api.names import (
     SignalPath,
     SitePath,
 )
+from dashboard_api.problems import UNAVAILABLE, Problem
 
 router = APIRouter(tags=["machines"])
 
 MAX_PAGE = 200
-
-
-class Problem(BaseModel):
-    detail: str = Field(description="what went wrong")
-
-
-_UNAVAILABLE: dict[int | str, dict[str, Any]] = {
-    503: {
-        "model": Problem,
-        "description": "the database is down, not migrated, or did not answer in time",
-    }
-}
 
 
 class SignalHistory(BaseModel):
@@ -57,7 +46,7 @@ class SignalHistory(BaseModel):
         "carries at most `MOLDLAB_API_MAX_SIGNALS_PER_MACHINE` signals (default 256), the "
         "first ones by signal name; `signals_truncated` says when it has more."
     ),
-    responses=_UNAVAILABLE,
+    responses=UNAVAILABLE,
 )
 async def list_machines(
     pool: Pool,
@@ -86,7 +75,7 @@ async def list_machines(
             "model": Problem,
             "description": "no such machine or signal, or no data in the window",
         },
-        **_UNAVAILABLE,
+        **UNAVAILABLE,
     },
 )
 async def history(
