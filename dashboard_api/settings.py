@@ -5,8 +5,32 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from analytics.oee import MicroStops
+from analytics.report import PerformanceSettings
 
-class ApiSettings(BaseSettings):
+
+class PerformanceEnv(BaseSettings):
+    """How OEE is computed: shared by the API and `moldlab report`, so both give one figure."""
+
+    model_config = SettingsConfigDict(env_prefix="MOLDLAB_", extra="ignore")
+
+    micro_stop_s: float = Field(
+        default=300.0,
+        gt=0,
+        le=3600,
+        description="an idle or unplanned stop shorter than this, as a whole, is a micro-stop",
+    )
+    micro_stop_convention: MicroStops = Field(
+        default=MicroStops.ISO,
+        description="iso: micro-stops are availability losses (ISO 22400); tpm: they count as "
+        "production time and show as speed loss",
+    )
+
+    def performance(self, convention: MicroStops | None = None) -> PerformanceSettings:
+        return PerformanceSettings(self.micro_stop_s, convention or self.micro_stop_convention)
+
+
+class ApiSettings(PerformanceEnv):
     model_config = SettingsConfigDict(env_prefix="MOLDLAB_", extra="ignore")
 
     database_url: str = Field(description="postgresql://user:password@host:port/dbname")
@@ -27,4 +51,11 @@ class ApiSettings(BaseSettings):
     )
     live_max_machines: int = Field(
         default=200, ge=1, le=10_000, description="machines the live socket follows, by place"
+    )
+    api_performance_refresh_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=86_400,
+        description="seconds between the API's passes that keep the OEE rollup current "
+        "(performance_slice); 0: none (run `moldlab report refresh` instead)",
     )

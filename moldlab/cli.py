@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from moldlab import bench_cli, plant_cli, sim_cli
+from moldlab import bench_cli, plant_cli, report_cli, sim_cli
 from moldlab.runner import ENV_HELP, run_until_signalled, setup_logging
 
 
@@ -122,7 +122,10 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Bounded whatever the database holds: GET /api/v1/machines answers in pages of "
         "at most 200 machines, each with at most MOLDLAB_API_MAX_SIGNALS_PER_MACHINE signals "
         "(256); the live socket follows MOLDLAB_LIVE_MAX_MACHINES machines (200); a query "
-        "that takes longer than MOLDLAB_API_STATEMENT_TIMEOUT_S (5) answers 503.",
+        "that takes longer than MOLDLAB_API_STATEMENT_TIMEOUT_S (5) answers 503. OEE "
+        "(/api/v1/performance): micro-stops are stops shorter than MOLDLAB_MICRO_STOP_S (300), "
+        "counted by MOLDLAB_MICRO_STOP_CONVENTION (iso or tpm); a rollup pass every "
+        "MOLDLAB_API_PERFORMANCE_REFRESH_S (30; 0: none) keeps the figures fast.",
     )
     api.add_argument("--database-url", help="postgresql://... (MOLDLAB_DATABASE_URL)")
     api.add_argument("--host", help="listen address (MOLDLAB_API_HOST, default 127.0.0.1)")
@@ -139,6 +142,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     upgrade.add_argument("--database-url", help="postgresql://... (MOLDLAB_DATABASE_URL)")
     plant_cli.add_parser(sub)
+    report_cli.add_parser(sub)
     return parser
 
 
@@ -199,6 +203,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _api(args)
     if args.command == "plant":
         return plant_cli.run(args)
+    if args.command == "report":
+        return report_cli.run(args)
     if args.command == "db":
         from ingest.settings import IngestSettings
         from store import upgrade

@@ -20,6 +20,12 @@ def test_openapi_lists_the_endpoints_with_summaries() -> None:
         "/api/v1/health",
         "/api/v1/machines",
         "/api/v1/machines/{site}/{area}/{line}/{machine}/signals/{signal}/history",
+        "/api/v1/machines/{site}/{area}/{line}/{machine}/spc/{parameter}",
+        "/api/v1/machines/{site}/{area}/{line}/{machine}/capability/{parameter}",
+        "/api/v1/performance/{place}/oee",
+        "/api/v1/performance/{place}/losses",
+        "/api/v1/performance/{place}/downtime",
+        "/api/v1/performance/{place}/reliability",
     }
     for path in paths.values():
         assert path["get"]["summary"]
