@@ -114,8 +114,10 @@ class Figures:
 
     @property
     def planned_busy_s(self) -> float:
-        """Shift time less breaks, reported planned stops and unknown time."""
-        return self.shift_s - self.break_s - sum(self.planned_stop_s.values()) - self.unknown_s
+        """Shift time less breaks, reported planned stops and unknown time, to the microsecond
+        (its parts are sums of whole microseconds: what is below one is rounding)."""
+        pbt = self.shift_s - self.break_s - sum(self.planned_stop_s.values()) - self.unknown_s
+        return round(pbt, 6) + 0.0  # + 0.0: never -0.0
 
     def __iadd__(self, other: Figures) -> Figures:
         for name in _SCALARS:

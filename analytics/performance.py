@@ -36,6 +36,10 @@ from contracts import MachineState, PartQuality
 from plant import Mould
 from store.plant import mould_versions_of, site_versions
 
+# What a range may cover: after any data (the wire's timestamps start in 1970), and clear of
+# the limits of Python's datetime (a stop's look-back before year 1 overflowed).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 # A stop older than this when a range begins is counted as begun at the range's start.
 STOP_LOOKBACK = timedelta(days=31)
 
@@ -123,12 +127,18 @@ async def machine_slices(
     """
     if end <= start:
         raise ValueError("the range is empty: `to` must be after `from`")
+    if start < EARLIEST or end > LATEST:
+        raise ValueError(
+            f"the range must lie between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} (UTC)"
+        )
     now = now or datetime.now(UTC)
+    if start >= now:
+        return []  # no time of the range has passed yet
     machines = await site_machines(conn, site, place_prefix)
     if not machines:
-        raise NotFound(f"no machine of site {place_prefix or site!r} has sent data")
+        raise NotFound(f"no machine under {place_prefix or site!r} has sent data")
     versions = await calendar_versions(conn, site, start - STOP_LOOKBACK, end)
-    cut = slices(versions, start, min(end, max(now, start + timedelta(microseconds=1))))
+    cut = slices(versions, start, min(end, now))
     if end > now:
         cut = [replace_whole(s, s.end <= now.timestamp() and s.whole) for s in cut]
     stored: dict[tuple[int, int], Figures] = {}
@@ -228,10 +238,11 @@ ORDER BY time, seq
 """
 
 # Cycles counted per segment: width_bucket gives the number of edges at or before the time.
+# Sums in numeric: a float sum depends on the order the rows come in, which is the plan's.
 _PARTS = """
 SELECT width_bucket(extract(epoch FROM time)::float8, %(edges)s::float8[]) AS segment,
-       job_name, quality, defect, count(*), sum(parts), sum(cycle_time_s),
-       sum(coalesce((parameters->>'CycleEnergy')::float8, 0))
+       job_name, quality, defect, count(*), sum(parts), sum(cycle_time_s::numeric)::float8,
+       sum(coalesce((parameters->>'CycleEnergy')::numeric, 0))::float8
 FROM cycle
 WHERE machine_id = %(m)s AND time >= %(lo)s AND time < %(hi)s
 GROUP BY 1, 2, 3, 4
@@ -441,6 +452,10 @@ def compute(
     for s in wanted:
         episodes = [e for e in raw.episodes if e.end > s.start and e.start < s.end]
         parts = _parts_in(raw, s)
+        # In whole microseconds, as slice_figures adds the rest: no rounding noise between
+        # a shift's time and the unknown time that may make up all of it.
+        shift_us = _us(s.end) - _us(s.start) if s.shift is not None else 0
+        planned_us = sum(_us(b) - _us(a) for a, b in s.planned)
         before = [(a, min(b, s.start)) for a, b in planned_all if a < s.start]
         out.append(
             (
@@ -450,8 +465,8 @@ def compute(
                     s.planned,
                     episodes,
                     parts,
-                    shift_s=s.shift_s,
-                    break_s=s.break_s,
+                    shift_s=shift_us / 1e6,
+                    break_s=(shift_us - planned_us) / 1e6,
                     micro_stop_s=micro_stop_s,
                     earlier_planned=before,
                 ),

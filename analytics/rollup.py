@@ -20,6 +20,7 @@ from typing import Any
 from psycopg import AsyncConnection, IsolationLevel
 from psycopg.types.json import Jsonb
 
+from analytics.oee import MICRO_STOP_STATES, Episode
 from analytics.performance import (
     MachineRef,
     calendar_versions,
@@ -130,6 +131,16 @@ async def _machine(
         part = [s for s in wanted[i:] if s.start < wanted[i].start + chunk_s] or [wanted[i]]
         i += len(part)
         raw = await read_raw(conn, m, part, part[0].start, part[-1].end, now.timestamp())
+        if (open_from := _open_short_stop(raw.episodes, now.timestamp(), micro_stop_s)) is not None:
+            # A stop still running and shorter than the threshold may yet outgrow it: the
+            # slices it touches are read from the raw rows until it does or it ends (its
+            # end's state row marks them stale from the stop's start).
+            kept = [s for s in part if s.end <= open_from]
+            stop_here, part = len(kept) < len(part), kept
+        else:
+            stop_here = False
+        if not part:
+            break
         rows = [
             (
                 m.id,
@@ -150,4 +161,18 @@ async def _machine(
                 rows,
             )
         written += len(rows)
+        if stop_here:
+            break
     return written
+
+
+def _open_short_stop(episodes: list[Episode], now: float, micro_stop_s: float) -> float | None:
+    """The start of the machine's running stop, if it could still become a micro-stop's
+    opposite (it is idle or unplanned, open at `now` and shorter than the threshold)."""
+    if not episodes:
+        return None
+    last = episodes[-1]
+    start, end = last.whole or (last.start, last.end)
+    if last.state in MICRO_STOP_STATES and end >= now and end - start < micro_stop_s:
+        return start
+    return None

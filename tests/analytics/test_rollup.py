@@ -10,7 +10,7 @@ import psycopg
 import pytest
 from psycopg import AsyncConnection
 
-from analytics.oee import total
+from analytics.oee import ratios, total
 from analytics.performance import machine_slices
 from analytics.rollup import refresh
 from ingest.retention import compact_performance_marks
@@ -84,6 +84,12 @@ async def _cycles(conn: AsyncConnection, mid: int, start: datetime, n: int, seq:
             " VALUES (%s, %s, %s, 'good', 2, 12, '{\"CycleTime\": 12}', 's', %s, 'j')",
             [(start + timedelta(seconds=12 * i), mid, seq + i, seq + i) for i in range(n)],
         )
+
+
+async def _marks_of(conn: AsyncConnection, mid: int) -> int:
+    cur = await conn.execute("SELECT count(*) FROM performance_dirty WHERE machine_id = %s", (mid,))
+    row = await cur.fetchone()
+    return row[0] if row else 0
 
 
 async def _marks(conn: AsyncConnection, mid: int) -> int:
@@ -161,11 +167,9 @@ async def test_marks_no_pass_took_are_merged_into_one_per_machine(conn: AsyncCon
     site = f"r{uuid.uuid4().hex[:8]}"
     mid = await _machine(conn, site)
     await refresh(conn, micro_stop_s=MICRO, now=NOW)
-    await _cycles(conn, mid, MONDAY + timedelta(hours=6), 50, 10)  # one statement per cycle
-    cur = await conn.execute("SELECT count(*) FROM performance_dirty WHERE machine_id = %s", (mid,))
-    row = await cur.fetchone()
-    assert row
-    assert row[0] == 50
+    for i in range(50):  # 50 transactions, as 50 ingest batches would be
+        await _cycles(conn, mid, MONDAY + timedelta(hours=6, seconds=12 * i), 1, 10 + i)
+    assert await _marks_of(conn, mid) == 50
     await compact_performance_marks(conn)
     cur = await conn.execute(
         "SELECT count(*), min(start_at), max(end_at) FROM performance_dirty WHERE machine_id = %s",
@@ -178,6 +182,27 @@ async def test_marks_no_pass_took_are_merged_into_one_per_machine(conn: AsyncCon
     monday = next(r for r in rows if r.slice.day.isoformat() == "2026-03-02" and r.slice.shift)
     assert not monday.from_rollup
     assert monday.figures.cycles == 50
+
+
+async def test_a_transaction_leaves_one_mark_a_machine_however_many_rows_it_writes(
+    conn: AsyncConnection,
+) -> None:
+    site = f"r{uuid.uuid4().hex[:8]}"
+    mid = await _machine(conn, site)
+    await refresh(conn, micro_stop_s=MICRO, now=NOW)
+    async with conn.transaction():  # one ingest batch: a statement a row, late rows among them
+        for i in range(200):
+            await _cycles(conn, mid, MONDAY + timedelta(hours=8, seconds=-12 * i), 1, 10 + i)
+    cur = await conn.execute(
+        "SELECT count(*), min(start_at), max(end_at) FROM performance_dirty WHERE machine_id = %s",
+        (mid,),
+    )
+    # The mark spans every row: from the earliest (200 cycles back from 08:00) to the latest.
+    assert await cur.fetchone() == (
+        1,
+        MONDAY + timedelta(hours=8, seconds=-12 * 199),
+        MONDAY + timedelta(hours=8),
+    )
 
 
 async def test_a_rollup_made_with_another_micro_stop_threshold_is_not_used(
@@ -204,3 +229,68 @@ async def test_only_one_pass_runs_at_a_time(conn: AsyncConnection, database_url:
             skipped = await refresh(conn, micro_stop_s=MICRO, now=NOW, progress=inner)
         assert not skipped.ran
         assert not ran
+
+
+async def test_a_short_stop_still_running_is_not_rolled_up_until_it_can_no_longer_change(
+    conn: AsyncConnection,
+) -> None:
+    site = f"r{uuid.uuid4().hex[:8]}"
+    mid = await _machine(conn, site)
+    # Monday's shift is 05:00-13:00 UTC; the press jams at 12:58 and says nothing more.
+    await conn.execute(
+        "INSERT INTO machine_state (time, machine_id, state, reason, source, seq)"
+        " VALUES (%s, %s, 'unplanned_stop', 'jam', 's', 2)",
+        (MONDAY + timedelta(hours=12, minutes=58), mid),
+    )
+    early = MONDAY + timedelta(hours=13, minutes=1)  # the jam is 3 min old: a micro-stop yet
+    await refresh(conn, micro_stop_s=MICRO, now=early)
+    rows = await machine_slices(conn, site, MONDAY, early, micro_stop_s=MICRO, now=early)
+    monday = next(r for r in rows if r.slice.shift)
+    assert not monday.from_rollup  # it may outgrow the threshold: not stored
+    assert monday.figures.micro_s == {"unplanned_stop/jam": 120.0}
+    late = MONDAY + timedelta(hours=13, minutes=10)  # 12 min: a stop, whatever comes next
+    await refresh(conn, micro_stop_s=MICRO, now=late)
+    rows = await machine_slices(conn, site, MONDAY, late, micro_stop_s=MICRO, now=late)
+    monday = next(r for r in rows if r.slice.shift)
+    assert monday.from_rollup
+    assert monday.figures.micro_s == {}
+    assert monday.figures.losses_s == {"unplanned_stop/jam": 120.0}
+
+
+async def test_time_without_data_is_exactly_unknown_even_cut_at_odd_microseconds(
+    conn: AsyncConnection,
+) -> None:
+    site = f"r{uuid.uuid4().hex[:8]}"
+    await _machine(conn, site)  # its first state: Monday 00:00 UTC
+    # Friday 27 February, before any data: its 05:00-13:00 UTC shift is all unknown. Cut at
+    # odd microseconds, the shift's time and the unknown time are still equal: PBT exactly 0.
+    friday = MONDAY - timedelta(days=3)
+    start = friday + timedelta(hours=6, microseconds=123_457)
+    end = friday + timedelta(hours=11, minutes=59, seconds=58, microseconds=281_622)
+    rows = await machine_slices(conn, site, start, end, micro_stop_s=MICRO, now=NOW)
+    (shift,) = rows
+    assert shift.slice.shift == "morning"
+    assert shift.figures.unknown_s == shift.figures.shift_s > 0
+    assert shift.figures.planned_busy_s == 0.0
+    assert ratios(shift.figures).availability is None
+
+
+async def test_a_range_not_begun_yet_has_no_slices_and_one_out_of_range_is_refused(
+    conn: AsyncConnection,
+) -> None:
+    site = f"r{uuid.uuid4().hex[:8]}"
+    await _machine(conn, site)
+    later = NOW + timedelta(days=1)
+    assert (
+        await machine_slices(
+            conn, site, later, later + timedelta(days=1), micro_stop_s=MICRO, now=NOW
+        )
+        == []
+    )
+    for start, end in (
+        (datetime(1, 1, 2, tzinfo=UTC), datetime(1, 1, 3, tzinfo=UTC)),
+        (datetime(1900, 1, 1, tzinfo=UTC), datetime(1900, 2, 1, tzinfo=UTC)),
+        (datetime(9999, 12, 30, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC)),
+    ):
+        with pytest.raises(ValueError, match="between 1970-01-01 and 2200-01-01"):
+            await machine_slices(conn, site, start, end, micro_stop_s=MICRO, now=NOW)

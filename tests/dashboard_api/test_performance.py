@@ -332,12 +332,13 @@ async def test_losses_downtime_and_reliability(api_url: str, floor: Floor) -> No
     ("path", "params", "status", "words"),
     [
         (OEE.format("nowhere"), DAY, 404, "no machine"),
-        (OEE.format("perf/hall/l9"), DAY, 404, "no machine"),
+        (OEE.format("perf/hall/l9"), DAY, 404, "no machine under 'perf/hall/l9' has sent data"),
         (OEE.format("perf"), {"from": DAY["to"], "to": DAY["from"]}, 422, "`to` must be after"),
         (OEE.format("perf"), {**DAY, "from": "2026-11-24T00:00"}, 422, "no UTC offset"),
         (OEE.format("perf"), {**DAY, "from": "2025-10-01T00:00Z"}, 422, "longer than 400 days"),
         (OEE.format("perf"), {**DAY, "from": "0001-01-01T00:00+05:00"}, 422, "between 1970"),
-        (OEE.format(LINE), {**DAY, "level": "site"}, 422, "above the place"),
+        (OEE.format(LINE), {**DAY, "level": "site"}, 422, "above the place perf/hall/l1 (a line)"),
+        (OEE.format("perf/hall"), {**DAY, "level": "site"}, 422, "place perf/hall (an area)"),
         (OEE.format("perf/hall//l1"), DAY, 422, "pattern"),
         (OEE.format("perf"), {**DAY, "bucket": "hour"}, 422, "bucket"),
         (OEE.format("perf"), {"to": DAY["to"]}, 422, "from"),
@@ -366,6 +367,18 @@ async def test_a_database_not_migrated_answers_503(database_server_url: str) -> 
         assert "run moldlab db upgrade" in response.json()["detail"]
     finally:
         drop_database(database_server_url, name)
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any], at: str = "") -> list[str]:
+    """Where two answers differ, field by field (what == cannot show in a long dict)."""
+    out = []
+    for key in sorted(set(a) | set(b)):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += _differences(x, y, f"{at}{key}.")
+        elif x != y:
+            out.append(f"{at}{key}: {x!r} != {y!r}")
+    return out
 
 
 def _figures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -414,7 +427,7 @@ async def test_the_rollup_task_fills_the_rollup_and_the_answers_stay_the_same(
             return rolled[0]["from_rollup"] == 1
 
         await eventually(rolled_up_again, "the late shift rolled up again")
-        assert _figures(rolled) == _figures([late])
+        assert _figures(rolled) == _figures([late]), _differences(rolled[0], late)
     # Back to the hand-computed day for the other tests (a delete marks nothing stale, so
     # the rollup, a cache, goes too).
     await db.execute(
@@ -538,6 +551,9 @@ def test_openapi_states_the_definitions_and_describes_every_field() -> None:
     schemas = spec["components"]["schemas"]
     assert schemas["Bucket"]["enum"] == [b.value for b in Bucket]
     assert schemas["Level"]["enum"] == [lv.value for lv in Level]
+    # Times of a line, area or site are summed over its machines: not one bucket's length.
+    assert "machine-seconds" in schemas["Times"]["description"]
+    assert "sum over its machines" in schemas["Times"]["properties"]["calendar_s"]["description"]
     for name in ("OeeRow", "Times", "Counts", "Kpis", "LossNode", "ParetoRow", "ReliabilityRow"):
         for field, schema in schemas[name]["properties"].items():
             assert schema.get("description"), f"{name}.{field} has no description"

@@ -52,7 +52,8 @@ _STATEMENTS = (
         machine_id integer,
         start_at   timestamptz NOT NULL,
         end_at     timestamptz NOT NULL,
-        marked_at  timestamptz NOT NULL DEFAULT now()
+        marked_at  timestamptz NOT NULL DEFAULT now(),
+        txid       bigint      NOT NULL DEFAULT txid_current()
     )""",
     "CREATE INDEX performance_dirty_machine ON performance_dirty (machine_id, start_at)",
     "COMMENT ON COLUMN performance_dirty.machine_id IS 'NULL: every machine (a plant load)'",
@@ -61,12 +62,26 @@ _STATEMENTS = (
     # it when its publisher was dead at its time (the outage's unknown time now begins after
     # it, not at the machine's last data before it: marked from there), and a state ends the
     # idle or unplanned stop before it, which may now be a micro-stop (marked from its start).
+    # One mark per machine and transaction: a statement widens the mark its transaction
+    # already wrote (no other transaction sees it, so no pass can have taken it), so that a
+    # batch of a thousand late rows, written one statement a row, leaves one mark a machine.
+    """CREATE FUNCTION performance_add_mark(m integer, s timestamptz, e timestamptz)
+    RETURNS void LANGUAGE plpgsql AS $$
+    BEGIN
+        UPDATE performance_dirty SET start_at = least(start_at, s), end_at = greatest(end_at, e)
+        WHERE machine_id IS NOT DISTINCT FROM m AND txid = txid_current();
+        IF NOT FOUND THEN
+            INSERT INTO performance_dirty (machine_id, start_at, end_at) VALUES (m, s, e);
+        END IF;
+    END $$""",
     """CREATE FUNCTION performance_mark_times() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        INSERT INTO performance_dirty (machine_id, start_at, end_at)
+        PERFORM performance_add_mark(x.machine_id, x.start_at, x.end_at) FROM (
         SELECT n.machine_id,
-               least(n.first, CASE WHEN o.dead THEN greatest(p.time, c.time) END, stop.time),
+               least(n.first, CASE WHEN o.dead THEN greatest(p.time, c.time) END, stop.time)
+                   AS start_at,
                CASE WHEN TG_ARGV[0] = 'at' THEN n.last ELSE 'infinity'::timestamptz END
+                   AS end_at
         FROM (SELECT machine_id, min(time) AS first, max(time) AS last
               FROM new_rows GROUP BY machine_id) n
         JOIN machine m ON m.id = n.machine_id
@@ -92,13 +107,12 @@ _STATEMENTS = (
                   SELECT x.time FROM machine_state x
                   WHERE x.machine_id = n.machine_id AND x.time < n.first
                     AND (x.state, x.reason) IS DISTINCT FROM (p.state, p.reason)
-                  ORDER BY x.time DESC LIMIT 1), '-infinity')) stop ON true;
+                  ORDER BY x.time DESC LIMIT 1), '-infinity')) stop ON true) x;
         RETURN NULL;
     END $$""",
     """CREATE FUNCTION performance_mark_publishers() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        INSERT INTO performance_dirty (machine_id, start_at, end_at)
-        SELECT m.id, min(n.received_at), 'infinity'::timestamptz
+        PERFORM performance_add_mark(m.id, min(n.received_at), 'infinity'::timestamptz)
         FROM new_rows n
         JOIN machine m ON m.place = n.edge_key
             OR m.place IN (SELECT machine FROM gateway_machine WHERE gateway = n.edge_key)
@@ -107,8 +121,8 @@ _STATEMENTS = (
     END $$""",
     """CREATE FUNCTION performance_mark_plant() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        INSERT INTO performance_dirty (machine_id, start_at, end_at)
-        SELECT NULL, min(valid_from), 'infinity'::timestamptz FROM new_rows HAVING count(*) > 0;
+        PERFORM performance_add_mark(NULL, min(valid_from), 'infinity'::timestamptz)
+        FROM new_rows HAVING count(*) > 0;
         RETURN NULL;
     END $$""",
     """CREATE TRIGGER cycle_marks_performance AFTER INSERT ON cycle
@@ -155,5 +169,6 @@ def downgrade() -> None:
         conn.exec_driver_sql(f"DROP TRIGGER {trigger}_marks_performance ON {table}")
     for function in ("times", "publishers", "plant"):
         conn.exec_driver_sql(f"DROP FUNCTION performance_mark_{function}()")
+    conn.exec_driver_sql("DROP FUNCTION performance_add_mark(integer, timestamptz, timestamptz)")
     conn.exec_driver_sql("DROP TABLE performance_dirty")
     conn.exec_driver_sql("DROP TABLE performance_slice")
