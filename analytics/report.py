@@ -92,10 +92,16 @@ def group(rows: Sequence[MachineSlice], bucket: Bucket, level: Level) -> list[Gr
 
 
 class Times(BaseModel):
-    """Where the calendar time went, in seconds (ISO 22400-2 time elements)."""
+    """Where the calendar time went, in seconds (ISO 22400-2 time elements).
+
+    A row above machine level (line, area, site) sums the times of its machines: every time
+    of it is in machine-seconds (3 machines over one day: calendar_s 259,200, not 86,400).
+    """
 
     calendar_s: float = Field(
-        description="the bucket's length of time (23 or 25 h on the days the clocks change)"
+        description="the bucket's length of time (23 or 25 h on the days the clocks change) "
+        "for one machine; for a line, area or site the sum over its machines, as every time "
+        "here is (machine-seconds: 3 machines over a day, 259,200 s)"
     )
     shift_s: float = Field(description="time inside shifts, breaks included")
     break_s: float = Field(description="the shifts' breaks (planned, not planned busy time)")
@@ -104,8 +110,9 @@ class Times(BaseModel):
         "no order, ...): not planned busy time"
     )
     unknown_s: float = Field(
-        description="time inside shifts with no data (the machine or its gateway offline): "
-        "neither running nor stopped, and not planned busy time"
+        description="time inside shifts with no data (the machine reported offline, its "
+        "source or gateway was dead, or it had not sent its first state yet): neither "
+        "running nor stopped, and not planned busy time"
     )
     planned_busy_s: float = Field(
         description="PBT: shift time less breaks, planned stops and unknown"
@@ -177,7 +184,7 @@ class OeeRow(BaseModel):
 def oee_row(g: Group, convention: MicroStops) -> OeeRow:
     f = g.figures
     r = ratios(f, convention)
-    valuable = (r.oee or 0.0) * r.planned_busy_s
+    valuable = (r.oee or 0.0) * r.planned_busy_s + 0.0  # + 0.0: never -0.0
     return OeeRow(
         place=g.place,
         bucket=g.bucket,

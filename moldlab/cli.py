@@ -18,7 +18,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="moldlab",
         description="moldlab: telemetry for a living-lab floor of injection-moulding machines.",
-        epilog="Start with `moldlab demo`: everything on this machine, no configuration.",
+        epilog="Start with `moldlab demo`: everything on this machine, no configuration. "
+        "Output piped into a reader that stops early (`moldlab report oee ... | head`) ends "
+        f"the command quietly with exit code {BROKEN_PIPE_EXIT}, as a command stopped by SIGPIPE.",
     )
     parser.add_argument(
         "--log-level", default=os.environ.get("MOLDLAB_LOG_LEVEL", "INFO"),
@@ -155,7 +157,45 @@ def _overrides(args: argparse.Namespace, **names: str) -> dict[str, object]:
     }
 
 
+# The exit code when stdout's reader went away early (`moldlab report oee ... | head`): that of
+# a command stopped by SIGPIPE in the shell (128 + 13). The output was cut short, so a script
+# with `set -o pipefail` sees a failure rather than a complete answer.
+BROKEN_PIPE_EXIT = 141
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run `moldlab ARGS`; returns the exit code.
+
+    Output into a pipe whose reader has gone ends the command quietly with BROKEN_PIPE_EXIT,
+    not a BrokenPipeError traceback (Python ignores SIGPIPE, so a write raises instead).
+    """
+    try:
+        try:
+            return _main(argv)
+        finally:  # here, not at exit, where a failed flush prints "Exception ignored ..."
+            sys.stdout.flush()
+    except BrokenPipeError:
+        if not _stdout_gone():
+            raise  # another pipe or socket: a real error
+        # Python flushes stdout once more at exit: let that one write to /dev/null.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE_EXIT
+
+
+def _stdout_gone() -> bool:
+    """Whether stdout is a pipe or socket whose reader has closed it."""
+    import select
+
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced (tests): not a closed pipe
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     setup_logging(args.log_level)
     try:

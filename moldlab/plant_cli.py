@@ -224,18 +224,43 @@ def describe(found: PlantInForce) -> list[str]:
     return lines
 
 
+def merge_plant(plant: Plant, in_force: Plant) -> Plant:
+    """`plant` plus what `in_force` holds that it does not name; `plant`'s own items win.
+
+    Loaded over a database other loads also wrote to, the merge retires nothing: only what
+    `plant` names is added or changed.
+    """
+    from plant import Plant
+
+    sites = {s.id for s in plant.sites}
+    moulds = {m.id for m in plant.moulds}
+    machines = {m.place for m in plant.machines}
+    return Plant(
+        sites=[*plant.sites, *(s for s in in_force.sites if s.id not in sites)],
+        moulds=[*plant.moulds, *(m for m in in_force.moulds if m.id not in moulds)],
+        machines=[*plant.machines, *(m for m in in_force.machines if m.place not in machines)],
+    )
+
+
 def load_demo_plant(database_url: str) -> None:
-    """Write the demo scenario's plant file to the database, in force from now if it changed.
+    """Write the demo scenario's plant file to the database, keeping what others loaded.
 
     `moldlab demo` runs this after the migrations, so that the figures of the demo are
-    computed from the calendar and moulds its simulated machines follow.
+    computed from the calendar and moulds its simulated machines follow. Into a database with
+    no plant yet the file goes in force from 1970 (plant.plantfile.EARLIEST): data from before
+    the demo's first start (an edge gateway's backlog, a backfill, late messages) is judged by
+    the demo's calendar and moulds, not by none. On later starts it is merged with the sites,
+    moulds and machines in force now that it does not name (say, a plant file the user loaded
+    into the demo's database), from now: a restart changes only what the file says and
+    retires nothing. One log line says what the load added, changed and retired.
     """
     import logging
 
     from psycopg import AsyncConnection
 
+    from plant.plantfile import EARLIEST
     from simulators.scenario import load_scenario
-    from store.plant import PlantConflict, write_plant
+    from store.plant import PlantConflict, plant_at, write_plant
 
     log = logging.getLogger("moldlab.demo")
     scenario = load_scenario("demo")
@@ -244,16 +269,32 @@ def load_demo_plant(database_url: str) -> None:
 
     async def write() -> None:
         async with await AsyncConnection.connect(database_url) as conn:
-            result = await write_plant(conn, plant, datetime.now(UTC), str(scenario.plant_path))
+            cur = await conn.execute(
+                "SELECT EXISTS (SELECT FROM plant_site) OR EXISTS (SELECT FROM plant_mould)"
+                " OR EXISTS (SELECT FROM plant_machine)"
+            )
+            row = await cur.fetchone()
+            await conn.commit()
+            now = datetime.now(UTC)
+            if row is not None and row[0]:
+                at, merged = now, merge_plant(plant, (await plant_at(conn, now)).plant())
+            else:
+                at, merged = EARLIEST, plant
+            result = await write_plant(conn, merged, at, str(scenario.plant_path))
         if result.changes:
+            what = {"added": result.added, "changed": result.changed, "retired": result.retired}
+            named = "; ".join(f"{verb} {', '.join(items)}" for verb, items in what.items() if items)
             log.info(
-                "plant file %s loaded: %d added, %d changed, %d retired",
-                scenario.plant_path, len(result.added), len(result.changed), len(result.retired),
+                "plant file %s loaded, in force from %s: %d added, %d changed, %d retired (%s)",
+                scenario.plant_path, at.isoformat(), len(result.added), len(result.changed),
+                len(result.retired), named[:300],
             )  # fmt: skip
         else:
             log.info("plant file %s: already in the database", scenario.plant_path)
 
     try:
         asyncio.run(write())
-    except PlantConflict as exc:  # the clock went back since the last load: keep what is there
+    # PlantConflict: the clock went back since the last load; ValueError: the merge is not a
+    # valid plant (say, too many machines). Either way keep what is there.
+    except (PlantConflict, ValueError) as exc:
         log.warning("plant file %s not loaded: %s", scenario.plant_path, str(exc)[:300])

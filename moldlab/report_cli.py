@@ -37,9 +37,20 @@ _DEFINITIONS = (
     "convention, speed loss in tpm (MOLDLAB_MICRO_STOP_CONVENTION, default iso)."
 )
 _TIME_HELP = (
-    "a date or time: 2026-11-02 (local midnight), 2026-11-02T06:00 (in the site's time zone, "
-    "that of the plant file, UTC when it does not name the site) or with an offset, "
-    "2026-11-02T06:00+01:00"
+    "a date or time from 1970 to 2200, as the API: 2026-11-02 (local midnight), "
+    "2026-11-02T06:00 (in the site's time zone, that of the plant file, UTC when it does not "
+    "name the site) or with an offset, 2026-11-02T06:00+01:00"
+)
+# How zoneinfo reads a local time without an offset (fold=0), said in --help and README.
+_CLOCK_CHANGE_HELP = (
+    "A local time the clocks skip (02:30 on the night they go forward) is read with the "
+    "offset in force before the change, so it lands that much later (03:30 in Europe/Rome); "
+    "one they repeat (02:30 on the night they go back) is its first occurrence."
+)
+# Figures above machine level sum their machines' times, as the API's `times` do.
+_MACHINE_HOURS = (
+    "The hours of a line, area or site (its rows; the loss tree and Pareto of a place above "
+    "one machine) sum those of its machines: machine-hours, 72 h for 3 machines over a day."
 )
 
 
@@ -70,10 +81,15 @@ def add_parser(subparsers: Any) -> None:
         "/api/v1/performance/PLACE/oee, /losses and /downtime answer. "
         + _DEFINITIONS
         + " "
+        + _MACHINE_HOURS
+        + " "
+        + _CLOCK_CHANGE_HELP
+        + " "
         + ENV_HELP,
-        epilog="Exit codes: 2 for a bad argument (a date, a place outside the site, an empty "
-        "range or one over 400 days), 1 when the database cannot be reached, is not "
-        "migrated or holds no machine of that site or place.",
+        epilog="Exit codes: 2 for a bad argument (a date, one outside 1970-2200, a place "
+        "outside the site, an empty range or one over 400 days), 1 when the database cannot "
+        "be reached, is not migrated or holds no machine of that site or place; 141 when the "
+        "reader of its output stops early (`| head`).",
     )
     oee.add_argument("--site", required=True, help="the site, as in the topic and plant file")
     oee.add_argument(
@@ -184,7 +200,7 @@ class _Asked:
     @classmethod
     def parse(cls, args: argparse.Namespace) -> _Asked:
         from contracts import ID_PATTERN
-        from dashboard_api.routes.performance import PLACE_PREFIX_PATTERN
+        from dashboard_api.routes.performance import PLACE_PREFIX_PATTERN, a_level
 
         site: str = args.site
         if not re.match(ID_PATTERN, site):
@@ -201,8 +217,8 @@ class _Asked:
         if LEVELS.index(args.level) > len(LEVELS) - depth:
             own = LEVELS[len(LEVELS) - depth]
             raise _Usage(
-                f"--level {args.level} is above --place {place} (a {own}): give {own} or a "
-                "finer one"
+                f"--level {args.level} is above --place {place} ({a_level(own)}): give {own} "
+                "or a finer one"
             )
         return cls(
             site, place, _time(args.start, "--from"), _time(args.end, "--to"),
@@ -220,13 +236,21 @@ def _time(text: str, option: str) -> datetime:
         ) from None
 
 
-def _in_zone(value: datetime, zone: tzinfo) -> datetime:
-    """`value` (given with an offset, or local to the site) in UTC."""
+def _in_zone(value: datetime, zone: tzinfo, option: str) -> datetime:
+    """`value` (given with an offset, or local to the site) in UTC, from 1970 to 2200."""
+    from analytics.performance import EARLIEST, LATEST
+
     local = value if value.tzinfo is not None else value.replace(tzinfo=zone)
     try:
-        return local.astimezone(UTC)
+        utc = local.astimezone(UTC)
     except OverflowError:
-        raise _Usage(f"{value.isoformat()} is out of range") from None
+        utc = None
+    if utc is None or not EARLIEST <= utc <= LATEST:
+        raise _Usage(
+            f"{option} {value.isoformat()} is not between {EARLIEST:%Y} and {LATEST:%Y}: "
+            "give a time in that range, as the API asks"
+        )
+    return utc
 
 
 async def _zone(conn: AsyncConnection[Any], site: str) -> tzinfo:
@@ -256,12 +280,15 @@ async def _oee(url: str, asked: _Asked, env: PerformanceEnv) -> int:
     convention = MicroStops(asked.convention) if asked.convention else env.micro_stop_convention
     async with await AsyncConnection.connect(url, autocommit=True) as conn:
         zone = await _zone(conn, asked.site)
-        start, end = _in_zone(asked.start, zone), _in_zone(asked.end, zone)
+        start, end = _in_zone(asked.start, zone, "--from"), _in_zone(asked.end, zone, "--to")
         if end <= start:
             raise _Usage(f"the range is empty: --to ({end:%Y-%m-%d %H:%M} UTC) is not after --from")
         if end - start > MAX_RANGE:
             raise _Usage(f"the range is longer than {MAX_RANGE.days} days: give a shorter one")
-        rows = await read_slices(conn, asked.place, start, end, env.performance(convention))
+        try:
+            rows = await read_slices(conn, asked.place, start, end, env.performance(convention))
+        except ValueError as exc:  # a range analytics refuses, in a sentence of its own
+            raise _Usage(str(exc)) from None
     oee = [oee_row(g, convention) for g in group(rows, Bucket(asked.bucket), Level(asked.level))]
     total = summed(rows)
     losses = loss_tree(total, convention)
@@ -283,7 +310,8 @@ async def _oee(url: str, asked: _Asked, env: PerformanceEnv) -> int:
         f"{end.astimezone(zone):%Y-%m-%d %H:%M} ({zone}); micro-stops: {convention} "
         f"(< {env.micro_stop_s:g} s)"
     )
-    print("\n".join([title, "", *oee_table(oee), "", *loss_lines(losses), ""]))
+    note = [_MACHINE_HOURS] if asked.place.count("/") < 3 else []  # above one machine
+    print("\n".join([title, *note, "", *oee_table(oee), "", *loss_lines(losses), ""]))
     print("\n".join(pareto_table(downtime)))
     return 0
 

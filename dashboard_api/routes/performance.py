@@ -11,7 +11,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 
 from analytics import NotFound
 from analytics.oee import MicroStops
-from analytics.performance import MachineSlice
+from analytics.performance import EARLIEST, LATEST, MachineSlice
 from analytics.report import (
     Bucket,
     Level,
@@ -35,9 +35,7 @@ from store import SchemaNotReady
 router = APIRouter(tags=["performance"])
 
 MAX_RANGE = timedelta(days=400)
-# Times outside these are refused: far before any data, and clear of datetime's limits.
-EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
-LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+# Times outside analytics' EARLIEST..LATEST (1970..2200) are refused, as by `moldlab report`.
 
 _PREFIX = "/performance/{place:path}"
 _SEGMENT = ID_PATTERN.removeprefix("^").removesuffix("$")
@@ -117,7 +115,9 @@ def _utc(value: datetime, name: str) -> datetime:
     except OverflowError:
         utc = EARLIEST - timedelta(days=1)  # refused below
     if not EARLIEST <= utc <= LATEST:
-        raise HTTPException(422, f"{name}={value.isoformat()} is not between 1970 and 2200")
+        raise HTTPException(
+            422, f"{name}={value.isoformat()} is not between {EARLIEST:%Y} and {LATEST:%Y}"
+        )
     return utc
 
 
@@ -146,6 +146,11 @@ async def _slices(
             raise SchemaNotReady("no performance tables: run moldlab db upgrade") from exc
 
 
+def a_level(level: str) -> str:
+    """'a line', 'an area': the level of a place with its article."""
+    return f"{'an' if level[0] in 'aeiou' else 'a'} {level}"
+
+
 def _level(place: str, level: Level | None) -> Level:
     depth = place.count("/") + 1
     if level is None:
@@ -153,7 +158,7 @@ def _level(place: str, level: Level | None) -> Level:
     if _LEVELS.index(level) + 1 < depth:
         raise HTTPException(
             422,
-            f"level={level} is above the place {place} (a {_LEVELS[depth - 1]}): "
+            f"level={level} is above the place {place} ({a_level(_LEVELS[depth - 1])}): "
             f"give level={_LEVELS[depth - 1]} or a finer one, or a wider place",
         )
     return level

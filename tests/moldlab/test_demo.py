@@ -214,6 +214,8 @@ def test_demo_from_a_directory_postgres_cannot_enter_serves_mqtt_and_modbus_mach
     assert "imm-02 (line-2): MQTT-native" in output
     assert "imm-01, imm-03 (line-1): Modbus TCP only" in output
     assert "gateway edge-line-1 reads imm-01, imm-03 over Modbus TCP" in output
+    # A fresh database: the plant file holds from 1970, for data from before this start too.
+    assert "in force from 1970-01-01T00:00:00+00:00: 9 added, 0 changed, 0 retired" in output
     data_dir = home / ".moldlab"  # the default, in the working directory
     assert (data_dir / "edge" / "outbox.sqlite").is_file()
     assert home.stat().st_mode & 0o777 == 0o700  # never chmod-ed
@@ -237,6 +239,7 @@ def test_demo_from_a_directory_postgres_cannot_enter_serves_mqtt_and_modbus_mach
     # No gateway "lost" at the start for the run before, which said goodbye in time.
     output = demo.output()
     assert output.find(" lost: ") > output.index("SIGTERM received: stopping"), output
+    assert "demo-plant.yaml: already in the database" in output  # a restart changes nothing
     if os.geteuid() == 0:
         assert f"{cluster}, as recorded in" in demo.output()
 

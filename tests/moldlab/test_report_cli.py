@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,7 +28,7 @@ from analytics.oee import MicroStops
 from analytics.report import Bucket, Level
 from dashboard_api import ApiSettings
 from moldlab import report_cli
-from moldlab.cli import main
+from moldlab.cli import BROKEN_PIPE_EXIT, main
 from moldlab.servers import create_database, drop_database
 from moldlab.servers.process import free_port
 from plant import parse_plant
@@ -163,6 +165,9 @@ def test_tpm_and_levels_and_buckets(seeded: str, capsys: pytest.CaptureFixture[s
     )  # fmt: skip
     assert code == 0, err
     assert "micro-stops: tpm" in out
+    # A line's hours are its machines' summed: the header says so.
+    assert out.splitlines()[1].startswith("The hours of a line, area or site")
+    assert "machine-hours" in out.splitlines()[1]
     rows = [line.split() for line in out.splitlines() if line.startswith("rep/hall/l1 ")]
     assert [r[1:3] for r in rows] == [["2026-11-24", "(no"], ["2026-11-24", "morning"]]
     assert rows[1][3:7] == ["86.7%", "51.3%", "95.0%", "42.2%"]
@@ -196,6 +201,17 @@ async def test_json_is_the_apis_json(seeded: str, capsys: pytest.CaptureFixture[
     assert row["kpis"]["oee"] == pytest.approx(12_000 / 27_000 * 0.95, abs=1e-9)
 
 
+def _whole_range(capsys: pytest.CaptureFixture[str], url: str, start: str, end: str) -> Any:
+    """The one --bucket range row of site rep from `start` to `end`, as JSON."""
+    code, out, err = run(
+        capsys, "report", "oee", "--site", "rep", "--from", start, "--to", end, "--bucket",
+        "range", "--json", "--database-url", url,
+    )  # fmt: skip
+    assert code == 0, err
+    (row,) = json.loads(out)["oee"]
+    return row
+
+
 @pytest.mark.parametrize(
     ("start", "end"),
     [
@@ -207,17 +223,29 @@ async def test_json_is_the_apis_json(seeded: str, capsys: pytest.CaptureFixture[
 def test_times_without_an_offset_are_the_sites_local_time(
     seeded: str, capsys: pytest.CaptureFixture[str], start: str, end: str
 ) -> None:
-    code, out, err = run(
-        capsys, "report", "oee", "--site", "rep", "--from", start, "--to", end, "--bucket",
-        "range", "--json", "--database-url", seeded,
-    )  # fmt: skip
-    assert code == 0, err
-    (row,) = json.loads(out)["oee"]
+    row = _whole_range(capsys, seeded, start, end)
     assert row["start"] == "2026-11-24T05:00:00Z"
     # Exactly the shift: read as UTC, 06:00-14:00 would miss its first hour.
     assert row["times"]["calendar_s"] == 28_800
     assert row["times"]["shift_s"] == 28_800
     assert row["times"]["planned_busy_s"] == 27_000
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "first", "seconds"),
+    [
+        # 02:30 does not exist that night (02:00 -> 03:00): read at +01:00, it is 03:30 CEST.
+        ("2026-03-29T02:30", "2026-03-29T04:00", "2026-03-29T01:30:00Z", 1_800),
+        # 02:30 comes twice (03:00 -> 02:00): the first, at +02:00; 04:00 is at +01:00.
+        ("2026-10-25T02:30", "2026-10-25T04:00", "2026-10-25T00:30:00Z", 9_000),
+    ],
+)
+def test_a_local_time_the_clocks_skip_or_repeat_is_read_as_help_says(
+    seeded: str, capsys: pytest.CaptureFixture[str], start: str, end: str, first: str, seconds: int
+) -> None:
+    row = _whole_range(capsys, seeded, start, end)
+    assert row["start"] == first
+    assert row["times"]["calendar_s"] == seconds
 
 
 @pytest.mark.parametrize(
@@ -227,7 +255,16 @@ def test_times_without_an_offset_are_the_sites_local_time(
         (["--from", "2026-11-25", "--to", "2026-11-24"], "the range is empty"),
         (["--from", "2025-01-01", "--to", "2026-11-25"], "longer than 400 days"),
         ([*DAY, "--place", "other/hall"], "--place other/hall is not in site rep"),
-        ([*DAY, "--place", "rep/hall/l1", "--level", "area"], "--level area is above --place"),
+        ([*DAY, "--place", "rep/hall/l1", "--level", "area"], "--place rep/hall/l1 (a line)"),
+        ([*DAY, "--place", "rep/hall", "--level", "site"], "--place rep/hall (an area)"),
+        # The API's window, 1970-2200; never a traceback at datetime's limits.
+        (["--from", "0001-01-02", "--to", "0001-01-03"], "--from 0001-01-02T00:00:00 is not betw"),
+        (["--from", "0001-01-01T02:00+02:00", "--to", "0001-01-02"], "between 1970 and 2200"),
+        (["--from", "0001-01-01", "--to", "0001-01-02"], "--from 0001-01-01T00:00:00 is not betw"),
+        (["--from", "1900-01-01", "--to", "1900-02-01"], "--from 1900-01-01T00:00:00 is not betw"),
+        (["--from", "1969-12-31T23:59Z", "--to", "1970-01-02"], "between 1970 and 2200"),
+        (["--from", "2199-12-31", "--to", "2200-01-02"], "--to 2200-01-02T00:00:00 is not betw"),
+        (["--from", "9999-12-30", "--to", "9999-12-31"], "between 1970 and 2200"),
         ([*DAY, "--place", "rep//l1"], "is not a place"),
     ],
 )
@@ -235,8 +272,9 @@ def test_bad_arguments_are_one_line_and_exit_code_2(
     seeded: str, capsys: pytest.CaptureFixture[str], args: list[str], words: str
 ) -> None:
     code, out, err = run(capsys, "report", "oee", "--site", "rep", *args, "--database-url", seeded)
-    assert code == 2
+    assert code == 2, err
     assert err.startswith("moldlab report oee: ")
+    assert "Traceback" not in err
     assert words in err
     assert len(err.strip().splitlines()) == 1
     assert out == ""
@@ -253,7 +291,7 @@ def test_an_unknown_site_is_exit_code_1(seeded: str, capsys: pytest.CaptureFixtu
         capsys, "report", "oee", "--site", "nosuch", *DAY, "--database-url", seeded
     )
     assert code == 1
-    assert err.strip() == "moldlab report oee: no machine of site 'nosuch' has sent data"
+    assert err.strip() == "moldlab report oee: no machine under 'nosuch' has sent data"
     assert out == ""
 
 
@@ -305,12 +343,61 @@ def test_refresh_rolls_up_with_a_progress_line_and_the_figures_stay(
     assert rolled == raw
 
 
+@pytest.mark.parametrize("unbuffered", [False, True])
+def test_a_reader_that_stops_early_ends_the_command_quietly(
+    seeded: str, capsys: pytest.CaptureFixture[str], unbuffered: bool
+) -> None:
+    """`moldlab report oee ... | head -2`: two lines, no traceback, exit code 141."""
+    args = [
+        "report", "oee", "--site", "rep", "--from", "2025-11-01", "--to", "2026-11-25",
+        "--bucket", "shift", "--json", "--database-url", seeded,
+    ]  # fmt: skip
+    code, out, err = run(capsys, *args)
+    assert code == 0, err
+    # Four times what a pipe holds (64 KiB): the command is still writing when head has gone.
+    assert len(out) > 4 * 65_536
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MOLDLAB_", "PYTHONUNBUF"))}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    command = subprocess.Popen(
+        [sys.executable, "-m", "moldlab", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert command.stdout is not None
+    head = subprocess.run(
+        ["head", "-2"], stdin=command.stdout, capture_output=True, text=True, timeout=120
+    )
+    command.stdout.close()  # only head reads the pipe
+    _, stderr = command.communicate(timeout=120)
+    assert head.stdout.splitlines() == ["{", '  "oee": [']
+    assert stderr.decode() == ""
+    assert command.returncode == BROKEN_PIPE_EXIT == 141
+
+
 def test_help_texts(moldlab_cli: Callable[..., subprocess.CompletedProcess[str]]) -> None:
     top = moldlab_cli("--help")
     assert "    report " in top.stdout
+    assert (
+        "stops early (`moldlab report oee ... | head`) ends the command quietly with exit code 141"
+        in (" ".join(top.stdout.split()))
+    )
     for command, words in (
         (["report"], ["ISO 22400-2", "never average ratios"]),
-        (["report", "oee"], ["--micro-stops", "site's time zone", "excluded", "Exit codes"]),
+        (
+            ["report", "oee"],
+            [
+                "--micro-stops",
+                "site's time zone",
+                "excluded",
+                "Exit codes",
+                "from 1970 to 2200",
+                "machine-hours",
+                "A local time the clocks skip (02:30 on the night they go forward) is read with "
+                "the offset in force before the change",
+                "is its first occurrence",
+                "141",
+            ],
+        ),
         (["report", "refresh"], ["MOLDLAB_API_PERFORMANCE_REFRESH_S", "stale"]),
         (["api"], ["MOLDLAB_API_PERFORMANCE_REFRESH_S", "MOLDLAB_MICRO_STOP_CONVENTION"]),
     ):
