@@ -138,9 +138,8 @@ async def machine_slices(
     if not machines:
         raise NotFound(f"no machine under {place_prefix or site!r} has sent data")
     versions = await calendar_versions(conn, site, start - STOP_LOOKBACK, end)
+    # Cut at now: a slice still running is not whole, and is read from the raw rows.
     cut = slices(versions, start, min(end, now))
-    if end > now:
-        cut = [replace_whole(s, s.end <= now.timestamp() and s.whole) for s in cut]
     stored: dict[tuple[int, int], Figures] = {}
     if rollup:
         stored = await _stored(conn, [m.id for m in machines], start, end, micro_stop_s)
@@ -175,10 +174,6 @@ def _runs(wanted: list[Slice]) -> list[list[Slice]]:
         else:
             runs.append([s])
     return runs
-
-
-def replace_whole(s: Slice, whole: bool) -> Slice:
-    return Slice(s.start, s.end, s.day, s.shift, s.planned, s.break_s, whole)
 
 
 _STORED = """

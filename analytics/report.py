@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -39,19 +39,19 @@ class Level(StrEnum):
 _DEPTH = {Level.SITE: 1, Level.AREA: 2, Level.LINE: 3, Level.MACHINE: 4}
 
 
-def _bucket_of(s: MachineSlice, bucket: Bucket) -> tuple[date | None, str]:
+def _label(s: MachineSlice, bucket: Bucket) -> str:
+    """The bucket a slice falls in, by the local day it belongs to."""
     day = s.slice.day
     if bucket is Bucket.SHIFT:
-        return day, f"{day.isoformat()} {s.slice.shift or '(no shift)'}"
+        return f"{day.isoformat()} {s.slice.shift or '(no shift)'}"
     if bucket is Bucket.DAY:
-        return day, day.isoformat()
+        return day.isoformat()
     if bucket is Bucket.WEEK:
-        monday = day - timedelta(days=day.weekday())
-        year, week, _ = monday.isocalendar()
-        return monday, f"{year}-W{week:02d}"
+        year, week, _ = day.isocalendar()  # ISO weeks run from Monday
+        return f"{year}-W{week:02d}"
     if bucket is Bucket.MONTH:
-        return day.replace(day=1), f"{day:%Y-%m}"
-    return None, "range"
+        return f"{day:%Y-%m}"
+    return "range"
 
 
 @dataclass(slots=True)
@@ -75,7 +75,7 @@ def group(rows: Sequence[MachineSlice], bucket: Bucket, level: Level) -> list[Gr
     out: dict[tuple[str, str], Group] = {}
     for r in rows:
         place = "/".join(r.place.split("/")[: _DEPTH[level]])
-        _, label = _bucket_of(r, bucket)
+        label = _label(r, bucket)
         g = out.get((place, label))
         if g is None:
             g = out[(place, label)] = Group(
