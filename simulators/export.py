@@ -6,14 +6,18 @@ One directory per export; rows are ordered by machine, then time; timestamps are
     cycles.parquet    machine_id, ts, shot, mould, quality, parts, defect, one column per
                       cycle parameter (contracts.CYCLE_PARAMETERS)
     signals.parquet   machine_id, ts, one column per signal (contracts.SIGNALS), every
-                      `signal_interval_s` from the start
+                      `signal_interval_s` from the start, as the sensors read it: NaN where
+                      a sensor dropped out
     states.parquet    machine_id, ts, state, reason: a state lasts until the machine's next row
     health.parquet    ground truth at the signal times: machine_id, ts, one column per
                       Component (1.0: as new)
-    failures.parquet  ground truth: machine_id, ts, component, reason, restored_at,
-                      restored_by (null while not restored within the export)
-    manifest.json     seed, start, days, machines, source, versions, row counts; written
-                      last, so a directory without it holds an unfinished export
+    failures.parquet  ground truth: machine_id, ts, component, reason, mode ("wear": worn
+                      out, with precursors in the signals; "sudden": little or no warning),
+                      restored_at, restored_by (null while not restored within the export)
+    manifest.json     format "moldlab-export/2", seed, start, days, machines, source,
+                      wear_time_factor (every life that many times shorter than in real
+                      life), versions, row counts; written last, so a directory without it
+                      holds an unfinished export
 
 Machine i runs on `random.Random(seed * 1000 + i)`, as in the real-time simulator, and
 nothing in the files depends on the wall clock: one seed gives the same files, byte for
@@ -112,6 +116,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             *_KEY,
             _field("component", pa.string()),
             _field("reason", pa.string()),
+            _field("mode", pa.string()),
             _field("restored_at", _TS, nullable=True),
             _field("restored_by", pa.string(), nullable=True),
         ]
@@ -169,11 +174,11 @@ class _Failures:
     """Breakdowns of one machine, each closed by the repair or maintenance that follows it."""
 
     def __init__(self) -> None:
-        self.rows: list[list[Any]] = []  # ts, component, reason, restored_at, restored_by
+        self.rows: list[list[Any]] = []  # ts, component, reason, mode, restored_at, restored_by
         self._open: dict[Component, list[Any]] = {}
 
     def failed(self, ev: ComponentFailed) -> None:
-        row: list[Any] = [_us(ev.ts), ev.component.value, ev.reason, None, None]
+        row: list[Any] = [_us(ev.ts), ev.component.value, ev.reason, ev.mode, None, None]
         self.rows.append(row)
         self._open[ev.component] = row
 
@@ -181,7 +186,7 @@ class _Failures:
         for comp in ev.components:
             row = self._open.pop(comp, None)
             if row is not None:
-                row[3], row[4] = _us(ev.ts), ev.why
+                row[4], row[5] = _us(ev.ts), ev.why
 
 
 def _check(
@@ -257,7 +262,7 @@ def export_floor(
         raise
     rows = {name: sink.rows for name, sink in sinks.items()}
     manifest = {
-        "format": "moldlab-export/1",
+        "format": "moldlab-export/2",
         "moldlab_version": _version("moldlab"),
         "pyarrow_version": pa.__version__,
         "source": source,
@@ -268,6 +273,7 @@ def export_floor(
         "signal_interval_s": signal_interval_s,
         "machines": [s.machine_id for s in specs],
         "machine_days": machine_days,
+        "wear_time_factor": _wear_time_factor(specs),
         "rows": rows,
     }
     text = json.dumps(manifest, indent=2) + "\n"
@@ -275,6 +281,13 @@ def export_floor(
     tmp.write_text(text)
     os.replace(tmp, out_dir / "manifest.json")
     return ExportSummary(out_dir, machine_days, rows)
+
+
+def _wear_time_factor(specs: Sequence[MachineSpec]) -> float | dict[str, float]:
+    """The scenario's factor; per machine if they differ (a floor put together by hand)."""
+    factors = {s.machine_id: s.wear_time_factor for s in specs}
+    values = set(factors.values())
+    return values.pop() if len(values) == 1 else factors
 
 
 def _version(dist: str) -> str:

@@ -43,6 +43,8 @@ class ModbusFloor:
             for i, spec in enumerate(specs)
         ]
         self._last_cycles: list[CycleDone | None] = [None] * len(specs)
+        # A sensor that dropped out is not written: its register keeps the last reading.
+        self._readings: list[dict[str, float]] = [{} for _ in specs]
         self.servers = [
             ModbusMachineServer(register_map, host=host, port=base_port + i if base_port else 0)
             for i in range(len(specs))
@@ -84,6 +86,6 @@ class ModbusFloor:
                     self._last_cycles[i] = event
                 else:  # a job change shows in the registers as model.job
                     log_truth(model.spec.machine_id, event)
-            server.update(
-                model.sample(), model.state, model.reason, self._last_cycles[i], model.job
-            )
+            readings = self._readings[i]
+            readings.update((name, v) for name, v in model.sample().items() if v == v)
+            server.update(readings, model.state, model.reason, self._last_cycles[i], model.job)

@@ -106,12 +106,16 @@ class SimulatedMachine:
         return out
 
     def telemetry(self, samples: list[tuple[datetime, dict[str, float]]]) -> TelemetryBatch:
-        """One batch of the samples (time, values), timed by their offsets from the first."""
+        """One batch of the samples (time, values), timed by their offsets from the first.
+
+        A reading of a sensor that dropped out (NaN) is not sent: a gap, as on a real press.
+        """
         first = samples[0][0]
         readings = [
             Reading(signal=name, offset_ms=round((ts - first).total_seconds() * 1000), value=v)
             for ts, values in samples
             for name, v in values.items()
+            if v == v  # NaN is not equal to itself
         ]
         return TelemetryBatch(
             machine_id=self.spec.machine_id,

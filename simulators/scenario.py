@@ -36,7 +36,8 @@ from contracts import STANDSTILL_REASONS, MachineState
 from contracts.configfile import field_path, line_of, located
 from contracts.topics import check_segment
 from plant import Break, Plant, PlantFileError, Shift, ShiftCalendar, TimeZoneName, load_plant
-from simulators.faults import Component, Degradation, Maintenance
+from simulators.faults import Component, Maintenance
+from simulators.life import THRESHOLD, ComponentLife
 from simulators.specs import DEFAULT_STOPS, MATERIALS, MOULDS, MachineSpec, Mould, StopCause
 
 # The packaged scenarios and their plant files (a directory: the package is not zipped).
@@ -108,18 +109,33 @@ class _Mould(_Model):
         return Mould(material=MATERIALS[self.material], **fields)
 
 
-class _Degradation(_Model):
+class _Life(_Model):
+    """A machine's own life for one component; what is not given is the default's."""
+
     component: Component
-    onset_h: float = Field(ge=0, description="running hours before it starts wearing")
-    rate_per_h: float = Field(gt=0, le=10, description="health lost per running hour")
-    threshold: float = Field(default=0.15, ge=0, lt=1, description="health at breakdown")
-    initial_health: float = Field(default=1.0, gt=0, le=1)
+    scale_h: float | None = Field(
+        default=None,
+        gt=0,
+        le=1_000_000,
+        description="Weibull scale, running hours at reference load",
+    )
+    shape: float | None = Field(default=None, ge=0.5, le=20, description="Weibull shape")
+    sudden_share: float | None = Field(default=None, ge=0, le=1, description="of lives")
+    initial_health: float | None = Field(
+        default=None, gt=THRESHOLD, le=1, description="below 1: visibly worn at the start"
+    )
+    initial_age_h: float | None = Field(
+        default=None, ge=0, description="reference-load running hours since new at the start"
+    )
 
     @model_validator(mode="after")
-    def _above_threshold(self) -> _Degradation:
-        if self.initial_health <= self.threshold:
-            raise ValueError("initial_health must be above the threshold (it would start broken)")
+    def _one_start(self) -> _Life:
+        if self.initial_health is not None and self.initial_age_h is not None:
+            raise ValueError("give initial_health or initial_age_h, not both")
         return self
+
+    def spec(self) -> ComponentLife:
+        return ComponentLife(**self.model_dump())
 
 
 class _Maintenance(_Model):
@@ -168,8 +184,13 @@ class _Machine(_Model):
     stops: list[_Stop] | None = Field(
         default=None, description="random stops; default: simulators.specs.DEFAULT_STOPS"
     )
-    degradations: list[_Degradation] = []
+    components: list[_Life] = Field(
+        default=[], description="own lives of components; every component wears regardless"
+    )
     maintenance: list[_Maintenance] = []
+    lot_mean_h: float = Field(
+        default=24.0, gt=0, le=10_000, description="running hours between material lots"
+    )
 
     @field_validator("job_parts")
     @classmethod
@@ -179,10 +200,10 @@ class _Machine(_Model):
         return value
 
     @model_validator(mode="after")
-    def _one_degradation_per_component(self) -> _Machine:
-        comps = [d.component for d in self.degradations]
+    def _one_life_per_component(self) -> _Machine:
+        comps = [d.component for d in self.components]
         if dupes := sorted({c.value for c in comps if comps.count(c) > 1}):
-            raise ValueError(f"more than one degradation of {dupes}")
+            raise ValueError(f"more than one entry for {dupes}")
         return self
 
 
@@ -194,6 +215,9 @@ class _Scenario(_Model):
     calendar: Literal["around_the_clock", "two_shifts_weekdays"] | _Calendar = "around_the_clock"
     start: AwareDatetime | None = Field(default=None, description="where an export begins")
     seed: int | None = None
+    wear_time_factor: float = Field(
+        default=1.0, ge=1, le=1000, description="every life this many times shorter (training)"
+    )
     moulds: list[_Mould] = []
     machines: list[_Machine] = Field(min_length=1, max_length=1000)
 
@@ -242,10 +266,12 @@ class Scenario:
         seed: int | None,
         plant: Plant | None = None,
         plant_path: Path | None = None,
+        wear_time_factor: float = 1.0,
     ):
         self.machines = machines
         self.start = start
         self.seed = seed
+        self.wear_time_factor = wear_time_factor
         self.plant = plant  # the plant file it names, validated, and where that file is
         self.plant_path = plant_path
 
@@ -299,14 +325,17 @@ def _build(model: _Scenario, plant: Plant | None = None) -> Scenario:
             test_sample_interval_h=m.test_sample_interval_h,
             order_gap_median_h=m.order_gap_median_h,
             stops=tuple(x.spec() for x in m.stops) if m.stops is not None else DEFAULT_STOPS,
-            degradations=tuple(Degradation(**d.model_dump()) for d in m.degradations),
+            lives=tuple(d.spec() for d in m.components),
+            wear_time_factor=model.wear_time_factor,
             maintenance=tuple(
                 Maintenance(x.at_h, tuple(x.components), x.duration_h) for x in m.maintenance
             ),
+            lot_mean_h=m.lot_mean_h,
+            weather_seed=model.seed or 0,
         )
         for m in model.machines
     ]
-    return Scenario(machines, model.start, model.seed, plant)
+    return Scenario(machines, model.start, model.seed, plant, None, model.wear_time_factor)
 
 
 Where = tuple[int | str, ...]

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field, replace
 
 from contracts import MachineState
 from plant import ShiftCalendar
-from simulators.faults import Degradation, Maintenance
+from simulators.faults import Maintenance
+from simulators.life import ComponentLife
 
-AMBIENT_C = 25.0
+AMBIENT_C = 22.0  # the hall's mean temperature (simulators.environment moves it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,7 @@ class Material:
     mould_setpoint_c: float
     melt_density_g_cm3: float
     viscosity_per_c: float = 0.018  # relative fall of melt viscosity per degC hotter
+    abrasion: float = 1.0  # how fast it wears screw and check ring, relative to PP
 
     @property
     def melt_nominal_c(self) -> float:
@@ -34,8 +36,8 @@ SHEAR_HEATING_C = 3.5  # the screw's rotation and back pressure heat the melt th
 
 MATERIALS: dict[str, Material] = {
     "PP": Material("PP", (45.0, 200.0, 215.0, 225.0), 230.0, 35.0, 0.74),
-    "ABS": Material("ABS", (50.0, 215.0, 230.0, 240.0), 245.0, 60.0, 0.95),
-    "HDPE": Material("HDPE", (45.0, 190.0, 205.0, 215.0), 220.0, 30.0, 0.74, 0.015),
+    "ABS": Material("ABS", (50.0, 215.0, 230.0, 240.0), 245.0, 60.0, 0.95, abrasion=1.6),
+    "HDPE": Material("HDPE", (45.0, 190.0, 205.0, 215.0), 220.0, 30.0, 0.74, 0.015, 0.9),
 }
 
 
@@ -157,8 +159,17 @@ class MachineSpec:
     # Median wait (log-normal) for the next order once one is finished, a planned stop
     # "no_order"; 0: the next order is always waiting.
     order_gap_median_h: float = 0.0
-    degradations: tuple[Degradation, ...] = ()
+    # Every component wears, on the lives of simulators.life.DEFAULT_LIVES unless one is
+    # given here; `wear_time_factor` makes every life that many times shorter (training runs).
+    lives: tuple[ComponentLife, ...] = ()
+    wear_time_factor: float = 1.0
     maintenance: tuple[Maintenance, ...] = ()
+    lot_mean_h: float = 24.0  # running hours between material lots (mean, exponential)
+    # The share of cycles scrapped for causes a healthy process still has (contamination,
+    # moisture, ...), drawn per machine within this range.
+    baseline_scrap: tuple[float, float] = (0.003, 0.010)
+    weather_seed: int = 0  # varies the site's weather (the same for every press of a site)
+    ideal_sensors: bool = False  # True: signals without sensor noise, offsets or faults (tests)
 
     @property
     def screw_area_cm2(self) -> float:

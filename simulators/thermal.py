@@ -34,24 +34,33 @@ class HeaterZone:
         """A new material's setpoint (after a mould change); the band stays the same."""
         self.setpoint = setpoint_c
 
-    def step(self, dt_s: float, health: float, shear_c: float, enabled: bool = True) -> None:
+    def step(
+        self,
+        dt_s: float,
+        health: float,
+        shear_c: float,
+        enabled: bool = True,
+        ambient_c: float = AMBIENT_C,
+    ) -> None:
         """Control and heat for `dt_s` seconds; `shear_c`: heating by the screw, in degC.
 
         A wearing band gives less power (70 % of its loss is in its health; a band at the
         failure threshold is far below what a hot zone needs); a burnt-out one (health 0)
-        gives none. `enabled` False: heating switched off (nights, weekends).
+        gives none. `enabled` False: heating switched off (nights, weekends): the controller
+        outputs nothing and holds its integral for the morning.
         """
         power = 0.3 + 0.7 * health if health > 0.0 else 0.0
-        if not enabled:
-            power = 0.0
-        error = self.setpoint - self.temp
-        wanted = self._kp * error + self._integral
-        output = min(1.0, max(0.0, wanted))
-        if output == wanted or (output >= 1.0) != (error > 0):  # anti-windup
-            self._integral += self._ki * error * dt_s
-            self._integral = min(1.0, max(0.0, self._integral))
+        if enabled:
+            error = self.setpoint - self.temp
+            wanted = self._kp * error + self._integral
+            output = min(1.0, max(0.0, wanted))
+            if output == wanted or (output >= 1.0) != (error > 0):  # anti-windup
+                self._integral += self._ki * error * dt_s
+                self._integral = min(1.0, max(0.0, self._integral))
+        else:
+            output = 0.0
         self.output = output
-        equilibrium = AMBIENT_C + HEATER_GAIN_C * output * power + shear_c
+        equilibrium = ambient_c + HEATER_GAIN_C * output * power + shear_c
         self.temp = equilibrium + (self.temp - equilibrium) * math.exp(-dt_s / self._tau_s)
 
 

@@ -20,7 +20,7 @@ from gateway_config import gateway_config
 from ingest_task import site_ingest
 from watch import eventually
 
-from contracts import BrokerUrl, MachineState
+from contracts import DEFECT_CAUSES, BrokerUrl, MachineState
 from edge import run_edge
 from simulators import CycleDone, MachineModel, MachineSpec, ShiftCalendar, run_simulation
 from simulators.floor import ModbusFloor
@@ -95,7 +95,10 @@ async def test_an_mqtt_native_machines_defects_and_samples_reach_the_cycle_table
     assert cycles.rows
     for shot, quality, defect in cycles.rows:
         assert (quality, defect) == truth[shot]
-    assert {defect for _, quality, defect in cycles.rows if quality == "bad"} == {"startup_scrap"}
+    # Start-up scrap after stops; now and then a cause a healthy process still has.
+    causes = {defect for _, quality, defect in cycles.rows if quality == "bad"}
+    assert "startup_scrap" in causes
+    assert causes <= set(DEFECT_CAUSES)
 
 
 async def test_a_modbus_machines_defects_and_samples_reach_the_cycle_table_through_the_edge(
@@ -124,5 +127,7 @@ async def test_a_modbus_machines_defects_and_samples_reach_the_cycle_table_throu
             stop.set()
     bad = [row for row in cycles.rows if row[1] == "bad"]
     assert bad
-    assert {defect for _, _, defect in bad} == {"startup_scrap"}  # read from DefectCause
+    causes = {defect for _, _, defect in bad}  # read from DefectCause
+    assert "startup_scrap" in causes
+    assert causes <= set(DEFECT_CAUSES)
     assert all(defect is None for _, quality, defect in cycles.rows if quality != "bad")

@@ -22,8 +22,8 @@ from moldlab.sim_cli import DEFAULT_EXPORT_START
 from simulators import (
     Component,
     ComponentFailed,
+    ComponentLife,
     CycleDone,
-    Degradation,
     MachineModel,
     MachineSpec,
     demo_floor,
@@ -36,7 +36,8 @@ INTERVAL_S = 30.0
 SEED = 7
 # Wears out in about 4 running hours, and again after each repair: failures within a day.
 FAST = MachineSpec(
-    "imm-fast", degradations=(Degradation(Component.EJECTOR, onset_h=0.0, rate_per_h=0.2),)
+    "imm-fast",
+    lives=(ComponentLife(Component.EJECTOR, scale_h=4.0, shape=5.0, sudden_share=0.3),),
 )
 FLOOR = [*demo_floor(1), FAST]
 TS = pa.timestamp("us", tz="UTC")
@@ -80,6 +81,8 @@ def test_writes_the_five_files_and_a_manifest(export: Export) -> None:
     names = sorted(p.name for p in export.path.iterdir())
     assert names == sorted([*(f"{n}.parquet" for n in FILES), "manifest.json"])
     manifest = json.loads((export.path / "manifest.json").read_text())
+    assert manifest["format"] == "moldlab-export/2"
+    assert manifest["wear_time_factor"] == 1.0
     assert manifest["seed"] == SEED
     assert manifest["start"] == "2026-03-02T00:00:00+00:00"
     assert manifest["end"] == "2026-03-03T00:00:00+00:00"
@@ -101,7 +104,7 @@ def test_columns_and_utc_timestamps(export: Export) -> None:
     assert t["states"].column_names == ["machine_id", "ts", "state", "reason"]
     assert t["health"].column_names == ["machine_id", "ts", *(c.value for c in Component)]
     assert t["failures"].column_names == [
-        "machine_id", "ts", "component", "reason", "restored_at", "restored_by",
+        "machine_id", "ts", "component", "reason", "mode", "restored_at", "restored_by",
     ]  # fmt: skip
     for table in t.values():
         assert table.schema.field("ts").type == TS
@@ -192,9 +195,10 @@ def test_failures_match_the_model_and_its_ground_truth(export: Export) -> None:
     failed = [e for e in _model_run(1, FAST) if isinstance(e, ComponentFailed)]
     rows = _per_machine(export.tables["failures"], "imm-fast")
     assert len(rows) == len(failed) >= 2
-    assert [(r["ts"], r["component"], r["reason"]) for r in rows] == [
-        (e.ts, e.component.value, e.reason) for e in failed
+    assert [(r["ts"], r["component"], r["reason"], r["mode"]) for r in rows] == [
+        (e.ts, e.component.value, e.reason, e.mode) for e in failed
     ]
+    assert {r["mode"] for r in rows} <= {"wear", "sudden"}
     assert _per_machine(export.tables["failures"], "imm-01") == []
     health = _per_machine(export.tables["health"], "imm-fast")
     for row in rows:
@@ -295,6 +299,7 @@ def test_cli_exports_a_scenario_with_its_start_and_seed(
     assert manifest["seed"] == 22400
     assert manifest["start"] == "2026-01-04T23:00:00+00:00"  # the scenario's, in UTC
     assert manifest["source"] == "scenario faults"
+    assert manifest["wear_time_factor"] == 30.0  # the scenario's, stated for the trainer
     assert len(manifest["machines"]) == 6
     assert "wrote 0.3 machine-days" in captured.out
     assert "0.3/0.3 machine-days" in captured.err  # the progress bar's final line

@@ -14,6 +14,7 @@ import aiomqtt
 import pytest
 
 from contracts import (
+    DEFECT_CAUSES,
     BrokerUrl,
     CycleRecord,
     MachineState,
@@ -129,7 +130,9 @@ async def test_bad_cycles_carry_their_defect_cause_as_the_model_drew_it(mqtt_url
             truth[cycle.shot].defect,
         )
         assert cycle.schema_version == 3
-    assert {c.defect for c in bad} == {"startup_scrap"}
+    # Start-up scrap after each stop, and now and then a cause a healthy process still has.
+    assert "startup_scrap" in {c.defect for c in bad}
+    assert {c.defect for c in bad} <= set(DEFECT_CAUSES)
     assert all(c.defect is None for c in cycles if c.quality is not PartQuality.BAD)
 
 

@@ -24,6 +24,25 @@ def test_the_packaged_scenarios_load(name: str) -> None:
     }
 
 
+def test_the_pdm_scenarios_keep_training_and_hold_out_apart() -> None:
+    train, a, b = (load_scenario(n) for n in ("pdm-train", "pdm-holdout-a", "pdm-holdout-b"))
+    # One stated time factor for all three, so a model trained on one is scored on the others
+    # at the same wear rates (hold-out B: other lives on top of it).
+    assert train.wear_time_factor == a.wear_time_factor == b.wear_time_factor == 8.0
+    assert all(m.wear_time_factor == 8.0 for s in (train, a, b) for m in s.machines)
+    assert len(train.machines) >= 10
+    ids = [{m.machine_id for m in s.machines} for s in (train, a, b)]
+    moulds = [{mould.name for m in s.machines for mould in m.moulds} for s in (train, a, b)]
+    for x, y in ((0, 1), (0, 2), (1, 2)):
+        assert not ids[x] & ids[y]
+        assert not moulds[x] & moulds[y]
+    assert len({train.seed, a.seed, b.seed}) == 3
+    materials = {mould.material.name for m in train.machines for mould in m.moulds}
+    assert materials == {"PP", "ABS", "HDPE"}
+    assert sum(len(m.moulds) > 1 for m in train.machines) == len(train.machines)
+    assert all(m.lives for m in b.machines)  # other wear rates on every hold-out B press
+
+
 def test_a_scenario_builds_machines_with_its_moulds_shifts_and_faults(tmp_path: Path) -> None:
     path = tmp_path / "floor.yaml"
     path.write_text(
@@ -39,8 +58,10 @@ machines:
   - id: press-1
     line: cell-a
     moulds: [spoon-ps-16, bracket-pp-4]
-    degradations:
-      - {component: ejector, onset_h: 5, rate_per_h: 0.01, initial_health: 0.9}
+    lot_mean_h: 12
+    components:
+      - {component: ejector, scale_h: 900, shape: 1.5, sudden_share: 0.5, initial_health: 0.9}
+      - {component: check_ring, initial_age_h: 300}
     maintenance:
       - {at_h: 100, components: [ejector], duration_h: 1.5}
     screw_diameter_mm: 30
@@ -62,8 +83,11 @@ machines:
     (shift,) = machine.calendar.shifts
     assert (shift.start, shift.end, shift.weekdays) == (time(7), time(17), (0, 1, 2, 3))
     assert shift.breaks == (Break(time(12), 45.0),)
-    assert machine.degradations[0].component is Component.EJECTOR
-    assert machine.degradations[0].initial_health == 0.9
+    ejector, ring = machine.lives
+    assert (ejector.component, ejector.scale_h, ejector.shape) == (Component.EJECTOR, 900, 1.5)
+    assert (ejector.sudden_share, ejector.initial_health) == (0.5, 0.9)
+    assert (ring.component, ring.initial_age_h, ring.scale_h) == (Component.CHECK_RING, 300, None)
+    assert (machine.wear_time_factor, machine.lot_mean_h) == (1.0, 12.0)
     assert machine.maintenance[0].components == (Component.EJECTOR,)
     assert (machine.screw_diameter_mm, machine.setup_median_min, machine.job_parts) == (
         30.0,
@@ -86,20 +110,35 @@ machines:
         ("machines:\n  - id: a\n  - id: a\n", "machine ids used more than once: ['a']"),
         ("timezone: Mars/Olympus\nmachines:\n  - id: a\n", "<s>:1: timezone: unknown time zone"),
         (
-            "machines:\n  - id: a\n    degradations:\n"
-            "      - {component: flux_capacitor, onset_h: 1, rate_per_h: 0.1}\n",
-            "<s>:4: machines[0].degradations[0].component: Input should be 'heater_zone2'",
+            "machines:\n  - id: a\n    components:\n"
+            "      - {component: flux_capacitor, scale_h: 100}\n",
+            "<s>:4: machines[0].components[0].component: Input should be 'heater_zone2'",
         ),
         (
-            "machines:\n  - id: a\n    degradations:\n"
-            "      - {component: ejector, onset_h: 1, rate_per_h: 0}\n",
-            "machines[0].degradations[0].rate_per_h: Input should be greater than 0",
+            "machines:\n  - id: a\n    components:\n      - {component: ejector, scale_h: 0}\n",
+            "machines[0].components[0].scale_h: Input should be greater than 0",
         ),
         (
-            "machines:\n  - id: a\n    degradations:\n"
-            "      - {component: ejector, onset_h: 1, rate_per_h: 0.1, initial_health: 0.1}\n",
-            "initial_health must be above the threshold",
+            "machines:\n  - id: a\n    components:\n"
+            "      - {component: ejector, initial_health: 0.1}\n",
+            "machines[0].components[0].initial_health: Input should be greater than 0.15",
         ),
+        (
+            "machines:\n  - id: a\n    components:\n"
+            "      - {component: ejector, initial_health: 0.5, initial_age_h: 10}\n",
+            "give initial_health or initial_age_h, not both",
+        ),
+        (
+            "machines:\n  - id: a\n    components:\n"
+            "      - {component: ejector, onset_h: 1, rate_per_h: 0.1}\n",
+            "machines[0].components[0].onset_h: Extra inputs are not permitted",
+        ),
+        (
+            "machines:\n  - id: a\n    components:\n"
+            "      - {component: ejector}\n      - {component: ejector, shape: 2}\n",
+            "more than one entry for ['ejector']",
+        ),
+        ("wear_time_factor: 0.5\nmachines:\n  - id: a\n", "<s>:1: wear_time_factor: Input"),
         (
             "moulds:\n  - {name: m, material: unobtainium, cavities: 1, part_weight_g: 1}\n"
             "machines:\n  - id: a\n",
@@ -152,7 +191,7 @@ def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
         load_scenario(tmp_path / "no-such.yaml")
 
 
-def test_the_faults_export_breaks_every_wear_mode_down_at_least_twice() -> None:
+def test_the_faults_export_breaks_every_kind_of_component_down() -> None:
     import random
     from collections import Counter
     from datetime import timedelta
@@ -163,13 +202,16 @@ def test_the_faults_export_breaks_every_wear_mode_down_at_least_twice() -> None:
     assert scenario.start is not None
     assert scenario.seed is not None
     failures: Counter[str] = Counter()
+    modes: Counter[str] = Counter()
     for i, spec in enumerate(scenario.machines):
         model = MachineModel(spec, random.Random(scenario.seed * 1000 + i), scenario.start)
         for event in model.advance(scenario.start + timedelta(days=5)):
             if isinstance(event, ComponentFailed):
                 failures[event.reason] += 1
+                modes[event.mode] += 1
     assert set(failures) == set(STANDSTILL_REASONS[MachineState.FAULT])
-    assert min(failures.values()) >= 2
+    assert sum(failures.values()) >= 30
+    assert modes["wear"] > modes["sudden"] > 0
 
 
 def test_a_mould_is_on_one_press_at_a_time() -> None:
