@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from moldlab import bench_cli, plant_cli, report_cli, sim_cli
+from moldlab import bench_cli, pdm_cli, plant_cli, report_cli, sim_cli
 from moldlab.runner import ENV_HELP, run_until_signalled, setup_logging
 
 
@@ -145,6 +145,7 @@ def _parser() -> argparse.ArgumentParser:
     upgrade.add_argument("--database-url", help="postgresql://... (MOLDLAB_DATABASE_URL)")
     plant_cli.add_parser(sub)
     report_cli.add_parser(sub)
+    pdm_cli.add_parser(sub)
     return parser
 
 
@@ -245,6 +246,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return plant_cli.run(args)
     if args.command == "report":
         return report_cli.run(args)
+    if args.command == "pdm":
+        return pdm_cli.run(args)
     if args.command == "db":
         from ingest.settings import IngestSettings
         from store import upgrade

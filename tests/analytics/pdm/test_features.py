@@ -1,0 +1,169 @@
+"""Features: NaN-safe, independent of the sampling rate, robust to stuck sensors, cached."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analytics.pdm.features import (
+    FEATURE_NAMES,
+    STUCK_RUN,
+    FeatureCache,
+    _unstuck,
+    features_at,
+    scoring_times,
+)
+from analytics.pdm.history import MachineHistory, read_export, read_truth
+
+HOUR_US = 3_600_000_000
+
+
+@pytest.fixture(scope="module")
+def history(export_dir: Path) -> MachineHistory:
+    return next(iter(read_export(export_dir)))
+
+
+@pytest.fixture(scope="module")
+def times(export_dir: Path, history: MachineHistory) -> np.ndarray:
+    truth = read_truth(export_dir)
+    t = scoring_times(history, truth.start_us, truth.end_us)
+    return t[t >= truth.start_us + 48 * HOUR_US][::7]  # a sample past the first two days
+
+
+# Signals that swing through every cycle (0 to peak pressure): a mean of 10 s samples of them
+# is a different sample of the cycle than a mean of 1 s readings, whatever the features do.
+_THROUGH_THE_CYCLE = ("sig:PressureHydraulic|", "sig:MotorPower|")
+
+
+def _signal_cols() -> list[int]:
+    return [
+        i
+        for i, n in enumerate(FEATURE_NAMES)
+        if n.startswith("sig:") and not n.startswith(_THROUGH_THE_CYCLE)
+    ]
+
+
+def _minute_means(h: MachineHistory) -> MachineHistory:
+    """The signals as a database gives them: 60 s means stamped at the minute's start."""
+    minute = h.signals["ts"] // 60_000_000
+    keys, first = np.unique(minute, return_index=True)
+    counts = np.diff(np.append(first, len(minute)))
+    out: dict[str, np.ndarray] = {"ts": keys * 60_000_000}
+    for name, x in h.signals.items():
+        if name == "ts":
+            continue
+        ok = np.isfinite(x)
+        sums = np.add.reduceat(np.where(ok, x, 0.0), first)
+        n = np.add.reduceat(ok.astype(float), first)
+        out[name] = np.where(n > 0, sums / np.maximum(n, 1), np.nan)
+    assert len(counts) == len(keys)
+    return dataclasses.replace(h, signals=out)
+
+
+def test_features_do_not_depend_on_the_signal_rate(
+    history: MachineHistory, times: np.ndarray
+) -> None:
+    end = int(times.max()) + HOUR_US
+    fast = features_at(history, times, end)
+    slow = features_at(_minute_means(history), times, end)
+    cols = _signal_cols()
+    a, b = fast[:, cols], slow[:, cols]
+    both = np.isfinite(a) & np.isfinite(b)
+    assert both.sum() > 200
+    assert (np.isfinite(a) == np.isfinite(b)).mean() > 0.95  # known at the same times
+    # Each feature's difference against how much it varies over the times scored: small.
+    q75, q25 = np.nanpercentile(a, [75, 25], axis=0)
+    spread = np.maximum(q75 - q25, 1e-6)
+    rel = np.abs(a - b) / spread
+    assert np.median(rel[both]) < 0.05
+    assert np.quantile(rel[both], 0.95) < 0.3
+    # cycle features come from cycles, which the rate does not touch
+    other = [i for i, n in enumerate(FEATURE_NAMES) if not n.startswith(("sig:", "alarm|"))]
+    np.testing.assert_allclose(fast[:, other], slow[:, other], equal_nan=True)
+
+
+def test_dropouts_leave_the_features_finite_and_close(
+    history: MachineHistory, times: np.ndarray
+) -> None:
+    rng = np.random.default_rng(3)
+    holes = dict(history.signals)
+    n = len(holes["ts"])
+    for name in list(holes):
+        if name != "ts":
+            x = holes[name].copy()
+            x[rng.random(n) < 0.2] = np.nan  # a fifth of the readings lost
+            start = int(rng.integers(0, n - 400))
+            x[start : start + 360] = np.nan  # and an hour gone
+            holes[name] = x
+    cycles = dict(history.cycles)
+    cushion = cycles["CushionStroke"].copy()
+    cushion[rng.random(len(cushion)) < 0.1] = np.nan
+    cycles["CushionStroke"] = cushion
+    end = int(times.max()) + HOUR_US
+    clean = features_at(history, times, end)
+    lossy = features_at(dataclasses.replace(history, signals=holes, cycles=cycles), times, end)
+    assert not np.isinf(lossy).any()
+    assert np.isfinite(lossy).sum() >= 0.95 * np.isfinite(clean).sum()
+    both = np.isfinite(clean) & np.isfinite(lossy)
+    assert np.median(np.abs(clean[both] - lossy[both])) < 0.1
+
+
+def test_a_stuck_sensor_is_not_read_as_a_level() -> None:
+    x = np.array([1.0, 1.1, 1.2] + [5.0] * STUCK_RUN + [1.3, 1.3, 1.4])
+    out = _unstuck(x)
+    assert np.isnan(out[3 : 3 + STUCK_RUN]).all()
+    assert out[-3:].tolist() == [1.3, 1.3, 1.4]  # a short repeat is a value
+    assert out[:3].tolist() == [1.0, 1.1, 1.2]
+
+
+def test_a_stuck_oil_temperature_does_not_move_its_features(
+    history: MachineHistory, times: np.ndarray
+) -> None:
+    stuck = dict(history.signals)
+    oil = stuck["TempOil"].copy()
+    t = stuck["ts"]
+    frozen = (t >= times[-1] - 6 * HOUR_US) & (t < times[-1])
+    oil[frozen] = 90.0  # the sensor hangs at a value far from the truth
+    stuck["TempOil"] = oil
+    end = int(times.max()) + HOUR_US
+    at = times[-1:]
+    clean = features_at(history, at, end)[0]
+    hung = features_at(dataclasses.replace(history, signals=stuck), at, end)[0]
+    # 90 degC would be dozens of spreads above the baseline: read as a dropout instead
+    for name in ("sig:TempOil|dev2h", "sig:TempOil|dev8h", "sig:TempOil|ewma"):
+        i = FEATURE_NAMES.index(name)
+        assert np.isnan(hung[i]) or abs(hung[i] - clean[i]) < 1.0, name
+
+
+def test_the_cache_gives_the_same_features_as_a_batch(
+    history: MachineHistory, times: np.ndarray
+) -> None:
+    cache = FeatureCache()
+    for t in times[-5:]:
+        # the scorer's view: only what was known at t
+        known = _until(history, int(t))
+        got = cache.features(known, int(t))
+        want = features_at(known, np.array([t]), int(t))[0]
+        np.testing.assert_allclose(got, want, equal_nan=True)
+
+
+def _until(h: MachineHistory, t: int) -> MachineHistory:
+    def cut(table: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        k = int(np.searchsorted(table["ts"], t))
+        return {name: col[:k] for name, col in table.items()}
+
+    return dataclasses.replace(
+        h, cycles=cut(h.cycles), signals=cut(h.signals), states=cut(h.states)
+    )
+
+
+def test_features_ignore_what_comes_after_the_time(
+    history: MachineHistory, times: np.ndarray
+) -> None:
+    t = int(times[len(times) // 2])
+    full = features_at(history, np.array([t]), t)[0]
+    cut = features_at(_until(history, t), np.array([t]), t)[0]
+    np.testing.assert_allclose(full, cut, equal_nan=True)

@@ -1,0 +1,110 @@
+"""`moldlab pdm train|models|evaluate` end to end on a small export, and their clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from pdm_exports import small_export
+
+from moldlab.cli import main
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return small_export(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def trained(export_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    models = tmp_path_factory.mktemp("cli-models")
+    code = main(
+        ["pdm", "train", "--data", str(export_dir), "--name", "cli", "--models-dir", str(models)]
+    )
+    assert code == 0
+    return models
+
+
+def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_writes_a_model_with_its_card(trained: Path) -> None:
+    card = json.loads((trained / "cli" / "card.json").read_text())
+    assert card["name"] == "cli"
+    assert card["components"]
+    for comp in card["components"]:
+        part = card["component_models"][comp]
+        assert part["validation"] is not None
+        assert "baseline" in part["validation"]
+
+
+def test_models_lists_them(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "pdm", "models", "--models-dir", str(trained), "--json")
+    assert code == 0
+    rows = json.loads(out)
+    assert [r["card"]["name"] for r in rows] == ["cli"]
+    code, out, _ = _run(capsys, "pdm", "models", "--models-dir", str(trained))
+    assert code == 0
+    assert out.startswith("cli  created ")
+
+
+def test_evaluate_prints_model_beside_baseline(
+    trained: Path, export_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["pdm", "evaluate", "--model", "cli", "--data", str(export_dir)]
+    code, out, err = _run(capsys, *args, "--models-dir", str(trained), "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    comps = result["components"]
+    assert "all" in comps
+    for part in comps.values():
+        m = part["model"]
+        for key in ("recall_2h", "recall_8h", "lead_median_h", "false_alarms_per_machine_week"):
+            assert key in m
+        assert part["baseline"] is None or "recall_2h" in part["baseline"]
+    code, out, _ = _run(capsys, *args, "--models-dir", str(trained))
+    assert code == 0
+    assert "baseline" in out
+    assert "FA/mw" in out
+
+
+@pytest.mark.parametrize("what", ["missing", "unfinished"])
+def test_bad_data_is_one_line_and_exit_2(
+    what: str, trained: Path, export_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = tmp_path / "data"
+    if what == "unfinished":
+        shutil.copytree(export_dir, data)
+        (data / "manifest.json").unlink()
+    for args in (
+        ["pdm", "train", "--data", str(data), "--models-dir", str(tmp_path / "m")],
+        ["pdm", "evaluate", "--model", "cli", "--data", str(data), "--models-dir", str(trained)],
+    ):
+        code, _, err = _run(capsys, *args)
+        assert code == 2
+        assert err.count("\n") == 1
+        assert err.startswith(f"moldlab pdm {args[1]}: ")
+        assert "Traceback" not in err
+
+
+def test_an_unknown_or_foreign_model_is_exit_2(
+    trained: Path, export_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["pdm", "evaluate", "--data", str(export_dir), "--models-dir", str(trained)]
+    code, _, err = _run(capsys, *args, "--model", "nope")
+    assert code == 2
+    assert "no model 'nope'" in err
+    foreign = tmp_path / "foreign"
+    shutil.copytree(trained / "cli", foreign)
+    card = json.loads((foreign / "card.json").read_text())
+    card["versions"]["numpy"] = "1.0.0"
+    (foreign / "card.json").write_text(json.dumps(card))
+    code, _, err = _run(capsys, *args, "--model", str(foreign))
+    assert code == 2
+    assert "numpy 1.0.0" in err
+    assert err.count("\n") == 1
