@@ -20,7 +20,7 @@ from dashboard_api.deps import StorageBackend
 from dashboard_api.errors import install_error_handlers
 from dashboard_api.live import LiveHub
 from dashboard_api.rollup import PerformanceRollup
-from dashboard_api.routes import health, live, machines, performance, spc
+from dashboard_api.routes import health, live, machines, maintenance, performance, spc
 from dashboard_api.settings import ApiSettings
 
 _STATIC = files("dashboard_api") / "static"
@@ -87,6 +87,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(machines.router, prefix="/api/v1")
     app.include_router(spc.router, prefix="/api/v1")
     app.include_router(performance.router, prefix="/api/v1")
+    app.include_router(maintenance.router, prefix="/api/v1")
     app.include_router(live.router, prefix="/api/v1")
     app.mount("/static", StaticFiles(directory=str(_STATIC)), name="static")
 

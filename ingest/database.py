@@ -9,13 +9,13 @@ from dataclasses import dataclass
 
 import psycopg
 
-from ingest.backoff import Backoff
 from ingest.dimensions import Dimensions
 from ingest.latest import LatestValues
 from ingest.metrics import IngestMetrics
 from ingest.rejects import RejectLog, printable
 from ingest.validation import Inbound, Limits
 from ingest.writer import BatchResult, Prepared, Writer, prepare
+from store.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

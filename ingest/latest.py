@@ -26,7 +26,7 @@ from typing import Final
 
 import psycopg
 
-from ingest.backoff import Backoff
+from store.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,6 @@ import aiomqtt
 
 from contracts import BrokerUrl
 from ingest import session
-from ingest.backoff import Backoff
 from ingest.database import Database
 from ingest.errors import IngestError
 from ingest.latest import LatestValues
@@ -31,6 +30,7 @@ from ingest.retention import run_pruning
 from ingest.settings import IngestSettings
 from ingest.validation import Inbound, Limits
 from ingest.writer import BatchResult, Prepared
+from store.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

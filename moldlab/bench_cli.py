@@ -1,8 +1,9 @@
-"""`moldlab bench sim|ingest|edge|analytics`: benchmarks that print figures and their command."""
+"""`moldlab bench sim|ingest|edge|analytics|pdm`: benchmarks printing figures and their command."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 
@@ -104,6 +105,36 @@ def add_parser(subparsers: Any) -> None:
         "--window-s", type=float, default=10.0, help="length of a window (default 10 s)"
     )
     _add_analytics(bench_sub)
+    _add_pdm(bench_sub)
+
+
+def _add_pdm(bench_sub: Any) -> None:
+    bench = bench_sub.add_parser(
+        "pdm",
+        help="the maintenance scorer: CPU per pass for 50 machines, share of one core",
+        description="Simulate --machines presses of the demo floor for the model's lookback "
+        "plus the passes measured, load them into a fresh database (COPY), then run the scorer "
+        "(moldlab pdm score's engine) with the model: a cold pass at the end of the lookback, "
+        "then --passes passes --interval-s of data apart, each reading only the new rows. "
+        "Report its CPU per pass and the share of one core at that interval (target < 20 %).",
+    )
+    bench.add_argument("--json", action="store_true", help="print the figures as JSON")
+    bench.add_argument("--machines", type=int, default=50, help="presses scored (default 50)")
+    bench.add_argument("--passes", type=int, default=20, help="passes timed (default 20)")
+    bench.add_argument(
+        "--interval-s", type=float, default=60.0, help="seconds between passes (default 60)"
+    )
+    bench.add_argument("--seed", type=int, default=1, help="the simulation's seed (default 1)")
+    bench.add_argument(
+        "--model", help="a model name or directory (default: the newest in the models directory)"
+    )
+    bench.add_argument(
+        "--models-dir", type=Path,
+        help="where models are (default $MOLDLAB_DATA_DIR/models, else ./.moldlab/models)",
+    )  # fmt: skip
+    bench.add_argument(
+        "--database-url", help="a PostgreSQL server to use (a database is created and dropped)"
+    )
 
 
 def _add_analytics(bench_sub: Any) -> None:
@@ -176,6 +207,14 @@ def run(args: argparse.Namespace) -> int:
             machines=args.machines, days=args.days, window_days=args.window_days,
             end=args.end, seed=args.seed, repeat=args.repeat, raw_repeat=args.raw_repeat,
             micro_stop_s=args.micro_stop_s, gc_freeze=args.gc_freeze,
+            database_url=args.database_url, as_json=args.json,
+        )  # fmt: skip
+    if args.bench_command == "pdm":
+        from moldlab.bench_pdm import run_pdm_bench
+
+        return run_pdm_bench(
+            machines=args.machines, passes=args.passes, interval_s=args.interval_s,
+            model=args.model, models_dir=args.models_dir, seed=args.seed,
             database_url=args.database_url, as_json=args.json,
         )  # fmt: skip
     if args.bench_command == "edge":

@@ -26,6 +26,9 @@ def test_openapi_lists_the_endpoints_with_summaries() -> None:
         "/api/v1/performance/{place}/losses",
         "/api/v1/performance/{place}/downtime",
         "/api/v1/performance/{place}/reliability",
+        "/api/v1/maintenance/predictions",
+        "/api/v1/maintenance/alerts",
+        "/api/v1/maintenance/model",
     }
     for path in paths.values():
         assert path["get"]["summary"]

@@ -186,7 +186,7 @@ def test_demo_from_a_directory_postgres_cannot_enter_serves_mqtt_and_modbus_mach
         rows_before = _query(database_url, "SELECT count(*) FROM telemetry")[0][0]
         assert rows_before >= 5
         started = demo.started()
-        assert set(started) == {"sim-mqtt", "sim-modbus", "edge", "ingest", "api"}
+        assert set(started) == {"sim-mqtt", "sim-modbus", "edge", "ingest", "pdm", "api"}
         children = descendants(demo.proc.pid)
         assert set(started.values()) <= children
         assert len(children) >= 7  # and postgres, the broker

@@ -91,9 +91,9 @@ def test_sim_line_that_no_machine_is_on_is_a_clear_error(
     assert "no machine on line-9, x; lines: line-1, line-2" in capsys.readouterr().err
 
 
-def test_the_demos_ingest_serves_its_metrics_on_a_free_port() -> None:
-    ingest, api = demo._services()
-    assert (ingest.name, api.name) == ("ingest", "api")
+def test_the_demos_ingest_serves_its_metrics_on_a_free_port(tmp_path: Path) -> None:
+    ingest, pdm, api = demo._services(tmp_path)
+    assert (ingest.name, pdm.name, api.name) == ("ingest", "pdm", "api")
     port = _parser().parse_args(ingest.args).metrics_port
     assert port not in (None, 9109)  # the default, which another ingest on this host may hold
     with socket.socket() as sock:
@@ -104,10 +104,10 @@ def test_the_demos_ingest_serves_its_metrics_on_a_free_port() -> None:
 def test_the_demo_stops_machines_then_the_gateway_then_ingest_then_the_api(
     tmp_path: Path,
 ) -> None:
-    parts = [*demo._services(), *floor_parts(None, tmp_path, BROKER)]  # in any order
+    parts = [*demo._services(tmp_path), *floor_parts(None, tmp_path, BROKER)]  # in any order
     groups = demo._stop_groups(parts)
     assert [[p.name for p in group] for group, _ in groups] == [
-        ["sim-mqtt", "sim-modbus"], ["edge"], ["ingest"], ["api"],
+        ["pdm", "sim-mqtt", "sim-modbus"], ["edge"], ["ingest"], ["api"],
     ]  # fmt: skip
     budget_s = sum(budget for _, budget in groups) + demo._GOODBYE_WAIT_S
     assert budget_s + demo._BROKER_STOP_S + demo._POSTGRES_STOP_S < 10

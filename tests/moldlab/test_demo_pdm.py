@@ -1,0 +1,87 @@
+"""The demo scores its machines with the model in its data dir, and serves the predictions;
+with no model there, it trains one first (moldlab.pdm_bootstrap) while the rest runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from pdm_exports import small_model
+
+from moldlab.pdm_bootstrap import ensure_model
+from moldlab.servers.postgres import CLUSTER_RECORD, SHARED_CLUSTERS
+from moldlab.servers.process import free_port
+
+pytestmark = [pytest.mark.infra, pytest.mark.slow]
+
+
+@pytest.fixture
+def home() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(dir="/tmp", prefix="moldlab-demo-pdm-"))
+    yield path
+    record = path / ".moldlab" / CLUSTER_RECORD
+    if record.is_file():  # as root, the cluster went to /var/lib/moldlab/<id>/postgres
+        cluster_home = Path(record.read_text().strip()).parent
+        if cluster_home.parent == SHARED_CLUSTERS:
+            shutil.rmtree(cluster_home, ignore_errors=True)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_a_model_in_the_models_dir_is_used_as_it_is(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    model = small_model(tmp_path_factory)
+    models = tmp_path / "models"
+    shutil.copytree(model, models / model.name)
+    exported = tmp_path / "export"
+    assert ensure_model(models, exported) == models / model.name
+    assert not exported.exists()  # nothing exported, nothing trained
+
+
+def test_the_demo_serves_predictions_of_its_machines(
+    home: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    model = small_model(tmp_path_factory)
+    shutil.copytree(model, home / ".moldlab" / "models" / model.name)
+    port = free_port()
+    log = home / "demo.log"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MOLDLAB_")}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "moldlab", "demo", "--port", str(port)],
+            cwd=home, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 150
+        predictions: list[dict[str, object]] = []
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            try:
+                base = f"http://127.0.0.1:{port}/api/v1/maintenance"
+                predictions = httpx.get(f"{base}/predictions", timeout=2).json()["predictions"]
+                if len({p["place"] for p in predictions}) == 3:
+                    break
+            except (httpx.HTTPError, KeyError):
+                pass
+            time.sleep(1)
+        text = log.read_text(errors="replace")
+        assert len({p["place"] for p in predictions}) == 3, text[-3000:]
+        assert {p["model"] for p in predictions} == {model.name}
+        card = httpx.get(f"{base}/model", timeout=2).json()
+        assert card["name"] == model.name
+        assert "started pdm" in text
+        assert f"scoring with model {model.name}" in text
+        assert "Traceback" not in text
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+    assert proc.returncode == 0, log.read_text()[-3000:]
