@@ -233,7 +233,8 @@ ORDER BY time, seq
 """
 
 # Cycles counted per segment: width_bucket gives the number of edges at or before the time.
-# Sums in numeric: a float sum depends on the order the rows come in, which is the plan's.
+# Sums in numeric: a float sum depends on the order the rows come in, which is the plan's;
+# and the groups in a fixed order, as the caller adds their floats up in the order they come.
 _PARTS = """
 SELECT width_bucket(extract(epoch FROM time)::float8, %(edges)s::float8[]) AS segment,
        job_name, quality, defect, count(*), sum(parts), sum(cycle_time_s::numeric)::float8,
@@ -241,6 +242,7 @@ SELECT width_bucket(extract(epoch FROM time)::float8, %(edges)s::float8[]) AS se
 FROM cycle
 WHERE machine_id = %(m)s AND time >= %(lo)s AND time < %(hi)s
 GROUP BY 1, 2, 3, 4
+ORDER BY 1, 2, 3, 4
 """
 
 # The last data from a machine in a stretch: the end of what a dead publisher's backlog tells.
