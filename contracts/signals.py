@@ -75,7 +75,9 @@ CYCLE_PARAMETERS: dict[str, str] = {
 # code; the simulators draw them; analytics groups downtime by them.
 STANDSTILL_REASONS: dict[MachineState, tuple[str, ...]] = {
     MachineState.IDLE: ("starved", "blocked"),
-    MachineState.SETUP: ("mould_change",),
+    # warm_up: the shift has begun and the press waits for barrel or mould to heat up (a
+    # start-up loss, TPM), not a planned stop.
+    MachineState.SETUP: ("mould_change", "warm_up"),
     # no_order: a shift, but no order planned for the machine (ISO 22400: not planned busy
     # time); a machine waiting for its next order while one is due is idle, "starved".
     MachineState.PLANNED_STOP: ("break", "no_shift", "planned_maintenance", "no_order"),

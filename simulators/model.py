@@ -609,9 +609,8 @@ class MachineModel:
             if t - self._heating_since < HEAT_UP_LIMIT_S:
                 if self.state is MachineState.PLANNED_STOP:
                     # The shift has begun and waits for barrel or mould: a loss, not a planned
-                    # stop. Warming up to start is setup work (TPM's start-up loss); setup's
-                    # only reason in the contract is mould_change.
-                    self._enter(events, MachineState.SETUP, "mould_change")
+                    # stop. Warming up to start is setup work (TPM's start-up loss).
+                    self._enter(events, MachineState.SETUP, "warm_up")
                 self._until = t + RECHECK_S  # still heating up (or cooling down): stand on
                 return
             # A zone that will not come up to temperature: its band is the fault.

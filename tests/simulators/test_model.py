@@ -564,7 +564,7 @@ def test_the_barrel_is_switched_off_for_the_weekend_and_hot_for_the_monday_shift
     # 06:00 local: the barrel is hot (the timer), the mould was left off for the weekend.
     shift_start = next(e for e in events if isinstance(e, StateEntered))
     assert shift_start.ts == datetime(2026, 11, 23, 5, 0, tzinfo=UTC)
-    assert (shift_start.state, shift_start.reason) == (MachineState.SETUP, "mould_change")
+    assert (shift_start.state, shift_start.reason) == (MachineState.SETUP, "warm_up")
     restart = next(e for e in events if isinstance(e, StateEntered) and e.state.value == "running")
     assert timedelta(minutes=3) < restart.ts - shift_start.ts < timedelta(minutes=40)
     first = next(e for e in events if isinstance(e, CycleDone))

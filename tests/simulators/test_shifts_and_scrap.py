@@ -89,7 +89,7 @@ def test_after_a_weekend_the_mould_warms_up_in_the_shift_with_start_up_scrap() -
     after = [e for e in events if isinstance(e, StateEntered) and e.ts >= monday]
     # The shift has begun: waiting for the mould is a loss (setup), not a planned stop.
     assert (after[0].ts, after[0].state, after[0].reason) == (
-        monday, MachineState.SETUP, "mould_change",
+        monday, MachineState.SETUP, "warm_up",
     )  # fmt: skip
     assert after[1].state is MachineState.RUNNING
     assert after[1].ts > monday + timedelta(minutes=3)
