@@ -16,6 +16,15 @@ from moldlab.runner import ENV_HELP
 log = logging.getLogger("moldlab.pdm")
 
 _OWN = ("score", "alerts", "ack")
+_ID_MAX = 2**63 - 1  # alert ids are bigint
+# The score settings' upper bounds: beyond them a setting is a typo (and 1e308 s overflows).
+_SETTING_MAX = {
+    "interval_s": 86_400.0,
+    "recent_s": 30 * 86_400.0,
+    "clear_after_h": 8_760.0,
+    "history_every_s": 86_400.0,
+    "history_days": 3_650.0,
+}
 
 
 class _Usage(Exception):
@@ -61,6 +70,11 @@ def add_parsers(pdm_sub: Any) -> None:
         "--train-if-missing", type=Path, metavar="EXPORT_DIR",
         help="with no model in the models directory, export the packaged training scenario "
         "to EXPORT_DIR and train one first (what `moldlab demo` does)",
+    )  # fmt: skip
+    score.add_argument(
+        "--max-machines", type=int, default=1000,
+        help="score at most this many machines per pass; beyond it, those followed before "
+        "first and one log line saying how many were left out (default 1000)",
     )  # fmt: skip
     _database(score)
     alerts = pdm_sub.add_parser(
@@ -179,17 +193,19 @@ def load(model: str | None, directory: Path) -> Any:
                 " (or give --model, --models-dir)"
             )
         return load_model(path)
-    except ModelError as exc:
-        raise _Usage(f"cannot use the model: {exc}") from exc
+    except (ModelError, OSError) as exc:  # OSError: a name too long for a path, say
+        raise _Usage(f"cannot use the model: {' '.join(str(exc).split())[:300]}") from exc
 
 
 def _score(args: argparse.Namespace, url: str) -> int:
     from analytics.pdm.scorer import Scorer, ScorerSettings
     from moldlab.runner import run_until_signalled
 
-    for name in ("interval_s", "recent_s", "clear_after_h", "history_every_s", "history_days"):
-        if not getattr(args, name) > 0:
-            raise _Usage(f"--{name.replace('_', '-')} must be more than 0")
+    for name, most in _SETTING_MAX.items():
+        if not 0 < getattr(args, name) <= most:  # NaN fails both
+            raise _Usage(f"--{name.replace('_', '-')} must be more than 0 and at most {most:g}")
+    if not 1 <= args.max_machines <= 100_000:
+        raise _Usage("--max-machines must be 1 to 100000")
     directory = models_dir(args.models_dir)
     if args.train_if_missing is not None and args.model is None:
         from moldlab.pdm_bootstrap import BootstrapError, ensure_model
@@ -205,6 +221,7 @@ def _score(args: argparse.Namespace, url: str) -> int:
         history_every_s=args.history_every_s,
         history_days=args.history_days,
         clear_after_h=args.clear_after_h,
+        max_machines=args.max_machines,
     )
     log.info(
         "scoring with model %s every %g s (%d components)",
@@ -222,6 +239,10 @@ async def _alerts(args: argparse.Namespace, url: str) -> int:
     statuses = STATUSES if args.all else tuple(args.status or ("open", "acknowledged"))
     if not 1 <= args.limit <= 10_000:
         raise _Usage("--limit must be 1 to 10000")
+    if args.place is not None and not _is_place(args.place):
+        raise _Usage(
+            "--place must be site[/area[/line[/machine]]], each part 1-64 of A-Z a-z 0-9 _ . -"
+        )
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         rows = await alerts(conn, place=args.place, statuses=statuses, limit=args.limit)
     if args.json:
@@ -246,6 +267,16 @@ async def _alerts(args: argparse.Namespace, url: str) -> int:
     return 0
 
 
+def _is_place(place: str) -> bool:
+    """site[/area[/line[/machine]]], as the API's `place` (contracts.ID_PATTERN per part)."""
+    import re
+
+    from contracts import ID_PATTERN
+
+    parts = place.split("/")
+    return len(parts) <= 4 and all(re.fullmatch(ID_PATTERN, part) for part in parts)
+
+
 def _alert_json(a: Any) -> dict[str, Any]:
     def iso(t: Any) -> str | None:
         return None if t is None else str(t.isoformat())
@@ -265,7 +296,10 @@ async def _ack(args: argparse.Namespace, url: str) -> int:
 
     from store.maintenance import AckError, acknowledge
 
+    if not 1 <= args.alert_id <= _ID_MAX:
+        raise _Usage(f"ALERT_ID must be a whole number from 1 to {_ID_MAX}")
     by = " ".join(str(args.by).split())
+    # Not printable: a control character, or bytes that were not UTF-8 (decoded as surrogates).
     if not by or len(by) > 100 or not by.isprintable():
         raise _Usage("--by must be a name of 1-100 printable characters")
     async with await psycopg.AsyncConnection.connect(url) as conn:

@@ -5,6 +5,10 @@ the API and `moldlab pdm alerts|ack` read and acknowledge through them. An alert
 an INSERT that the partial unique index `pdm_alert_one_open` lets through only when no alert of
 that machine and component is still open or acknowledged: the caller that gets a row back is
 the one that opened it, exactly once.
+
+Reads leave out a row with a number that is not finite (NaN or ±Infinity, which the float8
+columns accept but JSON cannot carry): the scorer never writes one, only a hand-made row or an
+older scorer could have.
 """
 
 from __future__ import annotations
@@ -135,6 +139,17 @@ FROM pdm_alert a JOIN machine m ON m.id = a.machine_id
 """
 
 
+def _finite(alias: str, columns: Sequence[str]) -> str:
+    """SQL: every column is a finite number (NaN sorts above Infinity in PostgreSQL)."""
+    return " AND ".join(
+        f"{alias}.{c} > '-Infinity'::float8 AND {alias}.{c} < 'Infinity'::float8" for c in columns
+    )
+
+
+_ALERT_FINITE = _finite("a", ("p_8h", "p_24h", "rul_h"))
+_PREDICTION_FINITE = _finite("p", ("p_8h", "p_24h", "rul_h", "rul_low_h", "rul_high_h"))
+
+
 def _alert(row: dict[str, Any]) -> AlertRow:
     return AlertRow(**row)
 
@@ -226,7 +241,7 @@ async def alerts(
     limit: int = 200,
 ) -> list[AlertRow]:
     """Alerts of machines under `place` (site[/area[/line[/machine]]]), newest first."""
-    where = ["a.status = ANY(%(statuses)s)"]
+    where = ["a.status = ANY(%(statuses)s)", _ALERT_FINITE]
     if place is not None:
         where.append("(m.place = %(place)s OR m.place LIKE %(like)s ESCAPE '\\')")
     if alert_id is not None:
@@ -248,19 +263,20 @@ async def alerts(
 
 
 async def latest_predictions(
-    conn: AsyncConnection[Any], place: str | None = None
+    conn: AsyncConnection[Any], place: str | None = None, limit: int | None = None
 ) -> list[tuple[str, PredictionRow, datetime]]:
     """The newest prediction per machine and component under `place`: (place, row, written)."""
-    where = (
-        "" if place is None else " WHERE m.place = %(place)s OR m.place LIKE %(like)s ESCAPE '\\'"
-    )
+    where = [_PREDICTION_FINITE]
+    if place is not None:
+        where.append("(m.place = %(place)s OR m.place LIKE %(like)s ESCAPE '\\')")
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
             f"SELECT m.place, p.machine_id, p.component, p.time, {_COLUMNS}, p.written_at"
             " FROM pdm_prediction_latest p JOIN machine m ON m.id = p.machine_id"
-            + where
-            + " ORDER BY m.place, p.component",
-            {"place": place, "like": _like(place or "")},
+            + " WHERE "
+            + " AND ".join(where)
+            + " ORDER BY m.place, p.component LIMIT %(limit)s",
+            {"place": place, "like": _like(place or ""), "limit": limit},
         )
         out = []
         for r in await cur.fetchall():

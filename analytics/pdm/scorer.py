@@ -12,7 +12,19 @@ statement changed the row, after its commit (one line each: opened, closed).
 
 When the database goes away the scorer logs one line, retries with jittered exponential
 backoff (0.5 s doubling to 30 s) and logs one line when it is back; a pass that failed
-half-way wrote nothing (its transaction rolled back) and is simply done again.
+half-way wrote nothing (its transaction rolled back) and is simply done again. A pass the
+database refuses (any other database error) is logged once, done again every interval, and
+its recovery logged once: the service never ends on it.
+
+Hostile or broken input costs only the machine it comes from: a machine whose history cannot
+be read or scored (a failed read, a model error) is skipped for the pass and its buffers are
+dropped; a prediction that is not finite is not written (the tables and the API carry
+numbers, never NaN); values the reader read as missing (NaN, infinite, beyond ±1e12) are
+counted. Each of these is logged once when it starts for a machine and once when the machine
+is fine again, not on every pass. At most `max_machines` machines are scored per pass (a flood
+of new machine ids cannot make a pass unbounded): those followed in the last pass keep their
+place, then those with a prediction history (so a restart during a flood keeps them too), then
+new ones by place; one line says how many were left out.
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -118,6 +131,7 @@ class ScorerSettings:
     history_days: float = 7.0
     clear_after_h: float = CLEAR_AFTER_H
     lookback_h: float = LOOKBACK_H
+    max_machines: int = 1000  # scored per pass at most; the rest are logged as left out
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +143,8 @@ class PassResult:
     closed: tuple[int, ...]
     cpu_s: float
     wall_s: float
+    skipped: tuple[int, ...] = ()  # machine ids not scored for bad data or a model error
+    left_out: int = 0  # machines with recent cycles beyond max_machines
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,15 +190,20 @@ def _short(text: str, limit: int = _LINE_MAX) -> str:
 
 
 def _row(machine_id: int, model: str, p: PredictionLike) -> PredictionRow:
+    """The row to write; ValueError when a number of it is not finite (JSON has no NaN)."""
+    numbers = {name: float(getattr(p, name)) for name in _NUMBERS}
+    wrong = [f"{name}={value}" for name, value in numbers.items() if not math.isfinite(value)]
+    if wrong:
+        raise ValueError(f"the model gave {p.component} non-finite {', '.join(wrong)}")
     return PredictionRow(
         machine_id=machine_id,
         component=p.component,
         time=_dt(p.ts_us),
-        p_8h=min(max(float(p.p_8h), 0.0), 1.0),
-        p_24h=min(max(float(p.p_24h), 0.0), 1.0),
-        rul_h=float(p.rul_h),
-        rul_low_h=float(p.rul_low_h),
-        rul_high_h=float(p.rul_high_h),
+        p_8h=min(max(numbers["p_8h"], 0.0), 1.0),
+        p_24h=min(max(numbers["p_24h"], 0.0), 1.0),
+        rul_h=numbers["rul_h"],
+        rul_low_h=numbers["rul_low_h"],
+        rul_high_h=numbers["rul_high_h"],
         alarm=bool(p.alarm),
         evidence=[
             {
@@ -195,6 +216,9 @@ def _row(machine_id: int, model: str, p: PredictionLike) -> PredictionRow:
         ],
         model=model,
     )
+
+
+_NUMBERS = ("p_8h", "p_24h", "rul_h", "rul_low_h", "rul_high_h")
 
 
 def _finite(x: float) -> float | None:
@@ -223,6 +247,9 @@ class Scorer:
         self._places: dict[int, str] = {}  # machine id -> place, of the machines followed
         self._pruned_at: datetime | None = None
         self._started = False
+        self._trouble: dict[int, str] = {}  # machine id -> what is wrong, logged once
+        self._left_out = 0  # machines beyond max_machines at the last pass, logged on change
+        self._known: frozenset[int] = frozenset()  # machines with a prediction history at start
 
     async def start(self, conn: AsyncConnection[Any]) -> None:
         """Make this scorer's model the one in force; pick up where the history stopped."""
@@ -234,6 +261,7 @@ class Scorer:
                 "the database has no predictive-maintenance tables: run moldlab db upgrade"
             ) from exc
         self._history_at = await history_times(conn)
+        self._known = frozenset(m for m, _ in self._history_at)
         self._started = True
 
     async def score(self, conn: AsyncConnection[Any], now: datetime | None = None) -> PassResult:
@@ -246,27 +274,45 @@ class Scorer:
         cur = await conn.execute(
             _FOLLOWED, {"now": now, "since": now - timedelta(hours=s.lookback_h)}
         )
-        followed = [(int(i), str(p), t) for i, p, t in await cur.fetchall()]
-        for gone in self.reader.machines - {m for m, _, _ in followed}:
-            self.reader.forget(gone)
-            forget = getattr(self.model, "forget", None)  # what the model keeps of it
-            if forget is not None and gone in self._places:
-                forget(self._places.pop(gone))
+        followed = self._cap([(int(i), str(p), t) for i, p, t in await cur.fetchall()])
+        kept = {m for m, _, _ in followed}
+        for gone in (self.reader.machines | set(self._places)) - kept:
+            self._forget(gone)
+        self._history_at = {k: v for k, v in self._history_at.items() if k[0] in kept}
+        for gone in set(self._trouble) - kept:
+            del self._trouble[gone]
         self._places.update((m, p) for m, p, _ in followed)
         alerts = {(a.machine_id, a.component): a for a in await active_alerts(conn)}
         work = _Pass()
         scored = 0
+        skipped: list[int] = []
         # One row at a time, OpenMP's threads cost far more than they save: with them,
         # scikit-learn's gradient boosting took 15 times the CPU per machine (moldlab bench pdm).
         with threadpool_limits(limits=1, user_api="openmp"):
             for machine_id, place, newest in followed:
-                history = await self.reader.history(conn, machine_id, place, now)
-                predictions: dict[str, PredictionLike] = {}
-                if newest >= now - timedelta(seconds=s.recent_s):
-                    scored += 1
-                    at_us = _us(now)
-                    predictions = {p.component: p for p in self.model.predict(history, at_us)}
-                self._plan(work, machine_id, place, history, predictions, alerts)
+                try:
+                    history = await self.reader.history(conn, machine_id, place, now)
+                    rows: dict[str, tuple[PredictionLike, PredictionRow]] = {}
+                    if newest >= now - timedelta(seconds=s.recent_s):
+                        rows = {
+                            p.component: (p, _row(machine_id, self.model.name, p))
+                            for p in self.model.predict(history, _us(now))
+                        }
+                        scored += 1
+                except psycopg.Error as exc:
+                    if not isinstance(exc, (psycopg.DataError, psycopg.NotSupportedError)):
+                        raise  # the database's trouble (lost, no schema), not the machine's
+                    self._skip(skipped, machine_id, place, exc)
+                    continue
+                except Exception as exc:  # one machine's data or prediction, not the pass's
+                    self._skip(skipped, machine_id, place, exc)
+                    continue
+                rejected = self.reader.last_rejected
+                self._note(machine_id, place, (
+                    f"{rejected} values out of range (NaN, infinite or beyond ±1e12) read as"
+                    " missing" if rejected else None
+                ))  # fmt: skip
+                self._plan(work, machine_id, place, history, rows, alerts)
         events = await self._write(conn, work, now)
         for event in events:
             log.info("%s", event.text)
@@ -278,7 +324,57 @@ class Scorer:
             closed=tuple(e.alert_id for e in events if e.kind == "closed"),
             cpu_s=time.process_time() - cpu0,
             wall_s=time.monotonic() - wall0,
+            skipped=tuple(skipped),
+            left_out=self._left_out,
         )
+
+    def _cap(self, followed: list[tuple[int, str, datetime]]) -> list[tuple[int, str, datetime]]:
+        """At most max_machines: those followed, then those known, then new ones, by place."""
+        limit = self.settings.max_machines
+        left_out = max(len(followed) - limit, 0)
+        if left_out:
+            followed = sorted(
+                followed, key=lambda f: (f[0] not in self._places, f[0] not in self._known, f[1])
+            )[:limit]
+            followed.sort(key=lambda f: f[1])
+        if (left_out > 0) != (self._left_out > 0):
+            if left_out:
+                log.warning(
+                    "%d machines have cycles in the last %g h, more than max_machines %d:"
+                    " %d left out (those followed or scored before first, then by place)",
+                    limit + left_out, self.settings.lookback_h, limit, left_out,
+                )  # fmt: skip
+            else:
+                log.warning("no more than max_machines %d machines: none left out", limit)
+        self._left_out = left_out
+        return followed
+
+    def _skip(self, skipped: list[int], machine_id: int, place: str, exc: Exception) -> None:
+        """The machine is not scored this pass; it is read afresh in the next."""
+        skipped.append(machine_id)
+        self._forget(machine_id)
+        self._note(machine_id, place, f"not scored: {type(exc).__name__}: {exc}")
+
+    def _forget(self, machine_id: int) -> None:
+        """Drop what is kept of a machine: it is read afresh if it comes back."""
+        self.reader.forget(machine_id)
+        place = self._places.pop(machine_id, None)
+        forget = getattr(self.model, "forget", None)  # what the model keeps of it
+        if forget is not None and place is not None:
+            forget(place)
+
+    def _note(self, machine_id: int, place: str, trouble: str | None) -> None:
+        """Log a machine's trouble once when it starts (or changes kind), once when it ends."""
+        was = self._trouble.get(machine_id)
+        if trouble is None:
+            if was is not None:
+                del self._trouble[machine_id]
+                log.info("%s", _short(f"{place}: scored normally again"))
+            return
+        kind = trouble.split(":", 1)[0] if trouble.startswith("not scored") else "values"
+        if was != kind:
+            self._trouble[machine_id] = kind
+            log.warning("%s", _short(f"{place}: {trouble}"))
 
     def _plan(
         self,
@@ -286,15 +382,13 @@ class Scorer:
         machine_id: int,
         place: str,
         history: MachineHistory,
-        predictions: dict[str, PredictionLike],
+        rows: dict[str, tuple[PredictionLike, PredictionRow]],
         alerts: dict[tuple[int, str], AlertRow],
     ) -> None:
         """Rows to write and alert decisions for one machine."""
-        model = self.model.name
         every = timedelta(seconds=self.settings.history_every_s)
         for component in self.model.components:
-            p = predictions.get(component)
-            row = _row(machine_id, model, p) if p is not None else None
+            p, row = rows.get(component, (None, None))
             if row is not None:
                 work.latest.append(row)
                 last = self._history_at.get((machine_id, component))
@@ -356,6 +450,7 @@ class Scorer:
         summary_at = time.monotonic()
         passes, cpu_s, opened, closed = 0, 0.0, 0, 0
         first = True
+        refused: str | None = None  # why passes fail, while they do
         while not stop.is_set():
             try:
                 async with await AsyncConnection.connect(
@@ -372,6 +467,9 @@ class Scorer:
                     while not stop.is_set():
                         started = time.monotonic()
                         result = await self.score(conn)
+                        if refused is not None:
+                            log.warning("passes are written again")
+                            refused = None
                         passes += 1
                         cpu_s += result.cpu_s
                         opened += len(result.opened)
@@ -397,3 +495,13 @@ class Scorer:
                     )
                     lost_at = time.monotonic()
                 await backoff.wait(stop)
+            except psycopg.Error as exc:  # refused, not lost: nothing of the pass was written
+                if refused is None:
+                    why = f"{type(exc).__name__}: {exc}"
+                    log.error("%s", _short(
+                        f"a pass failed, nothing of it written; done again every"
+                        f" {self.settings.interval_s:g} s: {why}"
+                    ))  # fmt: skip
+                refused = type(exc).__name__
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self.settings.interval_s)

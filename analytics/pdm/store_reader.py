@@ -21,6 +21,10 @@ Reads are incremental: a buffer per machine keeps what was read and each call re
 from `overlap_s` before the previous call's end (rows a gateway forwards late still land,
 since the overlap is read again and replaces what the buffer held there), then drops what
 fell out of the lookback.
+
+A broken device's values (NaN, infinite, a JSON parameter that is not a number, or beyond
+±SANE_ABS) are read as missing, never averaged (PostgreSQL's float sum would overflow and fail
+the read); `last_rejected` says how many the last call met, for the scorer to log.
 """
 
 from __future__ import annotations
@@ -56,13 +60,37 @@ BREAKDOWN_REASONS: Mapping[str, str] = {
     "ejector": "ejector_failure",
 }
 
-_US = "(extract(epoch FROM {0}) * 1000000)::int8"
-_PARAMS = ", ".join(
-    "c.cycle_time_s" if p == "CycleTime" else f"(c.parameters ->> '{p}')::float8"
+# No injection moulding reading comes near this magnitude; a value beyond it is a broken device's.
+SANE_ABS = 1e12
+
+# Epoch µs; a stored '-infinity' (PostgreSQL takes it) reads as year 1, not a failed cast.
+_US = "(extract(epoch FROM greatest({0}, TIMESTAMPTZ '0001-01-01Z')) * 1000000)::int8"
+_SANE = f"BETWEEN {-SANE_ABS:.0e} AND {SANE_ABS:.0e}"  # NaN is above every number in SQL
+
+
+def _param(name: str) -> str:
+    """A JSON parameter as float8, NULL unless a number within ±SANE_ABS (never a failed cast)."""
+    v = f"(c.parameters -> '{name}')"
+    return (
+        f"CASE WHEN jsonb_typeof({v}) = 'number' AND ({v} #>> '{{}}')::numeric {_SANE}"
+        f" THEN ({v} #>> '{{}}')::float8 END"
+    )
+
+
+def _param_bad(name: str) -> str:
+    v = f"(c.parameters -> '{name}')"
+    return f"(coalesce(jsonb_typeof({v}), 'null') <> 'null' AND {_param(name)} IS NULL)::int"
+
+
+_CYCLE_TIME = f"CASE WHEN c.cycle_time_s {_SANE} THEN c.cycle_time_s END"
+_PARAMS = ", ".join(_CYCLE_TIME if p == "CycleTime" else _param(p) for p in PARAMETERS)
+_PARAMS_BAD = " + ".join(
+    f"(c.cycle_time_s IS NOT NULL AND {_CYCLE_TIME} IS NULL)::int" if p == "CycleTime"
+    else _param_bad(p)
     for p in PARAMETERS
-)
+)  # fmt: skip
 _CYCLES = f"""
-SELECT {_US.format("c.time")}, c.quality, c.defect, c.job_name, {_PARAMS}
+SELECT {_US.format("c.time")}, c.quality, c.defect, c.job_name, {_PARAMS_BAD}, {_PARAMS}
 FROM cycle c
 WHERE c.machine_id = %(m)s AND c.time >= %(lo)s AND c.time <= %(hi)s
 ORDER BY c.time, c.shot
@@ -70,7 +98,8 @@ ORDER BY c.time, c.shot
 _TELEMETRY = f"""
 SELECT least({_US.format("date_bin(INTERVAL '1 minute', t.time, TIMESTAMPTZ '2000-01-01')")}
              + 30000000, {_US.format("%(hi)s::timestamptz")}) AS b,
-       t.signal_id, avg(t.value)
+       t.signal_id, avg(t.value) FILTER (WHERE t.value {_SANE}),
+       count(*) FILTER (WHERE NOT t.value {_SANE})
 FROM telemetry t
 WHERE t.machine_id = %(m)s AND t.time >= %(lo)s AND t.time <= %(hi)s
 GROUP BY 1, 2
@@ -183,6 +212,7 @@ class StoreReader:
         self._reasons = dict(breakdown_reasons)
         self._buffers: dict[int, _Buffer] = {}
         self._signal_names: dict[int, str] = {}
+        self.last_rejected = 0  # values of the last `history` call read as missing (see above)
 
     def forget(self, machine_id: int) -> None:
         """Drop a machine's buffer (it is no longer followed)."""
@@ -208,6 +238,7 @@ class StoreReader:
             lo_us = max(start_us, buf.read_to_us - self._overlap_us)
             lo_us -= lo_us % BUCKET_US  # whole minutes: their means are read again whole
         args = {"m": machine_id, "lo": _dt(lo_us), "hi": at}
+        self.last_rejected = 0
         await self._read_jobs(conn, buf, args, lo_us)
         await self._read_states(conn, buf, args, lo_us)
         await self._read_signals(conn, buf, args, lo_us)
@@ -270,7 +301,7 @@ class StoreReader:
     ) -> None:
         cur = await conn.execute(_TELEMETRY, args)
         rows = await cur.fetchall()
-        if any(sid not in self._signal_names for _, sid, _ in rows):
+        if any(r[1] not in self._signal_names for r in rows):
             names = await conn.execute("SELECT id, name FROM signal")
             self._signal_names = {int(i): str(n) for i, n in await names.fetchall()}
         buckets = sorted({int(r[0]) for r in rows})
@@ -278,9 +309,10 @@ class StoreReader:
         new = {"ts": np.array(buckets, np.int64)}
         for name in SIGNAL_NAMES:
             new[name] = np.full(len(buckets), np.nan)
-        for bucket, sid, value in rows:
+        for bucket, sid, value, rejected in rows:
+            self.last_rejected += int(rejected)
             column = new.get(self._signal_names.get(int(sid), ""))
-            if column is not None:
+            if column is not None and value is not None:
                 column[index[int(bucket)]] = value
         buf.signals = _join(_keep(buf.signals, buf.signals["ts"] < lo_us), new)
 
@@ -296,7 +328,8 @@ class StoreReader:
             "defect": np.array([r[2] for r in rows], object),
             "job": np.array([r[3] for r in rows], object),
         }
-        values = np.array([r[4:] for r in rows], dtype=np.float64).reshape(n, len(PARAMETERS))
+        self.last_rejected += sum(int(r[4]) for r in rows)
+        values = np.array([r[5:] for r in rows], dtype=np.float64).reshape(n, len(PARAMETERS))
         for k, name in enumerate(PARAMETERS):
             new[name] = np.ascontiguousarray(values[:, k])
         new["mould"] = self._moulds(buf.jobs, new["ts"], new["job"])

@@ -19,11 +19,14 @@ from store.maintenance import STATUSES, AlertStatus, alerts, latest_predictions,
 router = APIRouter(tags=["maintenance"])
 
 MAX_ALERTS = 500
+MAX_PREDICTIONS = 10_000
+PLACE_MAX_CHARS = 4 * 64 + 3  # site/area/line/machine, 64 characters each at most
 
 PlaceQuery = Annotated[
     str | None,
     Query(
         pattern=PLACE_PREFIX_PATTERN,
+        max_length=PLACE_MAX_CHARS,
         description="only machines under this place: site, site/area, site/area/line or a "
         "machine's site/area/line/machine; default every machine",
     ),
@@ -112,9 +115,20 @@ class ModelCard(BaseModel):
     "(no recent cycles) keep their last prediction: compare `time` with now.",
     responses=UNAVAILABLE,
 )
-async def get_predictions(pool: Pool, place: PlaceQuery = None) -> Predictions:
+async def get_predictions(
+    pool: Pool,
+    place: PlaceQuery = None,
+    limit: Annotated[
+        int,
+        Query(
+            ge=1,
+            le=MAX_PREDICTIONS,
+            description="at most this many, by place and component (narrow `place` for more)",
+        ),
+    ] = MAX_PREDICTIONS,
+) -> Predictions:
     async with pool.connection() as conn:
-        rows = await latest_predictions(conn, place)
+        rows = await latest_predictions(conn, place, limit)
     return Predictions(
         predictions=[
             Prediction(

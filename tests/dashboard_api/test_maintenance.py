@@ -103,3 +103,57 @@ def test_every_field_is_described_and_nothing_writes() -> None:
     for name in ("Prediction", "Predictions", "Alert", "Alerts", "Evidence", "ModelCard"):
         for field, schema in schemas[name]["properties"].items():
             assert schema.get("description"), f"{name}.{field} has no description"
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "says"),
+    [
+        ("predictions", {"place": "s" * 10_000}, "at most 259 characters"),
+        ("alerts", {"place": "s" * 10_000}, "at most 259 characters"),
+        ("predictions", {"place": "site\x00"}, "should match pattern"),
+        ("predictions", {"place": "ü/../x"}, "should match pattern"),
+        ("predictions", {"limit": 0}, "greater than or equal to 1"),
+        ("predictions", {"limit": 10**9}, "less than or equal to 10000"),
+        ("alerts", {"limit": 0}, "greater than or equal to 1"),
+        ("alerts", {"limit": -1}, "greater than or equal to 1"),
+        ("alerts", {"limit": 10**9}, "less than or equal to 500"),
+        ("alerts", {"limit": "1e3"}, "valid integer"),
+        ("alerts", {"status": "bogus"}, "'open', 'acknowledged' or 'closed'"),
+    ],
+)
+async def test_bad_query_parameters_are_422_with_a_clear_message(
+    api_url: str, path: str, params: dict[str, Any], says: str
+) -> None:
+    async with httpx.AsyncClient(base_url=api_url, timeout=10) as http:
+        r = await http.get(f"/api/v1/maintenance/{path}", params=params)
+    assert r.status_code == 422, r.text
+    assert says in r.text
+    assert len(r.content) < 20_000  # the bad value is not echoed back at length
+
+
+async def test_non_finite_rows_never_reach_the_json(api_url: str, db: AsyncConnection[Any]) -> None:
+    """A row with NaN or Infinity (hand-made, or an older scorer's: the p columns have CHECKs,
+    the RUL columns have none) is left out, never a 500 or a JSON the client cannot parse."""
+    site, _, fine, alert_id, _ = await _scored_site(db)
+    await db.execute(
+        "UPDATE pdm_prediction_latest SET rul_low_h = 'NaN', rul_h = 'Infinity'"
+        " WHERE machine_id = %s"
+        " AND component = 'ejector'",
+        (fine.id,),
+    )
+    await db.execute("UPDATE pdm_alert SET rul_h = '-Infinity' WHERE id = %s", (alert_id,))
+    async with httpx.AsyncClient(base_url=api_url, timeout=10) as http:
+        r = await http.get("/api/v1/maintenance/predictions", params={"place": site})
+        assert r.status_code == 200
+        shown = {(p["place"], p["component"]) for p in r.json()["predictions"]}
+        assert (fine.place, "ejector") not in shown
+        assert len(r.json()["predictions"]) == 3
+        assert "NaN" not in r.text
+        assert "Infinity" not in r.text
+        r = await http.get("/api/v1/maintenance/alerts", params={"place": site, "limit": 1})
+        assert r.status_code == 200
+        assert r.json()["alerts"] == []
+        r = await http.get("/api/v1/maintenance/predictions", params={"place": site, "limit": 2})
+        assert len(r.json()["predictions"]) == 2
+        r = await http.get("/api/v1/maintenance/model", params={"limit": "x" * 10_000})
+        assert r.status_code == 200  # an unknown parameter is ignored, as everywhere
