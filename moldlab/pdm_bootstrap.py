@@ -19,9 +19,9 @@ from pathlib import Path
 log = logging.getLogger("moldlab.pdm")
 
 SCENARIO = "pdm-train"
-# Small enough to export and train in a few minutes on 2 cores, large enough that every
-# component the model learns fails often enough (pdm-train wears 8 times faster than life).
-DEFAULT_MACHINES = 6
+# Small enough to export and train in a few minutes on 2 cores, large enough that most
+# components fail in it (pdm-train wears 3 times faster than life): 120 machine-days.
+DEFAULT_MACHINES = 12
 DEFAULT_DAYS = 10.0
 
 

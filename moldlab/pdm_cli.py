@@ -41,7 +41,8 @@ def add_parser(subparsers: Any) -> None:
     train.add_argument("--seed", type=int, default=1, help="seed of the split and the models")
     train.add_argument(
         "--fa-budget", type=float, default=0.5, metavar="PER_MACHINE_WEEK",
-        help="false alarms allowed per machine-week, all components together (default 0.5)",
+        help="false alarms allowed per machine-week of production (168 h in which the press "
+        "made cycles), all components together, on the tuning rows (default 0.5)",
     )  # fmt: skip
     models = sub.add_parser(
         "models",
@@ -124,7 +125,9 @@ def _train(args: argparse.Namespace) -> int:
     for comp, part in model.card["component_models"].items():
         val = (part.get("holdout") or {}).get("model") or {}
         rule = part.get("alarm_rule")
-        when = f"raise at p_24h >= {rule['on']:.3g}" if rule else "never raised"
+        when = (
+            f"raise at {rule.get('score', 'p_24h')} >= {rule['on']:.3g}" if rule else "never raised"
+        )
         print(f"  {comp}: {when}; internal hold-out {_headline(val)}")
     overall = model.card["metrics"]["holdout"]
     for who in ("model", "baseline"):

@@ -93,7 +93,7 @@ def assess_dataset(model: PdmModel, data: Dataset) -> Assessment:
         err = s["rul_h"] - lab.rul_h
         err = err[np.isfinite(err) & (lab.rul_h < RUL_CAP_H)].tolist()
         errors_all += err
-        tracks = _tracks(data, comp, s["p_24h"])
+        tracks = _tracks(data, comp, s[cm.rule.score])
         per_model[comp] = metrics_for(tracks, cm.rule, err)
         all_model += [(t, cm.rule) for t in tracks]
         # A component the baseline found no rule for: it never warns (its failures count

@@ -43,13 +43,15 @@ GAP_H = 4.0  # a pause in the scores this long clears an alarm
 
 @dataclass(frozen=True, slots=True)
 class AlarmRule:
-    """Raise at `on`, clear below `off` (off <= on)."""
+    """Raise at `on`, clear below `off` (off <= on); for a model, on its `score` (a key of
+    ComponentModel.scores: p_24h, or p_near = sqrt(p_8h x p_24h))."""
 
     on: float
     off: float
+    score: str = "p_24h"
 
-    def to_json(self) -> dict[str, float]:
-        return {"on": self.on, "off": self.off}
+    def to_json(self) -> dict[str, float | str]:
+        return {"on": self.on, "off": self.off, "score": self.score}
 
 
 def alarm_active(

@@ -9,8 +9,10 @@ features at time t (`window_features`) compare the last 2 h and 8 h of running w
 machine's own baseline: the median of the same quantity over the lookback with the same
 mould (after the last repair or maintenance when enough of it is left), scaled by its
 spread across bins. So a feature says "3 spreads above what this press does with this
-mould", whatever press or mould it is. Slopes, an EWMA, scrap, alarms and running hours
-since each kind of repair, since maintenance and since the mould change complete them.
+mould", whatever press or mould it is. A drift compares the last 8 h with the same mould
+more than a day ago (slow wear moves the rolling baseline along with it). Slopes, an EWMA,
+scrap, alarms and running hours since each kind of repair, since maintenance and since the
+mould change complete them.
 
 `FeatureCache` keeps the bins of each machine: the scorer's `predict` aggregates only the
 bins that are new or changed since its last call.
@@ -78,6 +80,7 @@ _BIN_COLUMNS = (*_COUNTS, *QUANTITIES)
 _COL = {name: i for i, name in enumerate(_BIN_COLUMNS)}
 _Q0 = len(_COUNTS)
 _NQ = len(QUANTITIES)
+_PER_Q = 5  # features per quantity: dev2h, dev8h, ewma, slope24h, drift
 _IQR_COLS = np.array([QUANTITIES.index(f"iqr:{p}") for p in PARAMETERS])
 _P50_COLS = np.array([QUANTITIES.index(f"p50:{p}") for p in PARAMETERS])
 
@@ -85,7 +88,7 @@ _P50_COLS = np.array([QUANTITIES.index(f"p50:{p}") for p in PARAMETERS])
 def _feature_names() -> tuple[str, ...]:
     names: list[str] = []
     for q in QUANTITIES:
-        names += [f"{q}|dev2h", f"{q}|dev8h", f"{q}|ewma", f"{q}|slope24h"]
+        names += [f"{q}|dev2h", f"{q}|dev8h", f"{q}|ewma", f"{q}|slope24h", f"{q}|drift"]
     names += [f"sig:{s}|level2h" for s in _ABSOLUTE]
     names += ["scrap|2h", "scrap|8h", "scrap|base", "alarm|2h", "alarm|8h", "run|8h", "run|24h"]
     names += [f"def:{d}|8h" for d in _DEFECTS]
@@ -353,12 +356,17 @@ def window_features(
         recent2 = running & (age_h < 2)
         recent8 = running & (age_h < 8)
         if recent2.any():
-            out[0 : 4 * _NQ : 4] = (_nanmedian(q[recent2]) - base) / scale
+            out[0 : _PER_Q * _NQ : _PER_Q] = (_nanmedian(q[recent2]) - base) / scale
         if recent8.any():
             r8 = _nanmedian(q[recent8])
-            out[1 : 4 * _NQ : 4] = (r8 - base) / scale
+            out[1 : _PER_Q * _NQ : _PER_Q] = (r8 - base) / scale
             if levels is not None:
                 levels["base"], levels["recent8"] = base, r8
+            # Drift: the last 8 h against the same mould more than a day ago (after the last
+            # service), where slow wear has not yet moved the baseline along with it.
+            old = same & (age_h >= 24)
+            if old.sum() >= _MIN_BASE_BINS:
+                out[4 : _PER_Q * _NQ : _PER_Q] = (r8 - _nanmedian(q[old])) / scale
         # EWMA (half-life 3 running hours) of the deviation, over the last day's running bins
         day = running & (age_h < 24)
         if day.any():
@@ -367,7 +375,7 @@ def window_features(
             ok = np.isfinite(dev)
             wsum = (w[:, None] * ok).sum(axis=0)
             with np.errstate(invalid="ignore", divide="ignore"):
-                out[2 : 4 * _NQ : 4] = np.where(
+                out[2 : _PER_Q * _NQ : _PER_Q] = np.where(
                     wsum > 0, (w[:, None] * np.where(ok, dev, 0.0)).sum(axis=0) / wsum, np.nan
                 )
             if day.sum() >= 6:
@@ -380,9 +388,9 @@ def window_features(
                 with np.errstate(invalid="ignore", divide="ignore"):
                     ym = dm.sum(axis=0) / np.maximum(cnt, 1)
                     slope = (dx * (dm - ym * ok)).sum(axis=0) / (dx * dx).sum(axis=0)
-                out[3 : 4 * _NQ : 4] = np.where(cnt >= 6, slope, np.nan)
+                out[3 : _PER_Q * _NQ : _PER_Q] = np.where(cnt >= 6, slope, np.nan)
 
-    i = 4 * _NQ
+    i = _PER_Q * _NQ
     recent2 = running & (age_h < 2)
     if recent2.any():
         out[i : i + len(_ABSOLUTE)] = _nanmedian(
@@ -538,12 +546,16 @@ def describe(
         return f"{head}: {abs(value):.1f} spreads {side} its baseline over the last {span}"
     if kind == "ewma":
         return f"{head}: {abs(value):.1f} spreads {side} its baseline, smoothed"
+    if kind == "drift":
+        return f"{head}: {abs(value):.1f} spreads {side} where it was more than a day ago"
     if kind == "slope24h":
         return f"{head}: trending {value:+.2f} spreads per running hour over the last day"
     if kind == "level2h":
         return f"{what} at {value:.1f}{unit} over the last 2 h"
     if quantity == "scrap" or quantity.startswith("def:"):
-        span = {"2h": "last 2 h", "8h": "last 8 h", "base": "last 3 days"}.get(kind, kind)
+        span = {"2h": "last 2 h", "8h": "last 8 h", "base": f"last {LOOKBACK_H / 24:g} days"}.get(
+            kind, kind
+        )
         return f"{what} {100 * value:.1f} % of cycles over the {span}"
     if quantity == "alarm":
         return f"alarms active {100 * value:.0f} % of running time over the last {kind}"

@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 # Hours of history the features need before the time scored (their longest window).
-LOOKBACK_H = 72.0
+LOOKBACK_H = 168.0
 FORMATS = ("moldlab-export/1", "moldlab-export/2")
 PARAMETERS = tuple(CYCLE_PARAMETERS)
 SIGNAL_NAMES = tuple(s.name for s in SIGNALS)

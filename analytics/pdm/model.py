@@ -79,6 +79,15 @@ class Fitted:
         return np.asarray(self.estimator.predict(X[:, self.columns]))
 
 
+def near_score(p_8h: np.ndarray, p_24h: np.ndarray) -> np.ndarray:
+    """p_near, the geometric mean of p_8h and p_24h: one of the two scores an alarm rule
+    may be raised on (the other is p_24h). p_24h rises as soon as wear shows, on some
+    components days before the failure (each day of such an alarm is a false one); p_8h rises
+    late. Their mean rises when the failure is near and sure.
+    """
+    return np.asarray(np.sqrt(np.minimum(p_8h, p_24h) * p_24h))
+
+
 @dataclass(slots=True)
 class ComponentModel:
     """The fitted estimators of one component and what explains them."""
@@ -87,17 +96,25 @@ class ComponentModel:
     clf_8h: Fitted
     clf_24h: Fitted
     rul_q: tuple[Fitted, Fitted, Fitted]  # 10 %, 50 %, 90 % quantiles of the RUL
-    rule: AlarmRule  # on p_24h
+    rule: AlarmRule  # on scores()[rule.score]
     weight: np.ndarray  # per feature: how strongly it separates failing from healthy (>= 0)
     baseline: BaselineRule | None = None
 
     def scores(self, X: np.ndarray) -> dict[str, np.ndarray]:
-        """p_8h, p_24h, rul_h, rul_low_h, rul_high_h for each row of X (all features)."""
+        """p_8h, p_24h, p_near, rul_h, rul_low_h, rul_high_h for each row of X (all
+        features)."""
         p24 = self.clf_24h.predict_proba(X)[:, 1]
         p8 = np.minimum(self.clf_8h.predict_proba(X)[:, 1], p24)  # within 8 h is within 24 h
         q = np.sort(np.stack([m.predict(X) for m in self.rul_q]), axis=0)
         q = np.clip(q, 0.0, None)
-        return {"p_8h": p8, "p_24h": p24, "rul_low_h": q[0], "rul_h": q[1], "rul_high_h": q[2]}
+        return {
+            "p_8h": p8,
+            "p_24h": p24,
+            "p_near": near_score(p8, p24),
+            "rul_low_h": q[0],
+            "rul_h": q[1],
+            "rul_high_h": q[2],
+        }
 
 
 @dataclass(slots=True)
@@ -120,7 +137,9 @@ class PdmModel:
     def features(
         self, history: MachineHistory, at_us: int, levels: dict[str, np.ndarray] | None = None
     ) -> np.ndarray:
-        return self._cache.features(history, at_us, self.reason_of, levels)
+        x = self._cache.features(history, at_us, self.reason_of, levels)
+        # An absurd reading can make an infinite feature; the estimators take NaN (missing).
+        return np.where(np.isfinite(x), x, np.nan)
 
     def predict(self, history: MachineHistory, at_us: int) -> list[Prediction]:
         """One Prediction per component for `history` at `at_us` (epoch µs)."""
@@ -133,7 +152,7 @@ class PdmModel:
             key = (history.machine_id, comp)
             was, last_us = self._alarms.get(key, (False, at_us))
             was = was and at_us - last_us <= GAP_H * HOUR_US  # a long pause judges afresh
-            alarm = s["p_24h"] >= (cm.rule.off if was else cm.rule.on)
+            alarm = s[cm.rule.score] >= (cm.rule.off if was else cm.rule.on)
             self._alarms[key] = (bool(alarm), int(at_us))
             out.append(
                 Prediction(

@@ -28,8 +28,8 @@ def test_the_pdm_scenarios_keep_training_and_hold_out_apart() -> None:
     train, a, b = (load_scenario(n) for n in ("pdm-train", "pdm-holdout-a", "pdm-holdout-b"))
     # One stated time factor for all three, so a model trained on one is scored on the others
     # at the same wear rates (hold-out B: other lives on top of it).
-    assert train.wear_time_factor == a.wear_time_factor == b.wear_time_factor == 8.0
-    assert all(m.wear_time_factor == 8.0 for s in (train, a, b) for m in s.machines)
+    assert train.wear_time_factor == a.wear_time_factor == b.wear_time_factor == 3.0
+    assert all(m.wear_time_factor == 3.0 for s in (train, a, b) for m in s.machines)
     assert len(train.machines) >= 10
     ids = [{m.machine_id for m in s.machines} for s in (train, a, b)]
     moulds = [{mould.name for m in s.machines for mould in m.moulds} for s in (train, a, b)]
