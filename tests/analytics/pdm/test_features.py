@@ -167,3 +167,24 @@ def test_features_ignore_what_comes_after_the_time(
     full = features_at(history, np.array([t]), t)[0]
     cut = features_at(_until(history, t), np.array([t]), t)[0]
     np.testing.assert_allclose(full, cut, equal_nan=True)
+
+
+def test_slow_wear_shows_in_the_drift_where_the_rolling_baseline_follows_it(
+    history: MachineHistory, times: np.ndarray
+) -> None:
+    # The oil warms by 20 degC over the last three days, as a pump that wears slowly heats it
+    # (simulators: 26 degC at the end of its life). The rolling baseline takes in much of the
+    # ramp; the last 8 h against the same mould more than a day ago (drift) sees more of it.
+    drift = FEATURE_NAMES.index("sig:TempOil|drift")
+    dev8h = FEATURE_NAMES.index("sig:TempOil|dev8h")
+    every = features_at(history, times, int(times[-1]))[:, drift]
+    (ok,) = np.nonzero(np.isfinite(every))  # times with a day-old stretch of the same mould
+    assert len(ok) > 0
+    t = int(times[ok[-1]])
+    warm = dict(history.signals)
+    ramp = np.clip((warm["ts"] - (t - 72 * HOUR_US)) / (72 * HOUR_US), 0.0, 1.0)
+    warm["TempOil"] = warm["TempOil"] + 20.0 * ramp
+    clean = features_at(history, np.array([t]), t)[0]
+    worn = features_at(dataclasses.replace(history, signals=warm), np.array([t]), t)[0]
+    assert worn[drift] - clean[drift] > 0.8  # spreads
+    assert worn[drift] - clean[drift] > 1.5 * (worn[dev8h] - clean[dev8h])

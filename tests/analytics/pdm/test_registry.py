@@ -35,8 +35,14 @@ def test_round_trip_predicts_as_trained(model_dir: Path, export_dir: Path) -> No
     # the same figures as the batch path the trainer and `evaluate` use
     X = features_at(history, np.array([at]), at, model.reason_of)
     for p in preds:
-        s = model.models[p.component].scores(X)
+        cm = model.models[p.component]
+        s = cm.scores(X)
         assert p.p_24h == pytest.approx(float(s["p_24h"][0]))
+        # the alarm is raised on the score its rule was tuned on, kept in the card
+        assert cm.rule.score in ("p_24h", "p_near")
+        rule = card["component_models"][p.component]["alarm_rule"]
+        assert rule is None or rule["score"] == cm.rule.score
+        assert p.alarm == (float(s[cm.rule.score][0]) >= cm.rule.on)
 
 
 def test_other_library_versions_are_refused_naming_both(model_dir: Path, tmp_path: Path) -> None:

@@ -98,3 +98,27 @@ def test_the_budget_goes_where_it_warns_most() -> None:
     # nothing allowed: only the options without false alarms
     picked = allocate(choices, 0)
     assert {k: p[0] if p else None for k, p in picked.items()} == {"a": "a0", "b": "b0"}
+
+
+def test_a_component_does_not_learn_from_another_components_repair_time() -> None:
+    from analytics.pdm.features import FEATURE_NAMES
+    from analytics.pdm.train import _own
+
+    own = dict(zip(FEATURE_NAMES, _own("check_ring_failure"), strict=True))
+    assert own["since:check_ring_failure"] == 1.0
+    assert own["since:hydraulic_pump_failure"] == 0.0
+    assert own["since:heater_burnout"] == 0.0
+    # what every component may use: time since any service, maintenance, mould change
+    assert own["since:service"] == own["since:planned_maintenance"] == 1.0
+    assert own["since:mould_change"] == 1.0
+    assert own["sig:TempOil|drift"] == 1.0
+
+
+def test_p_near_lies_between_p_8h_and_p_24h() -> None:
+    from analytics.pdm.model import near_score
+
+    p8 = np.array([0.0, 0.1, 0.5, 0.9])
+    p24 = np.array([0.4, 0.4, 0.5, 0.8])  # the last: p_8h above p_24h is read as p_24h
+    got = near_score(p8, p24)
+    np.testing.assert_allclose(got, [0.0, 0.2, 0.5, 0.8])
+    assert ((got >= np.minimum(p8, p24)) & (got <= p24)).all()
