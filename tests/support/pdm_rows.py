@@ -153,3 +153,13 @@ class CushionModel:
             FakePrediction(history.machine_id, "ejector", at_us, 0.01, 0.02, 300.0, 100.0,
                            500.0, False, ()),
         ]  # fmt: skip
+
+
+async def running_press(
+    conn: AsyncConnection[Any], start: datetime, hours: float = 2.0, cushion: float = 3.0
+) -> Press:
+    """A new press running from `start`, with `hours` of cycles at `cushion` mm."""
+    press = await Press.new(conn)
+    await press.state(start, "running")
+    await press.cycles(start, start + timedelta(hours=hours), cushion=cushion)
+    return press

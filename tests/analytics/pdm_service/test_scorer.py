@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from pdm_rows import CushionModel, Press, fresh_t0
+from pdm_rows import CushionModel, Press, fresh_t0, running_press
 from psycopg import AsyncConnection
 
 from analytics.pdm.scorer import Scorer, ScorerSettings
@@ -35,9 +35,7 @@ async def test_an_alarm_opens_one_alert_across_two_scorers_and_a_restart(
     db: AsyncConnection[Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     T0 = fresh_t0()
-    press = await Press.new(db)
-    await press.state(T0, "running")
-    await press.cycles(T0, T0 + 3 * H, cushion=5.0)
+    press = await running_press(db, T0, hours=3, cushion=5.0)
     await press.cycles(T0 + 3 * H, T0 + 5 * H, cushion=3.0)
     first, second = _scorer(), _scorer()
     caplog.set_level(logging.INFO, "analytics.pdm.scorer")
@@ -74,9 +72,7 @@ async def test_an_alarm_opens_one_alert_across_two_scorers_and_a_restart(
 
 async def test_two_scorers_in_the_same_pass_open_it_once(db: AsyncConnection[Any]) -> None:
     T0 = fresh_t0()
-    press = await Press.new(db)
-    await press.state(T0, "running")
-    await press.cycles(T0, T0 + 2 * H, cushion=3.0)
+    press = await running_press(db, T0)
     first, second = _scorer(), _scorer()
     # Both read before either writes: the second's INSERT meets the first's row.
     async with await AsyncConnection.connect(db.info.dsn, autocommit=True) as other:
@@ -89,9 +85,7 @@ async def test_an_alert_closes_when_its_component_fails_and_a_new_one_opens_afte
     db: AsyncConnection[Any],
 ) -> None:
     T0 = fresh_t0()
-    press = await Press.new(db)
-    await press.state(T0, "running")
-    await press.cycles(T0, T0 + 2 * H, cushion=3.0)
+    press = await running_press(db, T0)
     scorer = _scorer()
     await scorer.score(db, T0 + 2 * H)
     await press.state(T0 + 2.5 * H, "fault", "ejector_failure")  # another component's
@@ -117,9 +111,7 @@ async def test_planned_maintenance_serves_and_a_cleared_alarm_closes(
     db: AsyncConnection[Any],
 ) -> None:
     T0 = fresh_t0()
-    press = await Press.new(db)
-    await press.state(T0, "running")
-    await press.cycles(T0, T0 + 2 * H, cushion=3.0)
+    press = await running_press(db, T0)
     scorer = _scorer(clear_after_h=2.0)
     await scorer.score(db, T0 + 2 * H)
     await press.state(T0 + 2 * H, "planned_stop", "planned_maintenance")
@@ -143,9 +135,7 @@ async def test_a_machine_without_recent_cycles_is_not_scored_and_keeps_its_alert
     db: AsyncConnection[Any],
 ) -> None:
     T0 = fresh_t0()
-    press = await Press.new(db)
-    await press.state(T0, "running")
-    await press.cycles(T0, T0 + 2 * H, cushion=3.0)
+    press = await running_press(db, T0)
     model = CushionModel()
     scorer = _scorer(model, clear_after_h=1.0)
     await scorer.score(db, T0 + 2 * H)
