@@ -133,13 +133,16 @@ _TILES = """JSON.stringify({
   marker: window.__moldlabTestMarker || null,
   tiles: [...document.querySelectorAll("[data-machine-id]")].map(t => ({
     id: t.dataset.machineId,
-    nozzle: (t.querySelector('[data-signal="TempNozzle"]') || {}).textContent || null,
+    values: [...t.querySelectorAll("[data-signal]")].map(v => v.textContent).join("|"),
   })),
 })"""
 
 
 def _watch_the_page(page: Page) -> None:
-    """Three tiles whose values change while the page stays loaded (no reload)."""
+    """Three tiles whose values change while the page stays loaded (no reload).
+
+    All of a tile's signals together: one of them may be a sensor stuck for hours (the
+    simulators' sensors stick now and then, as real thermocouples do)."""
     seen: dict[str, set[str]] = {}
     deadline = time.monotonic() + 30
     marked = False
@@ -153,8 +156,8 @@ def _watch_the_page(page: Page) -> None:
                 page.evaluate("window.__moldlabTestMarker = 'kept'")
                 marked = True
             for tile in state["tiles"]:
-                if tile["nozzle"]:
-                    seen.setdefault(tile["id"], set()).add(tile["nozzle"])
+                if tile["values"]:
+                    seen.setdefault(tile["id"], set()).add(tile["values"])
         time.sleep(0.5)
     assert set(seen) == {"imm-01", "imm-02", "imm-03"}
 
