@@ -103,6 +103,10 @@ def test_the_first_install_shows_pips_progress_later_ones_are_quiet(clone: Path)
     assert " -q " in f" {_installs(clone)[-1]} "  # no "Requirement already satisfied" list
 
 
+def _sigint_as_in_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("script", ["demo", "test"])
 def test_ctrl_c_during_the_install_ends_the_script(clone: Path, script: str) -> None:
     waiting = clone.parent / "pip-waiting"
@@ -111,6 +115,9 @@ def test_ctrl_c_during_the_install_ends_the_script(clone: Path, script: str) -> 
         cwd=clone, env=_env(clone, FAKE_BLOCK=str(waiting)),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,  # a process group of its own, as a terminal's foreground job
+        # Ctrl-C as a terminal delivers it, even when the tests run in the background of a
+        # shell (`.ci/run &` starts them with SIGINT ignored, which no trap can undo).
+        preexec_fn=_sigint_as_in_a_terminal,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
