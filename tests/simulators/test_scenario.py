@@ -25,22 +25,35 @@ def test_the_packaged_scenarios_load(name: str) -> None:
 
 
 def test_the_pdm_scenarios_keep_training_and_hold_out_apart() -> None:
-    train, a, b = (load_scenario(n) for n in ("pdm-train", "pdm-holdout-a", "pdm-holdout-b"))
-    # One stated time factor for all three, so a model trained on one is scored on the others
-    # at the same wear rates (hold-out B: other lives on top of it).
-    assert train.wear_time_factor == a.wear_time_factor == b.wear_time_factor == 3.0
-    assert all(m.wear_time_factor == 3.0 for s in (train, a, b) for m in s.machines)
+    names = ("pdm-train", "pdm-train-varied", "pdm-holdout-a", "pdm-holdout-b")
+    train, varied, _, b = scenarios = [load_scenario(n) for n in names]
+    # One stated time factor for all, so a model trained on some is scored on the others at
+    # the same wear rates (hold-out B and pdm-train-varied: other lives on top of it).
+    assert {s.wear_time_factor for s in scenarios} == {3.0}
+    assert all(m.wear_time_factor == 3.0 for s in scenarios for m in s.machines)
     assert len(train.machines) >= 10
-    ids = [{m.machine_id for m in s.machines} for s in (train, a, b)]
-    moulds = [{mould.name for m in s.machines for mould in m.moulds} for s in (train, a, b)]
-    for x, y in ((0, 1), (0, 2), (1, 2)):
-        assert not ids[x] & ids[y]
-        assert not moulds[x] & moulds[y]
-    assert len({train.seed, a.seed, b.seed}) == 3
-    materials = {mould.material.name for m in train.machines for mould in m.moulds}
-    assert materials == {"PP", "ABS", "HDPE"}
-    assert sum(len(m.moulds) > 1 for m in train.machines) == len(train.machines)
+    assert len(varied.machines) >= 10
+    ids = [{m.machine_id for m in s.machines} for s in scenarios]
+    moulds = [{mould.name for m in s.machines for mould in m.moulds} for s in scenarios]
+    # Lives of their own (scale, shape): the training floor's are not hold-out B's.
+    lives = [
+        {(life.component, life.scale_h, life.shape) for m in s.machines for life in m.lives}
+        - {(life.component, None, None) for m in s.machines for life in m.lives}
+        for s in scenarios
+    ]
+    for x in range(4):
+        for y in range(x + 1, 4):
+            assert not ids[x] & ids[y]
+            assert not moulds[x] & moulds[y]
+    assert lives[1]
+    assert not lives[1] & lives[3]
+    assert len({s.seed for s in scenarios}) == 4
+    for s in (train, varied):
+        materials = {mould.material.name for m in s.machines for mould in m.moulds}
+        assert materials == {"PP", "ABS", "HDPE"}
+        assert all(len(m.moulds) > 1 for m in s.machines)
     assert all(m.lives for m in b.machines)  # other wear rates on every hold-out B press
+    assert all(any(life.scale_h for life in m.lives) for m in varied.machines)  # and here
 
 
 def test_a_scenario_builds_machines_with_its_moulds_shifts_and_faults(tmp_path: Path) -> None:
