@@ -31,13 +31,17 @@ def _parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo",
         help="run the whole stack on this machine (PostgreSQL, broker, 3 machines, edge, "
-        "ingest, API)",
+        "ingest, maintenance scorer, API)",
         description="Start a PostgreSQL server (the system's, or one installed from PyPI), an "
         "MQTT broker (mosquitto when installed, otherwise an in-process Python broker), "
-        "simulated machines, ingest and the API, and print the address to open. The machines "
-        "of line-1 are retrofitted: Modbus TCP servers read by a `moldlab edge` gateway; the "
-        "others publish over MQTT themselves. Ctrl-C or SIGTERM stops everything; data is "
-        "kept in the data directory across restarts.",
+        "simulated machines, ingest, the maintenance scorer and the API, and print the address "
+        "to open. The machines of line-1 are retrofitted: Modbus TCP servers read by a "
+        "`moldlab edge` gateway; the others publish over MQTT themselves. With no model in "
+        "DATA_DIR/models, the scorer first trains one on a simulated export (minutes, with "
+        "progress in the log) while the rest runs. A machine is scored while it makes cycles: "
+        "a demo started in a break of the plant calendar shows predictions once the break "
+        "ends. Ctrl-C or SIGTERM stops everything; data "
+        "is kept in the data directory across restarts.",
     )
     demo.add_argument(
         "--data-dir", type=Path, default=Path(os.environ.get("MOLDLAB_DATA_DIR", ".moldlab")),
