@@ -40,8 +40,8 @@ def _parser() -> argparse.ArgumentParser:
         "DATA_DIR/models, the scorer first trains one on a simulated export (minutes, with "
         "progress in the log) while the rest runs. A machine is scored while it makes cycles: "
         "a demo started in a break of the plant calendar shows predictions once the break "
-        "ends. Ctrl-C or SIGTERM stops everything; data "
-        "is kept in the data directory across restarts.",
+        "ends. Ctrl-C or SIGTERM stops everything; data is kept in the data directory across "
+        "restarts.",
     )
     demo.add_argument(
         "--data-dir", type=Path, default=Path(os.environ.get("MOLDLAB_DATA_DIR", ".moldlab")),
