@@ -65,6 +65,7 @@ __all__ = [
 DEFAULT_START = datetime(2026, 1, 5, tzinfo=UTC)
 FILES = ("cycles", "signals", "states", "health", "failures")
 DAY_S = 86_400
+MAX_DAYS = 3_650.0  # ten years per machine; more is a typo (1e308 overflowed the clock)
 ROW_GROUP_ROWS = 65_536  # rows buffered (as Arrow arrays) before a row group is written
 
 ProgressCallback = Callable[[float, float], None]  # (machine-days done, machine-days in all)
@@ -202,8 +203,8 @@ def _check(
     ids = [s.machine_id for s in specs]
     if dupes := sorted({i for i in ids if ids.count(i) > 1}):
         raise ExportError(f"machine ids used more than once: {dupes}")
-    if not (math.isfinite(days) and days > 0):
-        raise ExportError(f"days must be a positive number, not {days}")
+    if not (math.isfinite(days) and 0 < days <= MAX_DAYS):
+        raise ExportError(f"days must be a positive number of at most {MAX_DAYS:g}, not {days}")
     if not (math.isfinite(signal_interval_s) and 0.001 <= signal_interval_s <= DAY_S):
         raise ExportError(
             f"signal interval must be between 0.001 s and one day, not {signal_interval_s} s"
