@@ -9,8 +9,10 @@ component breaks. Per component, over every machine:
   raised anew (it makes the same claim again); an alarm raised less than `horizon_h` before
   the end of the data with no failure yet is not counted either way (its outcome unknown);
 - a failure is *warned* when an alarm was raised within `horizon_h` before it and after the
-  previous repair of that component; its lead is the time from the first such alarm to the
-  failure. Recall at 2 h / 8 h: the share of failures warned with at least that lead.
+  previous repair of that component, or when an alarm raised after that repair was still up
+  when it failed (an engineer had it on screen: raised 25 h before, it was a false claim at
+  first, but it warned); its lead is the time from the first such alarm to the failure, at
+  most `horizon_h`. Recall at 2 h / 8 h: the share of failures warned with at least that lead.
 - wear failures (which give warning) and sudden ones are counted apart; failures in the first
   `warmup_h` of the data (no history to judge from) are left out and counted.
 """
@@ -31,6 +33,7 @@ __all__ = [
     "Track",
     "alarm_active",
     "clears",
+    "episodes",
     "event_metrics",
     "raised_at",
 ]
@@ -121,15 +124,35 @@ def raised_at(
     return np.array(out, dtype=times_us.dtype)
 
 
+def episodes(times_us: np.ndarray, active: np.ndarray) -> np.ndarray:
+    """(raised, cleared) times of each episode of an alarm, shape (k, 2).
+
+    An alarm is up from its rising edge until the first score that clears it (a score below
+    the rule's `off`, or the first score after the component broke), and at most GAP_H past
+    its last raised score: a machine that stands still longer is judged afresh.
+    """
+    times_us = np.asarray(times_us, dtype=np.int64)
+    if len(times_us) == 0:
+        return np.zeros((0, 2), np.int64)
+    prev = np.concatenate(([False], active[:-1]))
+    nxt = np.concatenate((active[1:], [False]))
+    starts = np.flatnonzero(active & ~prev)
+    lasts = np.flatnonzero(active & ~nxt)
+    after = np.append(times_us, np.iinfo(np.int64).max)[lasts + 1]
+    ends = np.minimum(after, times_us[lasts] + int(GAP_H * HOUR_US))
+    return np.stack([times_us[starts], ends], axis=1)
+
+
 @dataclass(frozen=True, slots=True)
 class Track:
     """The alarms of one component of one machine over the span of the data."""
 
     machine_id: str
-    raised_us: np.ndarray  # rising edges, sorted
+    raised_us: np.ndarray  # rising edges (and renewals), sorted
     failures: tuple[Failure, ...]  # this component's on this machine (any time)
     start_us: int  # the span scored: failures and alarms outside it are not counted
     end_us: int
+    up_us: np.ndarray | None = None  # (raised, cleared) per episode: see `episodes`
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +188,8 @@ def _track_counts(
     wear = sudden = sudden_warned = warmup = 0
     prev_restore = tr.start_us
     for f in fails:
-        lo = max(prev_restore, f.ts_us - horizon_us)
+        repaired = prev_restore
+        lo = max(repaired, f.ts_us - horizon_us)
         prev_restore = f.restored_us if f.restored_us is not None else tr.end_us
         if f.ts_us < tr.start_us or f.ts_us > tr.end_us:
             continue  # outside the span scored (its repair still bounds the next one)
@@ -174,6 +198,13 @@ def _track_counts(
             continue
         a, z = np.searchsorted(tr.raised_us, [lo, f.ts_us])
         lead_h = (f.ts_us - int(tr.raised_us[a])) / HOUR_US if z > a else None
+        if tr.up_us is not None and len(tr.up_us):
+            # An alarm raised after the previous repair and still up when it failed.
+            up = (tr.up_us[:, 0] >= repaired) & (tr.up_us[:, 0] < f.ts_us)
+            up &= tr.up_us[:, 1] >= f.ts_us
+            if up.any():
+                since = max(int(tr.up_us[up, 0].min()), lo)
+                lead_h = max(lead_h or 0.0, (f.ts_us - since) / HOUR_US)
         if f.mode == "sudden":
             sudden += 1
             sudden_warned += int(lead_h is not None and lead_h >= 2)

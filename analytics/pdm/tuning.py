@@ -14,6 +14,7 @@ from analytics.pdm.evaluate import (
     Track,
     alarm_active,
     clears,
+    episodes,
     event_metrics,
     raised_at,
 )
@@ -48,6 +49,18 @@ class ScoredTrack:
     def clear_before(self) -> np.ndarray:
         return clears(self.times_us, np.array([f.ts_us for f in self.failures], np.int64))
 
+    def track(self, rule: AlarmRule) -> Track:
+        """The alarms `rule` raises on these scores."""
+        active = alarm_active(self.scores, rule, self.clear_before())
+        return Track(
+            self.machine_id,
+            raised_at(self.times_us, active),
+            self.failures,
+            self.start_us,
+            self.end_us,
+            episodes(self.times_us, active),
+        )
+
 
 def metrics_for(
     tracks: Sequence[ScoredTrack],
@@ -59,16 +72,7 @@ def metrics_for(
     warmups = {t.warmup_h for t in tracks}
     warmup = warmups.pop() if len(warmups) == 1 else 0.0
     return event_metrics(
-        (
-            Track(
-                t.machine_id,
-                raised_at(t.times_us, alarm_active(t.scores, rule, t.clear_before())),
-                t.failures,
-                t.start_us,
-                t.end_us,
-            )
-            for t in tracks
-        ),
+        (t.track(rule) for t in tracks),
         warmup_h=warmup,
         rul_errors_h=rul_errors_h,
         machine_weeks=machine_weeks,
@@ -104,16 +108,7 @@ def pooled_metrics(
     `machine_weeks`."""
     warmups = {t.warmup_h for t, _ in tracks}
     return event_metrics(
-        (
-            Track(
-                t.machine_id,
-                raised_at(t.times_us, alarm_active(t.scores, rule, t.clear_before())),
-                t.failures,
-                t.start_us,
-                t.end_us,
-            )
-            for t, rule in tracks
-        ),
+        (t.track(rule) for t, rule in tracks),
         warmup_h=warmups.pop() if len(warmups) == 1 else 0.0,
         rul_errors_h=rul_errors_h,
         machine_weeks=machine_weeks,

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from analytics.pdm.evaluate import AlarmRule, Track, alarm_active, event_metrics, raised_at
+from analytics.pdm.evaluate import (
+    AlarmRule,
+    Track,
+    alarm_active,
+    episodes,
+    event_metrics,
+    raised_at,
+)
 from analytics.pdm.history import Failure
 
 H = 3_600_000_000
@@ -110,3 +119,47 @@ def test_an_alarm_raised_for_longer_than_the_horizon_is_raised_anew() -> None:
     assert raised_at(times, active, renew_h=None).tolist() == [5 * H]
     m = event_metrics([Track("A", raised, (_fail(56, repaired_h=58),), 0, 100 * H)], warmup_h=0)
     assert (m.warned_2h, m.false_alarms, m.lead_median_h) == (1, 2, 3.0)
+
+
+def _scored_track(times_h: np.ndarray, active: np.ndarray, failures: tuple[Failure, ...]) -> Track:
+    times = (np.asarray(times_h) * H).astype(np.int64)
+    return Track("A", raised_at(times, active), failures, 0, 200 * H, episodes(times, active))
+
+
+def test_an_alarm_still_up_when_the_component_fails_warned_it() -> None:
+    # Scores every 30 min until 103 h, then the press stands (2 h before the failure at
+    # 105 h). The alarm went up at 79.5 h, 25.5 h before the failure, and stayed up: its
+    # claim "within 24 h" was false when it was raised (nothing failed by 103.5 h), but the
+    # engineer had it on screen when the press failed. No renewal fell inside the 24 h before
+    # the failure (the next would have been at 103.5 h): counted by the raises alone, it
+    # would be a miss.
+    times_h = np.arange(0, 103.01, 0.5)
+    active = times_h >= 79.5
+    failure = (_fail(105, repaired_h=107),)
+    track = _scored_track(times_h, active, failure)
+    assert track.up_us is not None
+    assert track.up_us.tolist() == [[int(79.5 * H), int(107 * H)]]  # last raised + GAP_H
+    m = event_metrics([track], warmup_h=0)
+    assert (m.warned_2h, m.warned_8h, m.lead_median_h) == (1, 1, 24.0)  # at most the horizon
+    assert m.false_alarms == 1
+    without = event_metrics([replace(track, up_us=None)], warmup_h=0)
+    assert (without.warned_2h, without.false_alarms) == (0, 1)
+
+
+def test_an_alarm_that_cleared_or_a_long_stand_still_before_the_failure_does_not_warn() -> None:
+    times_h = np.arange(0, 103.01, 0.5)
+    failure = (_fail(105, repaired_h=107),)
+    # Up from 70 h to 75 h, then cleared: 35 h before the failure, no warning.
+    cleared = _scored_track(times_h, (times_h >= 70) & (times_h < 75), failure)
+    assert event_metrics([cleared], warmup_h=0).warned_2h == 0
+    # Up until the press stopped at 90 h, 15 h before the failure: after GAP_H (4 h) of
+    # standing still the alarm is judged afresh, so it was not up at 105 h.
+    stopped = times_h <= 90
+    track = _scored_track(times_h[stopped], times_h[stopped] >= 79.5, failure)
+    assert event_metrics([track], warmup_h=0).warned_2h == 0
+    # Raised before the previous repair (the failure at 80 h cleared it): it does not warn
+    # the next failure either, whatever the episodes say.
+    two = (_fail(80, repaired_h=82), _fail(105, repaired_h=107))
+    early = Track("A", np.array([60 * H]), two, 0, 200 * H, np.array([[60 * H, 106 * H]], np.int64))
+    m = event_metrics([early], warmup_h=0)
+    assert (m.warned_2h, m.lead_median_h) == (1, 20.0)  # the failure at 80 h only
