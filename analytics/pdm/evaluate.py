@@ -94,6 +94,13 @@ def clears(times_us: np.ndarray, failures_us: np.ndarray) -> np.ndarray:
     return out
 
 
+def _runs(active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first and the last index of each run of True in `active`."""
+    prev = np.concatenate(([False], active[:-1]))
+    nxt = np.concatenate((active[1:], [False]))
+    return np.flatnonzero(active & ~prev), np.flatnonzero(active & ~nxt)
+
+
 def raised_at(
     times_us: np.ndarray, active: np.ndarray, renew_h: float | None = RENEW_H
 ) -> np.ndarray:
@@ -104,12 +111,9 @@ def raised_at(
     failed, as a false alarm). `renew_h` None: rising edges only.
     """
     times_us = np.asarray(times_us)
-    prev = np.concatenate(([False], active[:-1]))
-    starts = np.flatnonzero(active & ~prev)
+    starts, ends = _runs(active)
     if renew_h is None or len(starts) == 0:
-        return times_us[starts]
-    nxt = np.concatenate((active[1:], [False]))
-    ends = np.flatnonzero(active & ~nxt)  # last index of each episode
+        return np.asarray(times_us[starts])
     renew_us = int(renew_h * HOUR_US)
     out: list[int] = []
     for a, z in zip(starts.tolist(), ends.tolist(), strict=True):
@@ -132,12 +136,7 @@ def episodes(times_us: np.ndarray, active: np.ndarray) -> np.ndarray:
     its last raised score: a machine that stands still longer is judged afresh.
     """
     times_us = np.asarray(times_us, dtype=np.int64)
-    if len(times_us) == 0:
-        return np.zeros((0, 2), np.int64)
-    prev = np.concatenate(([False], active[:-1]))
-    nxt = np.concatenate((active[1:], [False]))
-    starts = np.flatnonzero(active & ~prev)
-    lasts = np.flatnonzero(active & ~nxt)
+    starts, lasts = _runs(active)
     after = np.append(times_us, np.iinfo(np.int64).max)[lasts + 1]
     ends = np.minimum(after, times_us[lasts] + int(GAP_H * HOUR_US))
     return np.stack([times_us[starts], ends], axis=1)
@@ -198,7 +197,7 @@ def _track_counts(
             continue
         a, z = np.searchsorted(tr.raised_us, [lo, f.ts_us])
         lead_h = (f.ts_us - int(tr.raised_us[a])) / HOUR_US if z > a else None
-        if tr.up_us is not None and len(tr.up_us):
+        if tr.up_us is not None:
             # An alarm raised after the previous repair and still up when it failed.
             up = (tr.up_us[:, 0] >= repaired) & (tr.up_us[:, 0] < f.ts_us)
             up &= tr.up_us[:, 1] >= f.ts_us

@@ -121,7 +121,7 @@ def test_an_alarm_raised_for_longer_than_the_horizon_is_raised_anew() -> None:
     assert (m.warned_2h, m.false_alarms, m.lead_median_h) == (1, 2, 3.0)
 
 
-def _scored_track(times_h: np.ndarray, active: np.ndarray, failures: tuple[Failure, ...]) -> Track:
+def _track_of(times_h: np.ndarray, active: np.ndarray, failures: tuple[Failure, ...]) -> Track:
     times = (np.asarray(times_h) * H).astype(np.int64)
     return Track("A", raised_at(times, active), failures, 0, 200 * H, episodes(times, active))
 
@@ -136,7 +136,7 @@ def test_an_alarm_still_up_when_the_component_fails_warned_it() -> None:
     times_h = np.arange(0, 103.01, 0.5)
     active = times_h >= 79.5
     failure = (_fail(105, repaired_h=107),)
-    track = _scored_track(times_h, active, failure)
+    track = _track_of(times_h, active, failure)
     assert track.up_us is not None
     assert track.up_us.tolist() == [[int(79.5 * H), int(107 * H)]]  # last raised + GAP_H
     m = event_metrics([track], warmup_h=0)
@@ -150,12 +150,12 @@ def test_an_alarm_that_cleared_or_a_long_stand_still_before_the_failure_does_not
     times_h = np.arange(0, 103.01, 0.5)
     failure = (_fail(105, repaired_h=107),)
     # Up from 70 h to 75 h, then cleared: 35 h before the failure, no warning.
-    cleared = _scored_track(times_h, (times_h >= 70) & (times_h < 75), failure)
+    cleared = _track_of(times_h, (times_h >= 70) & (times_h < 75), failure)
     assert event_metrics([cleared], warmup_h=0).warned_2h == 0
     # Up until the press stopped at 90 h, 15 h before the failure: after GAP_H (4 h) of
     # standing still the alarm is judged afresh, so it was not up at 105 h.
     stopped = times_h <= 90
-    track = _scored_track(times_h[stopped], times_h[stopped] >= 79.5, failure)
+    track = _track_of(times_h[stopped], times_h[stopped] >= 79.5, failure)
     assert event_metrics([track], warmup_h=0).warned_2h == 0
     # Raised before the previous repair (the failure at 80 h cleared it): it does not warn
     # the next failure either, whatever the episodes say.
