@@ -26,11 +26,12 @@ def add_parser(subparsers: Any) -> None:
     train = sub.add_parser(
         "train",
         help="train a model on one or more exports",
-        description="Compute the features of every machine of the exports, split the machines "
-        "and time into training and validation, fit per component the failure classifiers "
-        "(8 h, 24 h) and RUL quantile regressors, choose their alarm rule and the single-signal "
-        "baseline on the validation rows, and write the model directory (model.joblib, "
-        "card.json with the data fingerprint, features, metrics and library versions).",
+        description="Compute the features of every machine of the exports, split the presses "
+        "into groups (folds), score every row by models fitted without its press, choose per "
+        "component the configuration, the alarm rule and the single-signal baseline on those "
+        "out-of-fold scores, fit the failure classifiers (8 h, 24 h) and RUL quantile "
+        "regressors on every row, and write the model directory (model.joblib, card.json with "
+        "the data fingerprint, features, out-of-fold metrics and library versions).",
     )
     train.add_argument(
         "--data", type=Path, action="append", required=True, metavar="EXPORT_DIR",
@@ -38,11 +39,11 @@ def add_parser(subparsers: Any) -> None:
     )  # fmt: skip
     train.add_argument("--name", help="the model's name (default pdm-YYYYmmdd-HHMMSS)")
     _models_dir(train)
-    train.add_argument("--seed", type=int, default=1, help="seed of the split and the models")
+    train.add_argument("--seed", type=int, default=1, help="seed of the folds and the models")
     train.add_argument(
         "--fa-budget", type=float, default=0.5, metavar="PER_MACHINE_WEEK",
         help="false alarms allowed per machine-week of production (168 h in which the press "
-        "made cycles), all components together, on the tuning rows (default 0.5)",
+        "made cycles), all components together, on the out-of-fold scores (default 0.5)",
     )  # fmt: skip
     models = sub.add_parser(
         "models",
@@ -123,15 +124,15 @@ def _train(args: argparse.Namespace) -> int:
     path = save_model(model, _dir(args.models_dir))
     print(f"model {name} written to {path} (components: {', '.join(model.components)})")
     for comp, part in model.card["component_models"].items():
-        val = (part.get("holdout") or {}).get("model") or {}
+        val = (part.get("out_of_fold") or {}).get("model") or {}
         rule = part.get("alarm_rule")
         when = (
             f"raise at {rule.get('score', 'p_24h')} >= {rule['on']:.3g}" if rule else "never raised"
         )
-        print(f"  {comp}: {when}; internal hold-out {_headline(val)}")
-    overall = model.card["metrics"]["holdout"]
+        print(f"  {comp}: {when}; out of fold {_headline(val)}")
+    overall = model.card["metrics"]["out_of_fold"]
     for who in ("model", "baseline"):
-        print(f"  all components, internal hold-out, {who}: {_headline(overall.get(who) or {})}")
+        print(f"  all components, out of fold, {who}: {_headline(overall.get(who) or {})}")
     return 0
 
 

@@ -16,7 +16,7 @@ from analytics.pdm.features import FEATURE_NAMES, features_at, scoring_times
 from analytics.pdm.history import ExportTruth, Failure, read_export, read_manifest, read_truth
 from analytics.pdm.labels import ComponentLabels, label_component
 
-__all__ = ["Dataset", "Machine", "Split", "build_dataset", "split_by_machine_and_time"]
+__all__ = ["Dataset", "Folds", "Machine", "build_dataset", "folds_by_press"]
 
 HOUR_US = 3_600_000_000
 Progress = Callable[[float, float], None]
@@ -117,39 +117,29 @@ def build_dataset(
 
 
 @dataclass(frozen=True, slots=True)
-class Split:
-    """Row masks: train (training machines, early times), validation (the others, late)."""
+class Folds:
+    """The presses in groups: a group's rows are scored by models fitted without its presses."""
 
-    train: np.ndarray
-    validation: np.ndarray
-    holdout: np.ndarray  # validation machines, early times: never trained on nor tuned on
-    validation_machines: tuple[str, ...]
-    cut_us: dict[str, int]  # per machine key: the time the split cuts at
+    of_row: np.ndarray  # int: the group of each row
+    presses: tuple[tuple[str, ...], ...]  # the machine ids of each group
+
+    def __len__(self) -> int:
+        return len(self.presses)
 
 
-def split_by_machine_and_time(
-    data: Dataset, *, seed: int, validation_share: float = 0.34, time_share: float = 0.6
-) -> Split:
-    """Validation machines (a share, at least one) from `time_share` of their span on;
-    training rows from the other machines up to 24 h before that cut, so that no training
-    label looks into the validation period."""
-    keys = [m.key for m in data.machines]
-    if len(keys) < 2:
-        raise ValueError("training needs at least two machines (one kept for validation)")
+def folds_by_press(data: Dataset, *, k: int, seed: int) -> Folds:
+    """The machines in `k` groups (fewer if there are fewer presses), by press: one press in
+    several exports (other seeds of one scenario) is in one group, so no model scores a press
+    whose moulds and quirks it learnt from."""
+    presses = sorted({m.machine_id for m in data.machines})
+    if len(presses) < 2:
+        raise ValueError(
+            "training needs at least two presses (each is scored by models that never saw it)"
+        )
     rng = np.random.default_rng(seed)
-    n_val = min(len(keys) - 1, max(1, round(validation_share * len(keys))))
-    val = set(rng.permutation(keys)[:n_val].tolist())
-    train = np.zeros(len(data.times), bool)
-    valid = np.zeros(len(data.times), bool)
-    hold = np.zeros(len(data.times), bool)
-    cuts: dict[str, int] = {}
+    groups = np.array_split(rng.permutation(presses), min(k, len(presses)))
+    group_of = {str(p): g for g, members in enumerate(groups) for p in members}
+    of_row = np.empty(len(data.times), np.int64)
     for m in data.machines:
-        cut = m.start_us + int(time_share * (m.end_us - m.start_us))
-        cuts[m.key] = cut
-        t = data.times[m.lo : m.hi]
-        if m.key in val:
-            valid[m.lo : m.hi] = t >= cut
-            hold[m.lo : m.hi] = t < cut
-        else:
-            train[m.lo : m.hi] = t < cut - 24 * HOUR_US
-    return Split(train, valid, hold, tuple(sorted(val)), cuts)
+        of_row[m.lo : m.hi] = group_of[m.machine_id]
+    return Folds(of_row, tuple(tuple(sorted(str(p) for p in g)) for g in groups))

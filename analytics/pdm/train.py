@@ -1,17 +1,20 @@
-"""Training: features of exports, the split by machine and time, per component the models,
-their alarm rule and the single-signal baseline, each chosen on validation data.
+"""Training: features of exports, presses in groups (folds), per component the models, their
+alarm rule and the single-signal baseline, each chosen on scores of presses the scoring model
+never saw.
 
-Per component with failures to learn from:
+Every row is scored out of fold: the presses are split into groups (one press of several
+exports stays in one group), and each group's rows are scored by models fitted on the other
+groups. Per component with failures to learn from:
 - two gradient-boosted classifiers (failure within 8 h / 24 h), the configuration chosen by
-  the event-level score of its alarm rule on the validation rows;
+  the out-of-fold average precision of p_24h;
 - three quantile regressors (10 / 50 / 90 %) of the RUL in wall-clock hours;
 - the alarm rule: the score (p_24h, or p_near, the geometric mean of p_8h and p_24h) and the
   raise and clear levels that warn most failures >= 2 h ahead within the false-alarm budget,
-  on scores of rows no model was trained on;
-- the baseline: of the features that best separate failing from healthy on the training
-  rows, the one, direction and levels that do best by the same search on the same rows.
-Validation rows are never trained on; hold-out rows (the validation machines before the
-cut) are neither trained nor tuned on.
+  on the out-of-fold scores;
+- the baseline: of the features that best separate failing from healthy, the one, direction
+  and levels that do best by the same search on the same rows.
+The models kept are then fitted on every row. The card's metrics are the out-of-fold ones;
+the honest test is `moldlab pdm evaluate` on scenarios kept out of training.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from analytics.pdm.baseline import baseline_options
-from analytics.pdm.dataset import Dataset, Split, build_dataset, split_by_machine_and_time
+from analytics.pdm.dataset import Dataset, Folds, build_dataset, folds_by_press
 from analytics.pdm.evaluate import GAP_H, AlarmRule, ComponentMetrics
 from analytics.pdm.features import FEATURE_NAMES, SCORE_INTERVAL_US
 from analytics.pdm.history import export_fingerprint
@@ -38,7 +41,6 @@ from analytics.pdm.model import ComponentModel, Fitted, PdmModel, near_score
 from analytics.pdm.tuning import (
     ScoredTrack,
     allocate,
-    metrics_for,
     options,
     pooled_metrics,
     rank,
@@ -59,7 +61,6 @@ CONFIGS: tuple[dict[str, Any], ...] = (
     {"learning_rate": 0.05, "max_iter": 150, "max_leaf_nodes": 15, "min_samples_leaf": 40},
     {"learning_rate": 0.1, "max_iter": 100, "max_leaf_nodes": 7, "min_samples_leaf": 80},
 )
-_FOLDS = 4  # groups of training machines for out-of-fold scores
 HOUR_US = 3_600_000_000
 _FAULT_REASONS = frozenset(STANDSTILL_REASONS[MachineState.FAULT])
 _MIN_POSITIVES = 6  # training rows failing within 24 h needed to model a component
@@ -69,8 +70,7 @@ _MIN_POSITIVES = 6  # training rows failing within 24 h needed to model a compon
 class TrainSettings:
     seed: int = 1
     fa_budget_per_machine_week: float = 0.5  # over all components of a machine together
-    validation_share: float = 0.34
-    time_share: float = 0.6
+    folds: int = 5  # groups of presses: each group is scored by models fitted on the others
     top_features: int = 0  # per component the features it learns from: the K most separating
     exclude: tuple[str, ...] = ()  # feature name prefixes never learnt from
 
@@ -153,22 +153,10 @@ def _auc_strength(X: np.ndarray, y: np.ndarray) -> np.ndarray:
     return out
 
 
-def _span(split: Split, part: str, key: str, start_us: int, end_us: int) -> tuple[int, int]:
-    """The span a part of the split scores on one machine."""
-    cut = split.cut_us[key]
-    if part == "train":
-        return start_us, cut - 24 * HOUR_US
-    if part == "validation":
-        return cut, end_us
-    return start_us, cut  # holdout
+_WARMUP_H = 24.0  # failures this early in a machine's data have no history to be judged by
 
 
-_WARMUP_H = {"train": 24.0, "validation": 0.0, "holdout": 24.0}
-
-
-def _tracks(
-    data: Dataset, mask: np.ndarray, comp: str, scores: np.ndarray, *, part: str, split: Split
-) -> list[ScoredTrack]:
+def _tracks(data: Dataset, mask: np.ndarray, comp: str, scores: np.ndarray) -> list[ScoredTrack]:
     """ScoredTracks of `comp` over the rows of `mask` (scores given for those rows)."""
     full = np.full(len(data.times), np.nan)
     full[mask] = scores
@@ -179,21 +167,17 @@ def _tracks(
         if len(rows) == 0:
             continue
         s = np.where(broken[rows], -np.inf, full[rows])
-        start, end = _span(split, part, m.key, m.start_us, m.end_us)
         out.append(
-            ScoredTrack(m.key, data.times[rows], s, m.failures[comp], start, end, _WARMUP_H[part])
+            ScoredTrack(
+                m.key, data.times[rows], s, m.failures[comp], m.start_us, m.end_us, _WARMUP_H
+            )
         )
     return out
 
 
-def _weeks(data: Dataset, mask: np.ndarray, split: Split, part: str) -> float:
-    """Machine-weeks of the spans the rows of `mask` score (as _tracks draws them)."""
-    total = 0.0
-    for m in data.machines:
-        if mask[m.lo : m.hi].any():
-            lo, hi = _span(split, part, m.key, m.start_us, m.end_us)
-            total += (hi - lo) / HOUR_US / 168.0
-    return total
+def _weeks(data: Dataset) -> float:
+    """Machine-weeks of the machines' spans (as _tracks draws them)."""
+    return sum((m.end_us - m.start_us) / HOUR_US / 168.0 for m in data.machines)
 
 
 def _production_weeks(data: Dataset, mask: np.ndarray) -> float:
@@ -204,39 +188,24 @@ def _production_weeks(data: Dataset, mask: np.ndarray) -> float:
 
 def _out_of_fold(
     data: Dataset,
-    split: Split,
-    comp: str,
+    folds: Folds,
+    y: np.ndarray,
+    trainable: np.ndarray,
     config: dict[str, Any],
     seed: int,
-    folds: int,
     allowed: np.ndarray | None = None,
 ) -> np.ndarray:
-    """p_8h and p_24h (two columns) of every training-quadrant row (not broken) from models
-    that never saw its machine: the training machines in `folds` groups, each scored by the
-    others'."""
-    lab = data.labels[comp]
-    owner = data.row_machine()
-    scored = split.train & ~lab.broken
-    train_machines = np.unique(owner[split.train])
-    rng = np.random.default_rng(seed)
-    groups = np.array_split(rng.permutation(train_machines), min(folds, len(train_machines)))
-    out = np.full((len(data.times), 2), np.nan)
-    for group in groups:
-        held = np.isin(owner, group)
-        fit_rows = split.train & lab.trainable & ~held
-        if not lab.y24[fit_rows].any():
+    """The probability of `y` at every row, from a classifier fitted on the `trainable` rows
+    of the other folds' presses (NaN where those hold no positive)."""
+    out = np.full(len(data.times), np.nan)
+    for g in range(len(folds)):
+        held = folds.of_row == g
+        fit_rows = trainable & ~held
+        if not y[fit_rows].any():
             continue
-        rows = scored & held
-        if not rows.any():
-            continue
-        clf24 = _fit(_hgb_classifier(config, seed), data.X[fit_rows], lab.y24[fit_rows], allowed)
-        p24 = clf24.predict_proba(data.X[rows])[:, 1]
-        p8 = np.zeros(int(rows.sum()))
-        if lab.y8[fit_rows].any():
-            clf8 = _fit(_hgb_classifier(config, seed), data.X[fit_rows], lab.y8[fit_rows], allowed)
-            p8 = clf8.predict_proba(data.X[rows])[:, 1]
-        out[rows] = np.column_stack((np.minimum(p8, p24), p24))
-    return np.asarray(out[scored])
+        clf = _fit(_hgb_classifier(config, seed), data.X[fit_rows], y[fit_rows], allowed)
+        out[held] = clf.predict_proba(data.X[held])[:, 1]
+    return out
 
 
 def _hgb_classifier(config: dict[str, Any], seed: int) -> Any:
@@ -294,76 +263,58 @@ def fit_dataset(
     if len(data.times) == 0:
         raise TrainError("the exports hold no scoring times: nothing to train on")
     try:
-        split = split_by_machine_and_time(
-            data,
-            seed=settings.seed,
-            validation_share=settings.validation_share,
-            time_share=settings.time_share,
-        )
+        folds = folds_by_press(data, k=settings.folds, seed=settings.seed)
     except ValueError as exc:
         raise TrainError(str(exc)) from exc
     X = data.X
-    tr = split.train
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # a feature all NaN in training
-        center = np.nanmedian(X[tr], axis=0)
-        q75, q25 = np.nanpercentile(X[tr], [75, 25], axis=0)
+        warnings.simplefilter("ignore", RuntimeWarning)  # a feature all NaN
+        center = np.nanmedian(X, axis=0)
+        q75, q25 = np.nanpercentile(X, [75, 25], axis=0)
     scale = np.where(np.isfinite(q75 - q25) & (q75 - q25 > 0), (q75 - q25) / 1.349, 1.0)
     center = np.where(np.isfinite(center), center, 0.0)
 
     modelled = [
         c
         for c in data.components
-        if int((data.labels[c].y24 & data.labels[c].trainable & tr).sum()) >= _MIN_POSITIVES
+        if int((data.labels[c].y24 & data.labels[c].trainable).sum()) >= _MIN_POSITIVES
     ]
     if not modelled:
         raise TrainError(
             "no component fails often enough in the training rows to learn from: "
             "export more days or a scenario with a higher wear_time_factor"
         )
-    fitted: dict[str, tuple[Fitted, Fitted, dict[str, Any], np.ndarray]] = {}
+    fitted: dict[str, tuple[dict[str, Any], np.ndarray]] = {}
+    out_of_fold: dict[str, dict[str, np.ndarray]] = {}
     model_options: dict[str, list[tuple[Any, ComponentMetrics]]] = {}
     base_options: dict[str, list[tuple[Any, ComponentMetrics]]] = {}
-    tune = split.train | split.validation
     for k, comp in enumerate(modelled):
         lab = data.labels[comp]
-        rows = tr & lab.trainable
-        val = split.validation & ~lab.broken
+        rows = lab.trainable
+        scored = ~lab.broken
         weight = _auc_strength(X[rows], lab.y24[rows]) * _own(data.reason_of.get(comp))
         allowed = _allowed(weight, settings)
-        best: tuple[float, Fitted, dict[str, Any]] | None = None
+        # The configuration: by the out-of-fold average precision of p_24h (stabler than the
+        # event-level score of a few dozen failures); the first when none scores.
+        best: tuple[float, np.ndarray, dict[str, Any]] | None = None
         for config in CONFIGS:
-            clf = _fit(_hgb_classifier(config, settings.seed), X[rows], lab.y24[rows], allowed)
-            # the configuration: by average precision on the validation rows (stabler than
-            # the few failures of one component there); the first when none fails there
-            y = lab.y24[val]
-            score = (
-                float(average_precision_score(y, clf.predict_proba(X[val])[:, 1]))
-                if y.any()
-                else 0.0
-            )
+            p = _out_of_fold(data, folds, lab.y24, rows, config, settings.seed, allowed)
+            ok = scored & np.isfinite(p)
+            score = float(average_precision_score(lab.y24[ok], p[ok])) if lab.y24[ok].any() else 0.0
             if best is None or score > best[0]:
-                best = (score, clf, config)
+                best = (score, p, config)
         assert best is not None
-        _, clf24, config = best
-        clf8 = _fit(_hgb_classifier(config, settings.seed), X[rows], lab.y8[rows], allowed)
-        fitted[comp] = (clf8, clf24, config, weight)
-        # Alarm levels are tuned on scores no model made of its own training rows: the
-        # training machines scored out of fold, the validation rows by the model.
-        trained_rows = tr & ~lab.broken
-        oof = _out_of_fold(data, split, comp, config, settings.seed, _FOLDS, allowed)
-        p24 = clf24.predict_proba(X[val])[:, 1]
-        p8 = np.minimum(clf8.predict_proba(X[val])[:, 1], p24)
+        _, p24, config = best
+        p8 = _out_of_fold(data, folds, lab.y8, rows, config, settings.seed, allowed)
+        p8 = np.minimum(np.nan_to_num(p8), p24)  # within 8 h is within 24 h
+        fitted[comp] = (config, weight)
+        out_of_fold[comp] = {"p_24h": p24, "p_near": near_score(p8, p24)}
         opts: list[tuple[Any, ComponentMetrics]] = []
-        for kind, tuned, validated in (
-            ("p_24h", oof[:, 1], p24),
-            ("p_near", near_score(oof[:, 0], oof[:, 1]), near_score(p8, p24)),
-        ):
-            tracks = _tracks(data, trained_rows, comp, tuned, part="train", split=split)
-            tracks += _tracks(data, val, comp, validated, part="validation", split=split)
+        for kind, oof in out_of_fold[comp].items():
+            tracks = _tracks(data, scored, comp, oof[scored])
             opts += [(replace(r, score=kind), m) for r, m in options(tracks)]
         model_options[comp] = _pareto(opts)
-        base_options[comp] = _baseline_options(data, split, comp, weight, tune & ~lab.broken)
+        base_options[comp] = _baseline_options(data, comp, weight, scored)
         if progress is not None:
             progress(data_weight + (1 - data_weight) * 0.7 * (k + 1) / len(modelled), 1.0)
 
@@ -372,7 +323,7 @@ def fit_dataset(
     # production, not of calendar: false alarms come while a press runs, and a budget met on
     # presses that stand still at night and on weekends must hold on one that runs around
     # the clock (the budget per calendar week is then lower on the training data).
-    weeks = _production_weeks(data, tr | split.validation)
+    weeks = _production_weeks(data, np.ones(len(data.times), bool))
     max_false = math.floor(settings.fa_budget_per_machine_week * weeks)
     model_pick = allocate(model_options, max_false)
     base_pick = allocate(base_options, max_false)
@@ -381,9 +332,11 @@ def fit_dataset(
     card_components: dict[str, Any] = {}
     for k, comp in enumerate(modelled):
         lab = data.labels[comp]
-        rows = tr & lab.trainable
-        clf8, clf24, config, weight = fitted[comp]
+        rows = lab.trainable
+        config, weight = fitted[comp]
         allowed = _allowed(weight, settings)
+        clf24 = _fit(_hgb_classifier(config, settings.seed), X[rows], lab.y24[rows], allowed)
+        clf8 = _fit(_hgb_classifier(config, settings.seed), X[rows], lab.y8[rows], allowed)
         known = rows & np.isfinite(lab.rul_h)
         rul_q = (
             _fit(_hgb_quantile(0.1, settings.seed), X[known], lab.rul_h[known], allowed),
@@ -396,14 +349,14 @@ def fit_dataset(
         base = base_picked[0] if base_picked else None
         cm = ComponentModel(comp, clf8, clf24, rul_q, rule, weight, base)
         models[comp] = cm
-        card_components[comp] = _component_card(data, split, cm, config)
-        card_components[comp]["tuning"] = {
+        card_components[comp] = _component_card(data, cm, config)
+        card_components[comp]["out_of_fold"] = {
             "model": _metrics_json(picked[1]) if picked else None,
             "baseline": _metrics_json(base_picked[1]) if base_picked else None,
         }
         if progress is not None:
             progress(data_weight + (1 - data_weight) * (0.7 + 0.3 * (k + 1) / len(modelled)), 1.0)
-    overall = _overall(data, split, models)
+    overall = _overall(data, models, out_of_fold)
     skipped = [c for c in data.components if c not in modelled]
     card = {
         "name": name,
@@ -423,25 +376,18 @@ def fit_dataset(
             "how": "per component: raise at `on`, clear below `off`, after a pause of "
             f"{GAP_H:g} h or at a failure. The levels warn most failures >= 2 h ahead with at "
             "most the budget of false alarms over all components (per week of production: "
-            "168 hours in which a press made cycles), on scores of rows no model "
-            "was trained on: the training machines out of fold (grouped by machine) and the "
-            "validation rows. The baseline's feature, direction and levels are chosen the "
-            "same way on the same rows. 'holdout' metrics are on rows neither trained nor "
-            "tuned on.",
+            "168 hours in which a press made cycles), on out-of-fold scores: every row scored "
+            "by models fitted without its press. The baseline's feature, direction and "
+            "levels are chosen the same way on the same rows. The models kept are fitted on "
+            "every row.",
             "tuning_production_weeks": weeks,
             "tuning_false_alarms_allowed": max_false,
         },
         "metrics": overall,
-        "split": {
+        "folds": {
             "seed": settings.seed,
-            "validation_machines": list(split.validation_machines),
-            "time_share": settings.time_share,
-            "rows": {
-                "train": int(split.train.sum()),
-                "validation": int(split.validation.sum()),
-                "holdout": int(split.holdout.sum()),
-                "all": len(data.times),
-            },
+            "presses": [list(g) for g in folds.presses],
+            "rows": len(data.times),
         },
         "component_models": card_components,
         "reason_of": data.reason_of,
@@ -465,35 +411,27 @@ def _combined(directories: Sequence[Path]) -> str:
     return digest.hexdigest()
 
 
-def _overall(data: Dataset, split: Split, models: dict[str, ComponentModel]) -> dict[str, Any]:
-    """Every component together, on the validation and hold-out rows: model and baseline."""
-    out: dict[str, Any] = {}
-    for part, mask in (("validation", split.validation), ("holdout", split.holdout)):
-        weeks = _weeks(data, mask, split, part)
-        model_tracks: list[tuple[ScoredTrack, AlarmRule]] = []
-        base_tracks: list[tuple[ScoredTrack, AlarmRule]] = []
-        for comp, cm in models.items():
-            rows = mask & ~data.labels[comp].broken
-            if not rows.any():
-                continue
-            score = cm.scores(data.X[rows])[cm.rule.score]
-            for t in _tracks(data, rows, comp, score, part=part, split=split):
-                model_tracks.append((t, cm.rule))
-            # no baseline rule: it never warns (its failures count as missed)
-            never = AlarmRule(math.inf, math.inf)
-            b_rule = cm.baseline.rule if cm.baseline else never
-            b = (
-                cm.baseline.scores(data.X[rows])
-                if cm.baseline
-                else np.full(int(rows.sum()), np.nan)
-            )
-            for t in _tracks(data, rows, comp, b, part=part, split=split):
-                base_tracks.append((t, b_rule))
-        out[part] = {
+def _overall(
+    data: Dataset, models: dict[str, ComponentModel], out_of_fold: dict[str, dict[str, np.ndarray]]
+) -> dict[str, Any]:
+    """Every component together on the out-of-fold scores: model and baseline."""
+    model_tracks: list[tuple[ScoredTrack, AlarmRule]] = []
+    base_tracks: list[tuple[ScoredTrack, AlarmRule]] = []
+    never = AlarmRule(math.inf, math.inf)  # no baseline rule: its failures count as missed
+    for comp, cm in models.items():
+        rows = ~data.labels[comp].broken
+        score = out_of_fold[comp][cm.rule.score][rows]
+        model_tracks += [(t, cm.rule) for t in _tracks(data, rows, comp, score)]
+        b_rule = cm.baseline.rule if cm.baseline else never
+        b = cm.baseline.scores(data.X[rows]) if cm.baseline else np.full(int(rows.sum()), np.nan)
+        base_tracks += [(t, b_rule) for t in _tracks(data, rows, comp, b)]
+    weeks = _weeks(data)
+    return {
+        "out_of_fold": {
             "model": _metrics_json(pooled_metrics(model_tracks, weeks)) if model_tracks else None,
             "baseline": _metrics_json(pooled_metrics(base_tracks, weeks)) if base_tracks else None,
         }
-    return out
+    }
 
 
 def _pareto(
@@ -509,49 +447,25 @@ def _pareto(
 
 
 def _baseline_options(
-    data: Dataset, split: Split, comp: str, strength: np.ndarray, rows: np.ndarray
+    data: Dataset, comp: str, strength: np.ndarray, rows: np.ndarray
 ) -> list[tuple[Any, ComponentMetrics]]:
-    """Candidate baselines of `comp` with their metrics on `rows` (training and validation)."""
-    train_rows, val_rows = split.train[rows], split.validation[rows]
+    """Candidate baselines of `comp` with their metrics on `rows`."""
 
     def tracks_of(scores: np.ndarray) -> list[ScoredTrack]:
-        return _tracks(
-            data, rows & split.train, comp, scores[train_rows], part="train", split=split
-        ) + _tracks(
-            data, rows & split.validation, comp, scores[val_rows], part="validation", split=split
-        )
+        return _tracks(data, rows, comp, scores)
 
     return list(baseline_options(data.X[rows], strength, tracks_of))
 
 
-def _component_card(
-    data: Dataset, split: Split, cm: ComponentModel, config: dict[str, Any]
-) -> dict[str, Any]:
+def _component_card(data: Dataset, cm: ComponentModel, config: dict[str, Any]) -> dict[str, Any]:
     lab = data.labels[cm.component]
-    out: dict[str, Any] = {
+    return {
         "config": config,
         "alarm_rule": cm.rule.to_json() if math.isfinite(cm.rule.on) else None,
         "baseline": cm.baseline.to_json() if cm.baseline else None,
         "top_features": [
             FEATURE_NAMES[int(j)] for j in np.argsort(-cm.weight)[:10] if cm.weight[j] > 0
         ],
-        "training_rows": int((split.train & lab.trainable).sum()),
-        "training_positives_24h": int((split.train & lab.trainable & lab.y24).sum()),
+        "training_rows": int(lab.trainable.sum()),
+        "training_positives_24h": int((lab.trainable & lab.y24).sum()),
     }
-    for part, mask in (("validation", split.validation), ("holdout", split.holdout)):
-        rows = mask & ~lab.broken
-        if not rows.any():
-            out[part] = None
-            continue
-        s = cm.scores(data.X[rows])
-        err = s["rul_h"] - lab.rul_h[rows]
-        err = err[np.isfinite(err) & (lab.rul_h[rows] < RUL_CAP_H)]
-        tracks = _tracks(data, rows, cm.component, s[cm.rule.score], part=part, split=split)
-        model = metrics_for(tracks, cm.rule, err.tolist())
-        base = None
-        if cm.baseline is not None:
-            b = cm.baseline.scores(data.X[rows])
-            bt = _tracks(data, rows, cm.component, b, part=part, split=split)
-            base = metrics_for(bt, cm.baseline.rule)
-        out[part] = {"model": _metrics_json(model), "baseline": _metrics_json(base)}
-    return out

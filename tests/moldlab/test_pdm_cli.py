@@ -39,8 +39,9 @@ def test_train_writes_a_model_with_its_card(trained: Path) -> None:
     assert card["components"]
     for comp in card["components"]:
         part = card["component_models"][comp]
-        assert part["validation"] is not None
-        assert "baseline" in part["validation"]
+        assert part["out_of_fold"] is not None
+        assert "baseline" in part["out_of_fold"]
+    assert card["metrics"]["out_of_fold"]["model"]["wear_failures"] > 0
 
 
 def test_models_lists_them(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,36 +1,65 @@
-"""The split keeps validation out of training; the baseline search finds the planted signal."""
+"""Out-of-fold scores never come from a model that saw the press; the baseline search finds
+the planted signal; the budget goes where it warns most."""
 
 from __future__ import annotations
 
+import importlib
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 
 from analytics.pdm.baseline import baseline_options
-from analytics.pdm.dataset import build_dataset, split_by_machine_and_time
+from analytics.pdm.dataset import build_dataset, folds_by_press
 from analytics.pdm.history import Failure
 from analytics.pdm.tuning import ScoredTrack, allocate
 
 H = 3_600_000_000
+train_module = importlib.import_module("analytics.pdm.train")  # the package exports `train`
 
 
-def test_validation_machines_and_times_never_reach_training(export_dir: Path) -> None:
-    data = build_dataset([export_dir])
-    split = split_by_machine_and_time(data, seed=5)
-    assert not (split.train & split.validation).any()
-    assert not (split.train & split.holdout).any()
-    assert not (split.validation & split.holdout).any()
-    owner = data.row_machine()
-    keys = np.array([m.key for m in data.machines])
-    train_machines = set(keys[owner[split.train]].tolist())
-    val_machines = set(keys[owner[split.validation]].tolist())
-    assert train_machines
-    assert val_machines
-    assert not train_machines & val_machines
-    assert set(split.validation_machines) == val_machines
-    # every training row (and the 24 h its labels look ahead) ends before validation begins
-    first_val = min(split.cut_us[k] for k in val_machines)
-    assert data.times[split.train].max() + 24 * H <= first_val
+def test_out_of_fold_scores_come_from_models_that_never_saw_the_press(
+    export_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the same export twice: each press appears as two machines, as in two seeds of a scenario
+    data = build_dataset([export_dir, export_dir])
+    presses = sorted({m.machine_id for m in data.machines})
+    folds = folds_by_press(data, k=5, seed=5)
+    assert len(folds) == len(presses) == 3  # no more groups than presses
+    for m in data.machines:
+        group = folds.of_row[m.lo : m.hi]
+        assert (group == group[0]).all()
+        assert m.machine_id in folds.presses[int(group[0])]
+    assert sorted(p for g in folds.presses for p in g) == presses
+
+    # feature 0 carries the press: what each fitted classifier saw, and what it scored
+    X = data.X.copy()
+    for m in data.machines:
+        X[m.lo : m.hi, 0] = presses.index(m.machine_id)
+    data = replace(data, X=X)
+    calls: list[tuple[set[float], set[float]]] = []
+
+    class Recorder:
+        def fit(self, X: np.ndarray, y: np.ndarray) -> Any:
+            self.seen = set(X[:, 0].tolist())
+            return self
+
+        def predict_proba(self, X: np.ndarray) -> np.ndarray:
+            calls.append((self.seen, set(X[:, 0].tolist())))
+            return np.full((len(X), 2), 0.5)
+
+    monkeypatch.setattr(train_module, "_hgb_classifier", lambda config, seed: Recorder())
+    y = np.arange(len(X)) % 7 == 0
+    p = train_module._out_of_fold(data, folds, y, np.ones(len(X), bool), train_module.CONFIGS[0], 1)
+    assert np.isfinite(p).all()  # every row scored, once per group
+    assert len(calls) == len(folds)
+    for seen, scored in calls:
+        assert seen
+        assert scored
+        assert not seen & scored
+        assert seen | scored == set(range(len(presses)))
 
 
 def test_the_baseline_search_finds_the_signal_that_warns() -> None:
