@@ -18,7 +18,6 @@ from analytics.pdm.labels import ComponentLabels, label_component
 
 __all__ = ["Dataset", "Folds", "Machine", "build_dataset", "folds_by_press"]
 
-HOUR_US = 3_600_000_000
 Progress = Callable[[float, float], None]
 
 
@@ -43,12 +42,6 @@ class Dataset:
     components: tuple[str, ...]
     labels: dict[str, ComponentLabels]  # per component, over all rows
     reason_of: dict[str, str]  # component -> its breakdown reason (from the failures seen)
-
-    def row_machine(self) -> np.ndarray:
-        out = np.empty(len(self.times), dtype=np.int64)
-        for i, m in enumerate(self.machines):
-            out[m.lo : m.hi] = i
-        return out
 
 
 def _concat_labels(parts: list[ComponentLabels]) -> ComponentLabels:

@@ -180,10 +180,10 @@ def _weeks(data: Dataset) -> float:
     return sum((m.end_us - m.start_us) / HOUR_US / 168.0 for m in data.machines)
 
 
-def _production_weeks(data: Dataset, mask: np.ndarray) -> float:
-    """Machine-weeks of production of the rows of `mask`: a row is a scoring time, one per
+def _production_weeks(data: Dataset) -> float:
+    """Machine-weeks of production of `data`: a row is a scoring time, one per
     SCORE_INTERVAL_US of wall-clock time in which the machine made a cycle."""
-    return int(mask.sum()) * SCORE_INTERVAL_US / HOUR_US / 168.0
+    return len(data.times) * SCORE_INTERVAL_US / HOUR_US / 168.0
 
 
 def _out_of_fold(
@@ -323,7 +323,7 @@ def fit_dataset(
     # production, not of calendar: false alarms come while a press runs, and a budget met on
     # presses that stand still at night and on weekends must hold on one that runs around
     # the clock (the budget per calendar week is then lower on the training data).
-    weeks = _production_weeks(data, np.ones(len(data.times), bool))
+    weeks = _production_weeks(data)
     max_false = math.floor(settings.fa_budget_per_machine_week * weeks)
     model_pick = allocate(model_options, max_false)
     base_pick = allocate(base_options, max_false)
