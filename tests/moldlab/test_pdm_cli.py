@@ -109,3 +109,18 @@ def test_an_unknown_or_foreign_model_is_exit_2(
     assert code == 2
     assert "numpy 1.0.0" in err
     assert err.count("\n") == 1
+
+
+def test_training_on_one_press_is_exit_2(
+    tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # every row is scored by models that never saw its press: one press leaves none to fit
+    one = small_export(tmp_path_factory, machines=1, days=2.0)
+    models = tmp_path_factory.mktemp("one-press-models")
+    code, _, err = _run(capsys, "pdm", "train", "--data", str(one), "--models-dir", str(models))
+    assert code == 2
+    assert err.splitlines()[-1] == (  # after the progress bar
+        "moldlab pdm train: training needs at least two presses "
+        "(each is scored by models that never saw it)"
+    )
+    assert not any(models.iterdir())  # no half-written model
