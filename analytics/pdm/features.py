@@ -10,7 +10,9 @@ machine's own baseline: the median of the same quantity over the lookback with t
 mould (after the last repair or maintenance when enough of it is left), scaled by its
 spread across bins. So a feature says "3 spreads above what this press does with this
 mould", whatever press or mould it is. A drift compares the last 8 h with the same mould
-more than a day ago (slow wear moves the rolling baseline along with it). Slopes, an EWMA,
+more than a day ago (slow wear moves the rolling baseline along with it). Slopes over the
+last day and the last 8 h (over the running bins, per hour of the clock), a pace (the hours
+the deviation took at the day's slope: wear that shows fast is near its end), an EWMA,
 scrap, alarms and running hours since each kind of repair, since maintenance and since the
 mould change complete them.
 
@@ -80,7 +82,8 @@ _BIN_COLUMNS = (*_COUNTS, *QUANTITIES)
 _COL = {name: i for i, name in enumerate(_BIN_COLUMNS)}
 _Q0 = len(_COUNTS)
 _NQ = len(QUANTITIES)
-_PER_Q = 5  # features per quantity: dev2h, dev8h, ewma, slope24h, drift
+_PER_Q = 7  # features per quantity: dev2h, dev8h, ewma, slope24h, drift, slope8h, pace
+_PACE_MAX_H = 500.0  # a pace beyond this says "slow" as well as any larger number
 _IQR_COLS = np.array([QUANTITIES.index(f"iqr:{p}") for p in PARAMETERS])
 _P50_COLS = np.array([QUANTITIES.index(f"p50:{p}") for p in PARAMETERS])
 
@@ -89,6 +92,7 @@ def _feature_names() -> tuple[str, ...]:
     names: list[str] = []
     for q in QUANTITIES:
         names += [f"{q}|dev2h", f"{q}|dev8h", f"{q}|ewma", f"{q}|slope24h", f"{q}|drift"]
+        names += [f"{q}|slope8h", f"{q}|pace"]
     names += [f"sig:{s}|level2h" for s in _ABSOLUTE]
     names += ["scrap|2h", "scrap|8h", "scrap|base", "alarm|2h", "alarm|8h", "run|8h", "run|24h"]
     names += [f"def:{d}|8h" for d in _DEFECTS]
@@ -308,6 +312,20 @@ def _nanmedian(x: np.ndarray) -> np.ndarray:
         return np.asarray(np.nanmedian(x, axis=0))
 
 
+def _slope(x: np.ndarray, dev: np.ndarray) -> np.ndarray:
+    """Per column the least-squares slope of dev against x over its finite values (NaN
+    with fewer than 6)."""
+    ok = np.isfinite(dev)
+    cnt = ok.sum(axis=0)
+    xm = (x[:, None] * ok).sum(axis=0) / np.maximum(cnt, 1)
+    dx = np.where(ok, x[:, None] - xm, 0.0)
+    dm = np.where(ok, dev, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ym = dm.sum(axis=0) / np.maximum(cnt, 1)
+        slope = (dx * (dm - ym * ok)).sum(axis=0) / (dx * dx).sum(axis=0)
+    return np.asarray(np.where(cnt >= 6, slope, np.nan))
+
+
 def window_features(
     bins: Bins,
     t_us: int,
@@ -378,17 +396,20 @@ def window_features(
                 out[2 : _PER_Q * _NQ : _PER_Q] = np.where(
                     wsum > 0, (w[:, None] * np.where(ok, dev, 0.0)).sum(axis=0) / wsum, np.nan
                 )
-            if day.sum() >= 6:
-                x = -age_h[day]
-                ok = np.isfinite(dev)
-                cnt = ok.sum(axis=0)
-                xm = (x[:, None] * ok).sum(axis=0) / np.maximum(cnt, 1)
-                dx = np.where(ok, x[:, None] - xm, 0.0)
-                dm = np.where(ok, dev, 0.0)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    ym = dm.sum(axis=0) / np.maximum(cnt, 1)
-                    slope = (dx * (dm - ym * ok)).sum(axis=0) / (dx * dx).sum(axis=0)
-                out[3 : _PER_Q * _NQ : _PER_Q] = np.where(cnt >= 6, slope, np.nan)
+            # Slopes (spreads per hour of the clock) over the running bins of the last day and 8 h
+            for col, hours in ((3, 24.0), (5, 8.0)):
+                span = age_h[day] < hours
+                if span.sum() >= 6:
+                    out[col : _PER_Q * _NQ : _PER_Q] = _slope(-age_h[day][span], dev[span])
+            # Pace: the hours the deviation took at the day's slope. The same deviation reached
+            # in a few hours (a P-F curve near its end) or over days (near its start) says
+            # how near the failure is; only a deviation of a spread or more moving away from
+            # the baseline has one.
+            d8 = out[1 : _PER_Q * _NQ : _PER_Q]
+            s24 = out[3 : _PER_Q * _NQ : _PER_Q]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                pace = np.where((np.abs(d8) >= 1) & (d8 * s24 > 0), d8 / s24, np.nan)
+            out[6 : _PER_Q * _NQ : _PER_Q] = np.minimum(pace, _PACE_MAX_H)
 
     i = _PER_Q * _NQ
     recent2 = running & (age_h < 2)
@@ -549,7 +570,11 @@ def describe(
     if kind == "drift":
         return f"{head}: {abs(value):.1f} spreads {side} where it was more than a day ago"
     if kind == "slope24h":
-        return f"{head}: trending {value:+.2f} spreads per running hour over the last day"
+        return f"{head}: trending {value:+.2f} spreads per hour over the last day"
+    if kind == "slope8h":
+        return f"{head}: trending {value:+.2f} spreads per hour over the last 8 h"
+    if kind == "pace":
+        return f"{head}: at the last day's pace its deviation took {value:.0f} h"
     if kind == "level2h":
         return f"{what} at {value:.1f}{unit} over the last 2 h"
     if quantity == "scrap" or quantity.startswith("def:"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +76,9 @@ def test_features_do_not_depend_on_the_signal_rate(
     assert both.sum() > 200
     assert (np.isfinite(a) == np.isfinite(b)).mean() > 0.95  # known at the same times
     # Each feature's difference against how much it varies over the times scored: small.
-    q75, q25 = np.nanpercentile(a, [75, 25], axis=0)
+    with warnings.catch_warnings():  # a pace is all NaN where no deviation reached a spread
+        warnings.simplefilter("ignore", RuntimeWarning)
+        q75, q25 = np.nanpercentile(a, [75, 25], axis=0)
     spread = np.maximum(q75 - q25, 1e-6)
     rel = np.abs(a - b) / spread
     assert np.median(rel[both]) < 0.05
@@ -188,3 +191,32 @@ def test_slow_wear_shows_in_the_drift_where_the_rolling_baseline_follows_it(
     worn = features_at(dataclasses.replace(history, signals=warm), np.array([t]), t)[0]
     assert worn[drift] - clean[drift] > 0.8  # spreads
     assert worn[drift] - clean[drift] > 1.5 * (worn[dev8h] - clean[dev8h])
+
+
+def test_wear_that_shows_fast_has_a_steep_8h_slope_and_a_short_pace(
+    history: MachineHistory, times: np.ndarray
+) -> None:
+    # The same 10 degC of oil warming, reached over the last 60 h (a P-F curve near its
+    # start) or over the last 6 h (near its end): the 8 h slope and the pace tell them apart.
+    name = {k: FEATURE_NAMES.index(f"sig:TempOil|{k}") for k in ("dev8h", "slope24h")}
+    name |= {k: FEATURE_NAMES.index(f"sig:TempOil|{k}") for k in ("slope8h", "pace")}
+    t = int(times[-1])
+
+    def warmed(hours: float) -> dict[str, float]:
+        warm = dict(history.signals)
+        ramp = np.clip((warm["ts"] - (t - hours * HOUR_US)) / (hours * HOUR_US), 0.0, 1.0)
+        warm["TempOil"] = warm["TempOil"] + 10.0 * ramp
+        x = features_at(dataclasses.replace(history, signals=warm), np.array([t]), t)[0]
+        return {k: float(x[j]) for k, j in name.items()}
+
+    slow, fast = warmed(60.0), warmed(6.0)
+    assert fast["slope8h"] > 0.3  # spreads per running hour
+    assert fast["slope8h"] > 10 * abs(slow["slope8h"])
+    for f in (slow, fast):  # a deviation of a spread or more, moving away from the baseline
+        assert f["dev8h"] >= 1
+        assert f["slope24h"] > 0
+        assert f["pace"] == pytest.approx(f["dev8h"] / f["slope24h"])
+    assert fast["pace"] < 0.8 * slow["pace"]  # hours the deviation took at its pace
+    clean = warmed(1e-3 / 3600)  # the ramp over a millisecond before t: nothing seen yet
+    assert not (abs(clean["dev8h"]) >= 1 and clean["dev8h"] * clean["slope24h"] > 0)
+    assert np.isnan(clean["pace"])  # no pace without a deviation of a spread
