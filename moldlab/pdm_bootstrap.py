@@ -1,11 +1,13 @@
 """A first model for the demo: export a small run of the packaged training scenario and train.
 
-`moldlab demo` starts `moldlab pdm score --train-if-missing DIR`: when its models directory
-holds no model, this exports the first `machines` presses of the `pdm-train` scenario for
-`days` days into DIR (kept, so a second start after a failed training needs no new export),
-trains a model on it with MODELS' `analytics.pdm.train` and saves it as `demo-<date>`; the
-scorer then starts with it. Progress goes to the log, a line per tenth or so. The scorer
-process does this in the background of the demo: the floor, ingest and the API run meanwhile.
+`moldlab demo` starts `moldlab pdm score --train-if-missing DIR`. When its models directory
+holds no model, or its newest one cannot be loaded by this version (made for another feature
+list or other library versions, as after an upgrade), this exports the first `machines`
+presses of the `pdm-train` scenario for `days` days into DIR (kept, so a second start after a
+failed training needs no new export), trains a model on it with MODELS'
+`analytics.pdm.train` and saves it as `demo-<date>`; the scorer then starts with it. Progress
+goes to the log, a line per tenth or so. The scorer process does this in the background of
+the demo: the floor, ingest and the API run meanwhile.
 """
 
 from __future__ import annotations
@@ -58,13 +60,28 @@ def ensure_model(
 
     found = newest_model(models_dir)
     if found is not None:
-        return found
+        why = _unusable(found)
+        if why is None:
+            return found
+        log.info("model %s cannot be used (%s): training a new one", found.name, why[:300])
     # Below the floor, ingest and the API, which visitors are watching meanwhile.
     os.nice(10)
     machines = machines or int(os.environ.get("MOLDLAB_DEMO_PDM_MACHINES", DEFAULT_MACHINES))
     days = days or float(os.environ.get("MOLDLAB_DEMO_PDM_DAYS", DEFAULT_DAYS))
     _export(export_dir, machines, days)
     return _train(export_dir, models_dir)
+
+
+def _unusable(path: Path) -> str | None:
+    """Why the model at `path` cannot be loaded, or None when it can."""
+    from analytics.pdm.model import ModelError
+    from analytics.pdm.registry import load_model
+
+    try:
+        load_model(path)
+    except ModelError as exc:
+        return str(exc)
+    return None
 
 
 def _export(export_dir: Path, machines: int, days: float) -> None:
@@ -75,14 +92,14 @@ def _export(export_dir: Path, machines: int, days: float) -> None:
     try:
         manifest = read_manifest(export_dir)
         if len(manifest.get("machines", [])) == machines and manifest.get("days") == days:
-            log.info("no model yet: training on the export already in %s", export_dir)
+            log.info("no usable model: training on the export already in %s", export_dir)
             return
     except ExportReadError:
         pass
     scenario = load_scenario(SCENARIO)
     specs = scenario.machines[:machines]
     log.info(
-        "no model yet: exporting %d presses x %g days of the %s scenario to %s, then training"
+        "no usable model: exporting %d presses x %g days of the %s scenario to %s, then training"
         " (a few minutes; the demo runs meanwhile, predictions follow)",
         len(specs), days, SCENARIO, export_dir,
     )  # fmt: skip

@@ -3,6 +3,8 @@ with no model there, it trains one first (moldlab.pdm_bootstrap) while the rest 
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import shutil
 import signal
@@ -18,6 +20,7 @@ import httpx
 import pytest
 from pdm_exports import small_model
 
+from moldlab import pdm_bootstrap
 from moldlab.pdm_bootstrap import ensure_model
 from moldlab.servers.postgres import CLUSTER_RECORD, SHARED_CLUSTERS
 from moldlab.servers.process import free_port
@@ -65,6 +68,37 @@ def test_a_model_in_the_models_dir_is_used_as_it_is(
     exported = tmp_path / "export"
     assert ensure_model(models, exported) == models / model.name
     assert not exported.exists()  # nothing exported, nothing trained
+
+
+def test_a_model_this_version_cannot_load_is_replaced_by_a_new_one(
+    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # a demo data dir from before an upgrade: its model was made for another feature list
+    old = tmp_path / "models" / "demo-old"
+    shutil.copytree(small_model(tmp_path_factory), old)
+    card = json.loads((old / "card.json").read_text())
+    card["features"] = card["features"][:-1]
+    (old / "card.json").write_text(json.dumps(card))
+    made: list[str] = []
+    monkeypatch.setattr(pdm_bootstrap.os, "nice", lambda n: 0)  # not this test process
+    monkeypatch.setattr(pdm_bootstrap, "_export", lambda d, m, days: made.append("export"))
+
+    def train(export_dir: Path, models_dir: Path) -> Path:
+        made.append("train")
+        return models_dir / "demo-new"
+
+    monkeypatch.setattr(pdm_bootstrap, "_train", train)
+    with caplog.at_level(logging.INFO, logger="moldlab.pdm"):
+        assert ensure_model(tmp_path / "models", tmp_path / "export") == old.parent / "demo-new"
+    assert made == ["export", "train"]
+    (line,) = [r.getMessage() for r in caplog.records if "cannot be used" in r.getMessage()]
+    assert line.startswith("model demo-old cannot be used (")
+    assert line.endswith("): training a new one")
+    assert "\n" not in line
+    assert len(line) < 400
 
 
 def test_the_demo_serves_predictions_of_its_machines(
