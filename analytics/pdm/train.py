@@ -284,7 +284,7 @@ def fit_dataset(
             "no component fails often enough in the training rows to learn from: "
             "export more days or a scenario with a higher wear_time_factor"
         )
-    fitted: dict[str, tuple[dict[str, Any], np.ndarray]] = {}
+    fitted: dict[str, tuple[dict[str, Any], np.ndarray, np.ndarray]] = {}
     out_of_fold: dict[str, dict[str, np.ndarray]] = {}
     model_options: dict[str, list[tuple[Any, ComponentMetrics]]] = {}
     base_options: dict[str, list[tuple[Any, ComponentMetrics]]] = {}
@@ -307,7 +307,7 @@ def fit_dataset(
         _, p24, config = best
         p8 = _out_of_fold(data, folds, lab.y8, rows, config, settings.seed, allowed)
         p8 = np.minimum(np.nan_to_num(p8), p24)  # within 8 h is within 24 h
-        fitted[comp] = (config, weight)
+        fitted[comp] = (config, weight, allowed)
         out_of_fold[comp] = {"p_24h": p24, "p_near": near_score(p8, p24)}
         opts: list[tuple[Any, ComponentMetrics]] = []
         for kind, oof in out_of_fold[comp].items():
@@ -333,8 +333,7 @@ def fit_dataset(
     for k, comp in enumerate(modelled):
         lab = data.labels[comp]
         rows = lab.trainable
-        config, weight = fitted[comp]
-        allowed = _allowed(weight, settings)
+        config, weight, allowed = fitted[comp]
         clf24 = _fit(_hgb_classifier(config, settings.seed), X[rows], lab.y24[rows], allowed)
         clf8 = _fit(_hgb_classifier(config, settings.seed), X[rows], lab.y8[rows], allowed)
         known = rows & np.isfinite(lab.rul_h)
