@@ -130,10 +130,24 @@ def _train(args: argparse.Namespace) -> int:
             f"raise at {rule.get('score', 'p_24h')} >= {rule['on']:.3g}" if rule else "never raised"
         )
         print(f"  {comp}: {when}; out of fold {_headline(val)}")
+    print(f"  {_share_line(model.card['alarm'])}")
     overall = model.card["metrics"]["out_of_fold"]
     for who in ("model", "baseline"):
         print(f"  all components, out of fold, {who}: {_headline(overall.get(who) or {})}")
     return 0
+
+
+def _share_line(alarm: dict[str, Any]) -> str:
+    """How much of the false-alarm budget the levels were chosen for, and why."""
+    share, held = alarm["budget_share"], alarm["budget_share_held_out"]["per_share"]
+    budget = alarm["false_alarm_budget_per_machine_week"]
+    whole, kept = held["1"], held[f"{share:g}"]
+    return (
+        f"alarm levels chosen for {100 * share:.0f} % of the budget of {budget:g} false alarms "
+        f"per machine-week of production: chosen without a group of presses, they raised "
+        f"{_num(whole['false_alarms_per_production_week'])} on it at the whole budget, "
+        f"{_num(kept['false_alarms_per_production_week'])} at {100 * share:.0f} %"
+    )
 
 
 def _headline(m: dict[str, Any]) -> str:

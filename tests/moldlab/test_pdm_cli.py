@@ -42,6 +42,16 @@ def test_train_writes_a_model_with_its_card(trained: Path) -> None:
         assert part["out_of_fold"] is not None
         assert "baseline" in part["out_of_fold"]
     assert card["metrics"]["out_of_fold"]["model"]["wear_failures"] > 0
+    # the share of the false-alarm budget the levels were chosen for, and its evidence
+    alarm = card["alarm"]
+    assert alarm["budget_share"] in (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
+    per_share = alarm["budget_share_held_out"]["per_share"]
+    assert set(per_share) == {"1", "0.9", "0.8", "0.7", "0.6", "0.5"}
+    assert alarm["tuning_false_alarms_allowed"] <= alarm["tuning_false_alarms_allowed_baseline"]
+    from moldlab.pdm_cli import _share_line  # what `pdm train` prints of it
+
+    line = _share_line(alarm)
+    assert f"chosen for {100 * alarm['budget_share']:.0f} % of the budget of 0.5" in line
 
 
 def test_models_lists_them(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:

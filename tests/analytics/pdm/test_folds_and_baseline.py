@@ -151,3 +151,88 @@ def test_p_near_lies_between_p_8h_and_p_24h() -> None:
     got = near_score(p8, p24)
     np.testing.assert_allclose(got, [0.0, 0.2, 0.5, 0.8])
     assert ((got >= np.minimum(p8, p24)) & (got <= p24)).all()
+
+
+def _press_tracks(presses: int, seed: int, noise_scale: float) -> list[ScoredTrack]:
+    """Per press 4 weeks of scores every 30 min: noise (its scale drawn per press, so the
+    noisiest presses raise most) and a rise over the 12 h before each of three failures."""
+    from analytics.pdm.features import SCORE_INTERVAL_US
+
+    rng = np.random.default_rng(seed)
+    n = 4 * 168 * H // SCORE_INTERVAL_US
+    times = np.arange(n, dtype=np.int64) * SCORE_INTERVAL_US
+    out = []
+    for p in range(presses):
+        s = rng.standard_t(3, size=n) * noise_scale * rng.uniform(0.5, 2.0)
+        fails = []
+        for at_h in (150, 350, 550):
+            fails.append(Failure(at_h * H, "c", "r", "wear", (at_h + 2) * H))
+            s[(times >= (at_h - 12) * H) & (times < at_h * H)] += 4.0
+        out.append(ScoredTrack(f"m{p}", times, s, tuple(fails), 0, n * SCORE_INTERVAL_US))
+    return out
+
+
+def _press_data(tracks: list[ScoredTrack], groups: int) -> tuple[Any, Any]:
+    """The Dataset and Folds `_budget_share` reads (machines with their rows, press groups)."""
+    from types import SimpleNamespace
+
+    from analytics.pdm.dataset import Folds
+
+    machines, lo = [], 0
+    for t in tracks:
+        machines.append(SimpleNamespace(key=t.machine_id, machine_id=t.machine_id, lo=lo,
+                                        hi=lo + len(t.times_us)))  # fmt: skip
+        lo += len(t.times_us)
+    ids = [t.machine_id for t in tracks]
+    presses = tuple(tuple(ids[g::groups]) for g in range(groups))
+    return SimpleNamespace(machines=machines), Folds(np.zeros(lo, np.int64), presses)
+
+
+def test_the_budget_share_is_counted_on_presses_the_levels_were_not_chosen_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tracks = _press_tracks(10, seed=3, noise_scale=1.0)
+    data, folds = _press_data(tracks, groups=5)
+    chosen_on: list[set[str]] = []
+    counted_on: list[set[str]] = []
+    real_options, real_metrics = train_module.options, train_module.metrics_for
+
+    def options(of_kind: list[ScoredTrack], *args: Any) -> Any:
+        chosen_on.append({t.machine_id for t in of_kind})
+        return real_options(of_kind, *args)
+
+    def metrics_for(held: list[ScoredTrack], *args: Any) -> Any:
+        counted_on.append({t.machine_id for t in held})
+        return real_metrics(held, *args)
+
+    monkeypatch.setattr(train_module, "options", options)
+    monkeypatch.setattr(train_module, "metrics_for", metrics_for)
+    share, held_out = train_module._budget_share(data, folds, {"c": {"p_24h": tracks}}, 0.5)
+    assert len(chosen_on) == len(folds)  # per group, the levels chosen once on the others
+    assert len(counted_on) == len(folds) * len(train_module.BUDGET_SHARES)
+    for g, members in enumerate(folds.presses):
+        assert chosen_on[g] == {t.machine_id for t in tracks} - set(members)
+    for k, counted in enumerate(counted_on):
+        assert counted == set(folds.presses[k // len(train_module.BUDGET_SHARES)])
+    per = held_out["per_share"]
+    assert sum(v["wear_failures"] for v in per.values()) == 30 * len(per)  # every failure once
+    assert held_out["share"] == share
+
+
+def test_the_budget_share_is_the_largest_that_held_on_unseen_presses() -> None:
+    budget = 0.5
+    for noise, seed in ((0.3, 1), (1.0, 1)):  # the same presses, more noise
+        tracks = _press_tracks(10, seed=seed, noise_scale=noise)
+        data, folds = _press_data(tracks, groups=5)
+        share, held_out = train_module._budget_share(data, folds, {"c": {"p_24h": tracks}}, budget)
+        weeks = held_out["production_weeks"]
+        assert weeks == pytest.approx(40.0)
+        per = held_out["per_share"]
+        within = {float(s): v["false_alarms"] <= budget * weeks for s, v in per.items()}
+        if noise < 1:  # a clean signal: the whole budget holds on unseen presses
+            assert share == 1.0
+        else:  # noisy presses: levels chosen to the last false alarm overshoot elsewhere
+            assert share < 1.0
+            assert not within[1.0]
+        assert within[share]
+        assert all(not ok for s, ok in within.items() if s > share)
