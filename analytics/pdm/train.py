@@ -182,9 +182,14 @@ def _weeks(data: Dataset) -> float:
 
 
 def _production_weeks(data: Dataset) -> float:
-    """Machine-weeks of production of `data`: a row is a scoring time, one per
+    """Machine-weeks of production of `data` (see `_rows_weeks`)."""
+    return _rows_weeks(len(data.times))
+
+
+def _rows_weeks(rows: int) -> float:
+    """Machine-weeks of production of `rows` scoring times: a row is a scoring time, one per
     SCORE_INTERVAL_US of wall-clock time in which the machine made a cycle."""
-    return len(data.times) * SCORE_INTERVAL_US / HOUR_US / 168.0
+    return rows * SCORE_INTERVAL_US / HOUR_US / 168.0
 
 
 def _out_of_fold(
@@ -476,7 +481,7 @@ def _budget_share(
     rows = {m.key: m.hi - m.lo for m in data.machines}
 
     def weeks(keys: Any) -> float:
-        return sum(rows[k] for k in keys) * SCORE_INTERVAL_US / HOUR_US / 168.0
+        return _rows_weeks(sum(rows[k] for k in keys))
 
     counted = {s: [0, 0, 0] for s in BUDGET_SHARES}  # warned >= 2 h, wear failures, false
     for g in range(len(folds)):
