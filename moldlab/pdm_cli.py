@@ -43,7 +43,8 @@ def add_parser(subparsers: Any) -> None:
     train.add_argument(
         "--fa-budget", type=float, default=0.5, metavar="PER_MACHINE_WEEK",
         help="false alarms allowed per machine-week of production (168 h in which the press "
-        "made cycles), all components together, on the out-of-fold scores (default 0.5)",
+        "made cycles), all components together, on the out-of-fold scores (above 0, at most "
+        "50; default 0.5)",
     )  # fmt: skip
     models = sub.add_parser(
         "models",
@@ -100,6 +101,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
 
 
+_MAX_FA_BUDGET = 50.0  # more false alarms than a shift has hours is no alarm rule
+
+
 def _train(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
@@ -109,8 +113,11 @@ def _train(args: argparse.Namespace) -> int:
     from moldlab.progress import ProgressBar
 
     name = check_name(args.name or datetime.now(UTC).strftime("pdm-%Y%m%d-%H%M%S"))
-    if not (args.fa_budget > 0):
-        raise ValueError(f"--fa-budget must be positive, not {args.fa_budget}")
+    if not (0 < args.fa_budget <= _MAX_FA_BUDGET):
+        raise ValueError(
+            f"--fa-budget must be above 0 and at most {_MAX_FA_BUDGET:g} false alarms per "
+            f"machine-week, not {args.fa_budget}"
+        )
     for d in args.data:
         read_manifest(d)  # every export checked before the long part begins
     bar = ProgressBar(f"training {name}", "%")

@@ -134,3 +134,15 @@ def test_training_on_one_press_is_exit_2(
         "(each is scored by models that never saw it)"
     )
     assert not any(models.iterdir())  # no half-written model
+
+
+@pytest.mark.parametrize("budget", ["0", "-1", "nan", "inf", "1e308"])
+def test_a_false_alarm_budget_out_of_range_is_one_line_and_exit_2(
+    budget: str, export_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["pdm", "train", "--data", str(export_dir), "--models-dir", str(tmp_path / "m")]
+    code, _, err = _run(capsys, *args, "--fa-budget", budget)
+    assert code == 2
+    assert err.count("\n") == 1
+    assert "--fa-budget must be above 0 and at most 50" in err
+    assert not (tmp_path / "m").exists() or not any((tmp_path / "m").iterdir())
