@@ -10,7 +10,9 @@ machine's own baseline: the median of the same quantity over the lookback with t
 mould (after the last repair or maintenance when enough of it is left), scaled by its
 spread across bins. So a feature says "3 spreads above what this press does with this
 mould", whatever press or mould it is. A drift compares the last 8 h with the same mould
-more than a day ago (slow wear moves the rolling baseline along with it). Slopes over the
+more than a day ago (slow wear moves the rolling baseline along with it). A rise (fall)
+compares each parameter's median over the last 2 h with its lowest (highest) level with the
+same mould before them, as a share of that level. Slopes over the
 last day and the last 8 h (over the running bins, per hour of the clock), a pace (the hours
 the deviation took at the day's slope: wear that shows fast is near its end), an EWMA,
 scrap, alarms and running hours since each kind of repair, since maintenance and since the
@@ -84,6 +86,7 @@ _Q0 = len(_COUNTS)
 _NQ = len(QUANTITIES)
 _PER_Q = 7  # features per quantity: dev2h, dev8h, ewma, slope24h, drift, slope8h, pace
 _PACE_MAX_H = 500.0  # a pace beyond this says "slow" as well as any larger number
+_LOW, _HIGH = 0.1, 0.9  # the quantiles of a parameter's bins taken as its lowest and highest
 _IQR_COLS = np.array([QUANTITIES.index(f"iqr:{p}") for p in PARAMETERS])
 _P50_COLS = np.array([QUANTITIES.index(f"p50:{p}") for p in PARAMETERS])
 
@@ -96,6 +99,7 @@ def _feature_names() -> tuple[str, ...]:
     names += [f"sig:{s}|level2h" for s in _ABSOLUTE]
     names += ["scrap|2h", "scrap|8h", "scrap|base", "alarm|2h", "alarm|8h", "run|8h", "run|24h"]
     names += [f"def:{d}|8h" for d in _DEFECTS]
+    names += [f"p50:{p}|rise" for p in PARAMETERS] + [f"p50:{p}|fall" for p in PARAMETERS]
     names += [f"since:{r}" for r in _FAULT_REASONS]
     names += ["since:planned_maintenance", "since:service", "since:mould_change"]
     return tuple(names)
@@ -103,6 +107,8 @@ def _feature_names() -> tuple[str, ...]:
 
 FEATURE_NAMES = _feature_names()
 _F = {name: i for i, name in enumerate(FEATURE_NAMES)}
+_RISE = np.array([_F[f"p50:{p}|rise"] for p in PARAMETERS])
+_FALL = np.array([_F[f"p50:{p}|fall"] for p in PARAMETERS])
 
 
 @dataclass(frozen=True, slots=True)
@@ -312,6 +318,18 @@ def _nanmedian(x: np.ndarray) -> np.ndarray:
         return np.asarray(np.nanmedian(x, axis=0))
 
 
+def _quantiles(x: np.ndarray, qs: tuple[float, ...]) -> list[np.ndarray]:
+    """Per column the (lower) `qs` quantiles of the values that are not NaN; NaN where a
+    column has none (one sort for all: np.nanpercentile goes column by column)."""
+    s = np.sort(x, axis=0)  # NaN last
+    n = (~np.isnan(x)).sum(axis=0)
+    cols = np.arange(x.shape[1])
+    return [
+        np.where(n > 0, s[np.maximum(np.floor(q * (n - 1)).astype(np.int64), 0), cols], np.nan)
+        for q in qs
+    ]
+
+
 def _slope(x: np.ndarray, dev: np.ndarray) -> np.ndarray:
     """Per column the least-squares slope of dev against x over its finite values (NaN
     with fewer than 6)."""
@@ -410,6 +428,18 @@ def window_features(
             with np.errstate(invalid="ignore", divide="ignore"):
                 pace = np.where((np.abs(d8) >= 1) & (d8 * s24 > 0), d8 / s24, np.nan)
             out[6 : _PER_Q * _NQ : _PER_Q] = np.minimum(pace, _PACE_MAX_H)
+
+        # Rise and fall: the last 2 h against the lowest (highest) level with the same mould
+        # before them in the lookback, as a share of it. Wear that multiplies a level (an
+        # ejector that sticks needs more force) reads the same on any mould, and a baseline
+        # that days of wear have moved along with it does not hide it.
+        before = same & ~recent2
+        if recent2.any() and before.any():
+            low, high = _quantiles(q[before][:, _P50_COLS], (_LOW, _HIGH))
+            now = _nanmedian(q[recent2][:, _P50_COLS])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                out[_RISE] = np.where(np.abs(low) > 0, (now - low) / np.abs(low), np.nan)
+                out[_FALL] = np.where(np.abs(high) > 0, (high - now) / np.abs(high), np.nan)
 
     i = _PER_Q * _NQ
     recent2 = running & (age_h < 2)
@@ -577,6 +607,9 @@ def describe(
         return f"{head}: at the last day's pace its deviation took {value:.0f} h"
     if kind == "level2h":
         return f"{what} at {value:.1f}{unit} over the last 2 h"
+    if kind in ("rise", "fall"):
+        where = "above its lowest" if kind == "rise" else "below its highest"
+        return f"{what}: {100 * value:.0f} % {where} with this mould in {LOOKBACK_H / 24:g} days"
     if quantity == "scrap" or quantity.startswith("def:"):
         span = {"2h": "last 2 h", "8h": "last 8 h", "base": f"last {LOOKBACK_H / 24:g} days"}.get(
             kind, kind

@@ -220,3 +220,32 @@ def test_wear_that_shows_fast_has_a_steep_8h_slope_and_a_short_pace(
     clean = warmed(1e-3 / 3600)  # the ramp over a millisecond before t: nothing seen yet
     assert not (abs(clean["dev8h"]) >= 1 and clean["dev8h"] * clean["slope24h"] > 0)
     assert np.isnan(clean["pace"])  # no pace without a deviation of a spread
+
+
+def test_a_rise_is_a_share_of_the_lowest_level_whatever_the_mould_needs(
+    history: MachineHistory, times: np.ndarray
+) -> None:
+    # An ejector that sticks: the force it needs 50 % up over the last 4 h. Its rise says
+    # so, and says the same on a mould that needs twice the force throughout.
+    t = int(times[-1])
+    rise = FEATURE_NAMES.index("p50:EjectionForceMaximum|rise")
+    fall = FEATURE_NAMES.index("p50:EjectionForceMaximum|fall")
+
+    def with_force(factor: np.ndarray) -> np.ndarray:
+        cycles = dict(history.cycles)
+        cycles["EjectionForceMaximum"] = cycles["EjectionForceMaximum"] * factor
+        return features_at(dataclasses.replace(history, cycles=cycles), np.array([t]), t)[0]
+
+    ts = history.cycles["ts"]
+    clean = with_force(np.ones(len(ts)))
+    sticking = np.where(ts >= t - 4 * HOUR_US, 1.5, 1.0)
+    worn = with_force(sticking)
+    assert abs(clean[rise]) < 0.1
+    assert abs(clean[fall]) < 0.1
+    assert 0.4 < worn[rise] - clean[rise] < 0.6
+    assert worn[fall] < -0.3  # above its highest level before them too
+    assert with_force(2.0 * sticking)[rise] == pytest.approx(worn[rise], rel=1e-9)
+    # the other parameters have not moved
+    others = [i for i, n in enumerate(FEATURE_NAMES) if n.endswith(("|rise", "|fall"))]
+    others = [i for i in others if i not in (rise, fall)]
+    np.testing.assert_allclose(worn[others], clean[others], equal_nan=True)
