@@ -82,6 +82,12 @@ def test_evaluate_prints_model_beside_baseline(
     assert code == 0
     assert "baseline" in out
     assert "FA/mw" in out
+    # the counts, beside a share with a decimal: a rounded 90 % is no target met
+    m = comps["all"]["model"]
+    share = f"{100 * m['warned_2h'] / m['wear_failures']:.1f} %"
+    line = f"all components, model: warned >= 2 h {m['warned_2h']} of {m['wear_failures']} wear "
+    assert f"{line}failures ({share})" in out
+    assert "all components, baseline: warned >= 2 h" in out
 
 
 @pytest.mark.parametrize("what", ["missing", "unfinished"])
