@@ -75,6 +75,9 @@ def build_dataset(
         for history in read_export(Path(directory)):
             times = scoring_times(history, truth.start_us, truth.end_us)
             X = features_at(history, times, truth.end_us, reasons)
+            # An absurd reading can make an infinite feature; the estimators take NaN (missing),
+            # as the scorer gives them (PdmModel.features).
+            X = np.where(np.isfinite(X), X, np.nan)
             fails = truth.failures.get(history.machine_id, ())
             per_comp = {
                 c: tuple(sorted((f for f in fails if f.component == c), key=lambda f: f.ts_us))

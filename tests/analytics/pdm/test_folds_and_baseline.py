@@ -236,3 +236,24 @@ def test_the_budget_share_is_the_largest_that_held_on_unseen_presses() -> None:
             assert not within[1.0]
         assert within[share]
         assert all(not ok for s, ok in within.items() if s > share)
+
+
+def test_an_infinite_feature_is_read_as_missing_in_training(
+    export_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An absurd reading (1e308 in a cycle) can make a deviation infinite; HistGradientBoosting
+    # refuses infinity, so training reads it as missing, as the scorer does.
+    from analytics.pdm.features import features_at
+
+    def absurd(*args: Any, **kwargs: Any) -> np.ndarray:
+        X = features_at(*args, **kwargs)
+        X[::3, 0] = np.inf
+        X[1::3, 1] = -np.inf
+        return X
+
+    monkeypatch.setattr("analytics.pdm.dataset.features_at", absurd)
+    data = build_dataset([export_dir])
+    assert not np.isinf(data.X).any()
+    for m in data.machines:  # features_at is called per machine
+        assert np.isnan(data.X[m.lo : m.hi : 3, 0]).all()
+        assert np.isnan(data.X[m.lo + 1 : m.hi : 3, 1]).all()
