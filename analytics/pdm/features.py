@@ -391,8 +391,9 @@ def window_features(
         scale = np.maximum(spread, np.where(np.isfinite(floor), floor, 0.0) + 1e-9)
         recent2 = running & (age_h < 2)
         recent8 = running & (age_h < 8)
-        if recent2.any():
-            out[0 : _PER_Q * _NQ : _PER_Q] = (_nanmedian(q[recent2]) - base) / scale
+        now2 = _nanmedian(q[recent2]) if recent2.any() else None
+        if now2 is not None:
+            out[0 : _PER_Q * _NQ : _PER_Q] = (now2 - base) / scale
         if recent8.any():
             r8 = _nanmedian(q[recent8])
             out[1 : _PER_Q * _NQ : _PER_Q] = (r8 - base) / scale
@@ -434,9 +435,9 @@ def window_features(
         # ejector that sticks needs more force) reads the same on any mould, and a baseline
         # that days of wear have moved along with it does not hide it.
         before = same & ~recent2
-        if recent2.any() and before.any():
+        if now2 is not None and before.any():
             low, high = _quantiles(q[before][:, _P50_COLS], (_LOW, _HIGH))
-            now = _nanmedian(q[recent2][:, _P50_COLS])
+            now = now2[_P50_COLS]
             with np.errstate(invalid="ignore", divide="ignore"):
                 out[_RISE] = np.where(np.abs(low) > 0, (now - low) / np.abs(low), np.nan)
                 out[_FALL] = np.where(np.abs(high) > 0, (high - now) / np.abs(high), np.nan)
