@@ -17,6 +17,10 @@ import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from analytics.pdm.model import PdmModel
 
 log = logging.getLogger("moldlab.pdm")
 
@@ -54,16 +58,19 @@ def ensure_model(
     *,
     machines: int | None = None,
     days: float | None = None,
-) -> Path:
-    """The newest model in `models_dir`, trained first from a fresh export when there is none."""
+) -> PdmModel:
+    """The newest model in `models_dir`, trained first from a fresh export when there is none.
+
+    Loaded once: the model this returns is the one checked (or trained), for the scorer.
+    """
     from moldlab.pdm_score_cli import newest_model
 
     found = newest_model(models_dir)
     if found is not None:
-        why = _unusable(found)
-        if why is None:
-            return found
-        log.info("model %s cannot be used (%s): training a new one", found.name, why[:300])
+        usable = _load(found)
+        if not isinstance(usable, str):
+            return usable
+        log.info("model %s cannot be used (%s): training a new one", found.name, usable[:300])
     # Below the floor, ingest and the API, which visitors are watching meanwhile.
     os.nice(10)
     machines = machines or int(os.environ.get("MOLDLAB_DEMO_PDM_MACHINES", DEFAULT_MACHINES))
@@ -72,16 +79,15 @@ def ensure_model(
     return _train(export_dir, models_dir)
 
 
-def _unusable(path: Path) -> str | None:
-    """Why the model at `path` cannot be loaded, or None when it can."""
+def _load(path: Path) -> PdmModel | str:
+    """The model at `path`, or why it cannot be loaded."""
     from analytics.pdm.model import ModelError
     from analytics.pdm.registry import load_model
 
     try:
-        load_model(path)
+        return load_model(path)
     except ModelError as exc:
         return str(exc)
-    return None
 
 
 def _export(export_dir: Path, machines: int, days: float) -> None:
@@ -115,7 +121,7 @@ def _export(export_dir: Path, machines: int, days: float) -> None:
         raise BootstrapError(f"cannot export the training data: {exc}") from exc
 
 
-def _train(export_dir: Path, models_dir: Path) -> Path:
+def _train(export_dir: Path, models_dir: Path) -> PdmModel:
     from analytics.pdm import TrainError, save_model, train
 
     name = datetime.now(UTC).strftime("demo-%Y%m%d-%H%M%S")
@@ -125,4 +131,4 @@ def _train(export_dir: Path, models_dir: Path) -> Path:
         raise BootstrapError(f"cannot train the demo's model: {exc}") from exc
     path = save_model(model, models_dir)
     log.info("model %s written to %s (components: %s)", name, path, ", ".join(model.components))
-    return path
+    return model

@@ -211,10 +211,11 @@ def _score(args: argparse.Namespace, url: str) -> int:
         from moldlab.pdm_bootstrap import BootstrapError, ensure_model
 
         try:
-            ensure_model(directory, args.train_if_missing)
+            model = ensure_model(directory, args.train_if_missing)
         except BootstrapError as exc:
             raise _Usage(str(exc)) from exc
-    model = load(args.model, directory)
+    else:
+        model = load(args.model, directory)
     settings = ScorerSettings(
         interval_s=args.interval_s,
         recent_s=args.recent_s,

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from pdm_exports import small_model
 
+from analytics.pdm import PdmModel, load_model
 from moldlab import pdm_bootstrap
 from moldlab.pdm_bootstrap import ensure_model
 from moldlab.servers.postgres import CLUSTER_RECORD, SHARED_CLUSTERS
@@ -66,7 +67,9 @@ def test_a_model_in_the_models_dir_is_used_as_it_is(
     models = tmp_path / "models"
     shutil.copytree(model, models / model.name)
     exported = tmp_path / "export"
-    assert ensure_model(models, exported) == models / model.name
+    used = ensure_model(models, exported)
+    assert used.name == model.name
+    assert used.components  # loaded, ready to score
     assert not exported.exists()  # nothing exported, nothing trained
 
 
@@ -86,13 +89,15 @@ def test_a_model_this_version_cannot_load_is_replaced_by_a_new_one(
     monkeypatch.setattr(pdm_bootstrap.os, "nice", lambda n: 0)  # not this test process
     monkeypatch.setattr(pdm_bootstrap, "_export", lambda d, m, days: made.append("export"))
 
-    def train(export_dir: Path, models_dir: Path) -> Path:
+    new = load_model(small_model(tmp_path_factory))
+
+    def train(export_dir: Path, models_dir: Path) -> PdmModel:
         made.append("train")
-        return models_dir / "demo-new"
+        return new
 
     monkeypatch.setattr(pdm_bootstrap, "_train", train)
     with caplog.at_level(logging.INFO, logger="moldlab.pdm"):
-        assert ensure_model(tmp_path / "models", tmp_path / "export") == old.parent / "demo-new"
+        assert ensure_model(tmp_path / "models", tmp_path / "export") is new
     assert made == ["export", "train"]
     (line,) = [r.getMessage() for r in caplog.records if "cannot be used" in r.getMessage()]
     assert line.startswith("model demo-old cannot be used (")
