@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 _MADE: dict[tuple[Any, ...], Path] = {}
+_PROGRESS: list[float] = []
 
 # Machines of the packaged `faults` scenario, each wearing one component quickly.
 MACHINES = ("imm-checkring", "imm-ejector", "imm-pump")
@@ -39,7 +40,15 @@ def small_model(factory: pytest.TempPathFactory) -> Path:
     from analytics.pdm import save_model, train
 
     data = small_export(factory)
-    model = train([data], name="small")
+    progress: list[float] = []
+    model = train([data], name="small", progress=lambda done, total: progress.append(done / total))
     path = save_model(model, factory.mktemp("models"))
     _MADE[key] = path
+    _PROGRESS[:] = progress
     return path
+
+
+def small_model_progress(factory: pytest.TempPathFactory) -> list[float]:
+    """The shares done that `small_model`'s training reported, in order."""
+    small_model(factory)
+    return list(_PROGRESS)

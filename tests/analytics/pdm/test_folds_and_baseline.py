@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pdm_exports import small_model_progress
 
 from analytics.pdm.baseline import baseline_options
 from analytics.pdm.dataset import build_dataset, folds_by_press
@@ -257,3 +258,20 @@ def test_an_infinite_feature_is_read_as_missing_in_training(
     for m in data.machines:  # features_at is called per machine
         assert np.isnan(data.X[m.lo : m.hi : 3, 0]).all()
         assert np.isnan(data.X[m.lo + 1 : m.hi : 3, 1]).all()
+
+
+def test_training_reports_progress_fit_by_fit_up_to_the_end(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    # the bar moved in 5-minute jumps per component (a 10-export training), and read 50 % after
+    # the features, a sixth of the time: now a step per fit, the features a fifth of the bar
+    done = small_model_progress(tmp_path_factory)
+    assert done == sorted(done)  # never backwards
+    assert done[-1] == pytest.approx(1.0)
+    features = [d for d in done if d <= train_module._PROGRESS_DATA]
+    fits = [d for d in done if d > train_module._PROGRESS_DATA]
+    assert features[-1] == pytest.approx(train_module._PROGRESS_DATA)
+    modelled = 3  # one component wears on each press of the small export
+    folds = 3  # no more groups than presses
+    per_component = (len(train_module.CONFIGS) + 1) * folds + 1  # out-of-fold fits, final fits
+    assert len(fits) >= modelled * per_component
