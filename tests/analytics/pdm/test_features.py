@@ -249,3 +249,26 @@ def test_a_rise_is_a_share_of_the_lowest_level_whatever_the_mould_needs(
     others = [i for i, n in enumerate(FEATURE_NAMES) if n.endswith(("|rise", "|fall"))]
     others = [i for i in others if i not in (rise, fall)]
     np.testing.assert_allclose(worn[others], clean[others], equal_nan=True)
+
+
+def test_a_rise_or_fall_from_a_level_of_zero_is_missing_not_infinite(
+    history: MachineHistory, times: np.ndarray
+) -> None:
+    # A parameter that read 0 before the last 2 h (a mould with no ejection, a sensor that
+    # was unplugged) has no share to rise by: the feature is missing, never infinite, and
+    # the other parameters keep theirs.
+    t = int(times[-1])
+    rise = FEATURE_NAMES.index("p50:EjectionForceMaximum|rise")
+    fall = FEATURE_NAMES.index("p50:EjectionForceMaximum|fall")
+    cycles = dict(history.cycles)
+    ts = cycles["ts"]
+    force = cycles["EjectionForceMaximum"]
+    cycles["EjectionForceMaximum"] = np.where(ts >= t - 2 * HOUR_US, force, 0.0)
+    zeroed = features_at(dataclasses.replace(history, cycles=cycles), np.array([t]), t)[0]
+    clean = features_at(history, np.array([t]), t)[0]
+    assert np.isnan(zeroed[rise])
+    assert np.isnan(zeroed[fall])
+    assert not np.isinf(zeroed).any()
+    others = [i for i, n in enumerate(FEATURE_NAMES) if n.endswith(("|rise", "|fall"))]
+    others = [i for i in others if i not in (rise, fall)]
+    np.testing.assert_allclose(zeroed[others], clean[others], equal_nan=True)
