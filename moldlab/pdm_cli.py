@@ -49,7 +49,9 @@ def add_parser(subparsers: Any) -> None:
     models = sub.add_parser(
         "models",
         help="list the models",
-        description="List the model directories with their card's headline figures.",
+        description="List the model directories with their card's headline figures, and "
+        "say of each that cannot be loaded here (made with other library versions or other "
+        "features) why.",
     )
     _models_dir(models)
     models.add_argument("--json", action="store_true", help="print the cards as JSON")
@@ -190,13 +192,33 @@ def _summary_line(label: str, m: Any) -> str:
     )
 
 
+def _unusable(path: Path, card: dict[str, Any]) -> str | None:
+    """Why the model of `card` cannot be loaded on this installation, or None."""
+    from analytics.pdm.model import ModelError
+    from analytics.pdm.registry import check_card
+
+    try:
+        check_card(card, str(card.get("name", path.name)))
+    except ModelError as exc:
+        return str(exc)
+    return None
+
+
 def _models(args: argparse.Namespace) -> int:
     from analytics.pdm import list_models
 
     directory = _dir(args.models_dir)
     found = list_models(directory)
     if args.json:
-        rows = [{"path": str(p), "card": card, "error": err} for p, card, err in found]
+        rows = [
+            {
+                "path": str(p),
+                "card": card,
+                "error": err,
+                "unusable_here": _unusable(p, card) if card is not None else None,
+            }
+            for p, card, err in found
+        ]
         print(json.dumps(rows, indent=2))
         return 0
     if not found:
@@ -209,6 +231,8 @@ def _models(args: argparse.Namespace) -> int:
         comps = ", ".join(card.get("components", []))
         print(f"{card.get('name', path.name)}  created {card.get('created', '?')}  {comps}")
         print(f"    {path}  data {str(card.get('data_fingerprint', '?'))[:12]}")
+        if (why := _unusable(path, card)) is not None:
+            print(f"    not usable here: {why}")
     return 0
 
 

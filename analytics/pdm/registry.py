@@ -25,6 +25,7 @@ from analytics.pdm.model import ModelError, ModelVersionError, PdmModel
 __all__ = [
     "ARTEFACT",
     "CARD",
+    "check_card",
     "default_models_dir",
     "list_models",
     "load_model",
@@ -111,27 +112,33 @@ def read_card(path: Path) -> dict[str, Any]:
     return card
 
 
-def load_model(path: Path) -> PdmModel:
-    """The model in directory `path`: checked, then unpickled."""
+def check_card(card: dict[str, Any], name: str) -> None:
+    """ModelVersionError when the model of `card` cannot be used here: made with other
+    library versions or other features (nothing is unpickled)."""
     from analytics.pdm.train import library_versions
 
-    path = Path(path)
-    card = read_card(path)
     here = library_versions()
     made = {k: str(v) for k, v in card["versions"].items()}
     differ = {k: (made.get(k), v) for k, v in here.items() if made.get(k) != v}
     if differ:
         text = ", ".join(f"{k} {a} (here {b})" for k, (a, b) in sorted(differ.items()))
         raise ModelVersionError(
-            f"model {card.get('name', path.name)} was made with {text}: retrain it with "
+            f"model {name} was made with {text}: retrain it with "
             "`moldlab pdm train` on this installation"
         )
     if card.get("features") != list(FEATURE_NAMES):
         raise ModelVersionError(
-            f"model {card.get('name', path.name)} was made with other features "
+            f"model {name} was made with other features "
             f"({len(card.get('features') or [])}) than this moldlab computes "
             f"({len(FEATURE_NAMES)}): retrain it with `moldlab pdm train`"
         )
+
+
+def load_model(path: Path) -> PdmModel:
+    """The model in directory `path`: checked, then unpickled."""
+    path = Path(path)
+    card = read_card(path)
+    check_card(card, str(card.get("name", path.name)))
     artefact = path / ARTEFACT
     if not artefact.is_file():
         raise ModelError(f"{path} has no {ARTEFACT}")

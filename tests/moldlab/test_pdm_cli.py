@@ -62,6 +62,44 @@ def test_models_lists_them(trained: Path, capsys: pytest.CaptureFixture[str]) ->
     code, out, _ = _run(capsys, "pdm", "models", "--models-dir", str(trained))
     assert code == 0
     assert out.startswith("cli  created ")
+    assert "not usable here" not in out
+    assert rows[0]["unusable_here"] is None
+
+
+def test_models_says_which_cannot_be_loaded_here_and_why(
+    trained: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A model from another installation, or from a moldlab with other features, is listed
+    # with the reason `pdm evaluate` and `pdm score` would refuse it, before anyone tries.
+    models = tmp_path / "models"
+    for name, change in (("other-numpy", "versions"), ("other-features", "features"), ("ok", "")):
+        shutil.copytree(trained / "cli", models / name)
+        card = json.loads((models / name / "card.json").read_text())
+        card["name"] = name
+        if change == "versions":
+            card["versions"]["numpy"] = "1.0.0"
+        elif change == "features":
+            card["features"] = card["features"][:-1]
+        (models / name / "card.json").write_text(json.dumps(card))
+    code, out, _ = _run(capsys, "pdm", "models", "--models-dir", str(models), "--json")
+    assert code == 0
+    why = {r["card"]["name"]: r["unusable_here"] for r in json.loads(out)}
+    assert why["ok"] is None
+    assert "numpy 1.0.0 (here " in why["other-numpy"]
+    assert "other features" in why["other-features"]
+    code, out, _ = _run(capsys, "pdm", "models", "--models-dir", str(models))
+    assert code == 0
+    # per model a headline, its path, and a third line only when it cannot be loaded here
+    lines = out.splitlines()
+    heads = [i for i, line in enumerate(lines) if not line.startswith(" ")]
+    refused = {
+        lines[i].split("  ")[0]: lines[i + 2]
+        for i in heads
+        if i + 2 < len(lines) and lines[i + 2].startswith("    not usable here: ")
+    }
+    assert len(heads) == 3
+    assert sorted(refused) == ["other-features", "other-numpy"]
+    assert "numpy 1.0.0 (here " in refused["other-numpy"]
 
 
 def test_evaluate_prints_model_beside_baseline(
