@@ -61,8 +61,10 @@ def add_parser(subparsers: Any) -> None:
         description="Score every machine of the export every 30 min and count, per component, "
         "failures warned >= 2 h and >= 8 h ahead, lead times, false alarms per machine-week "
         "(an alarm not followed by that component's failure within 24 h) and the RUL error, "
-        "for the model and for its single-signal baseline. Failures in the first 24 h of the "
-        "export are left out (no history to judge from); sudden failures are counted apart.",
+        "for the model and for its single-signal baseline. Hours are running hours: a press's "
+        "standstills over 4 h (nights without a shift, weekends) do not count; false alarms "
+        "are per calendar week. Failures in the first 24 h of the export are left out (no "
+        "history to judge from); sudden failures are counted apart.",
     )
     evaluate.add_argument(
         "--model", required=True, help="a model name in the models directory, or a directory"
@@ -253,7 +255,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 0
     print(
         f"model {model.name} on {args.data}: {result.machines} machines, "
-        f"{result.machine_weeks:.1f} machine-weeks"
+        f"{result.machine_weeks:.1f} machine-weeks (hours below: running hours)"
     )
     head = (
         f"{'component':<18} {'':<8} {'wear':>4} {'>=2h':>5} {'>=8h':>5} {'lead q1/med/q3 h':>17} "

@@ -1,5 +1,11 @@
 """The alarm rule and event-level metrics: what an engineer on the floor would count.
 
+Horizons and leads are counted in *running hours*: wall-clock hours with the machine's
+standstills longer than GAP_H left out (a night with no shift, a weekend, a long stop; see
+`running_clock`). A press standing still does not wear: a pump warned on Friday evening that
+fails two hours after Monday's start was warned 2 h + Friday's last hours ahead, not 50 h.
+False alarms are counted per calendar machine-week.
+
 An alarm is raised when a score reaches the rule's `on` level and stays raised until the
 score falls below `off` (hysteresis: one alarm per episode, not one per score), or until the
 component breaks. Per component, over every machine:
@@ -19,7 +25,7 @@ component breaks. Per component, over every machine:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -36,6 +42,7 @@ __all__ = [
     "episodes",
     "event_metrics",
     "raised_at",
+    "running_clock",
 ]
 
 HOUR_US = 3_600_000_000
@@ -92,6 +99,31 @@ def clears(times_us: np.ndarray, failures_us: np.ndarray) -> np.ndarray:
             k = np.searchsorted(np.sort(failures_us), times_us, side="left")
             out[1:] |= k[1:] > k[:-1]
     return out
+
+
+def running_clock(times_us: np.ndarray) -> Callable[[Any], np.ndarray]:
+    """The running clock of one machine whose scores are at `times_us` (sorted, µs): a map of
+    wall-clock µs to running µs, where a pause of more than GAP_H between two scores counts
+    as one scoring step (the median step) and any other pause as it is. Beyond the last
+    score (or in a pause) the clock runs for at most that step; before the first it runs as
+    the wall clock. Non-decreasing, so order and "before" are kept."""
+    t = np.asarray(times_us, dtype=np.int64)
+    if len(t) < 2:
+        return lambda x: np.asarray(x, dtype=np.int64)
+    gaps = np.diff(t)
+    step = int(np.median(gaps))
+    kept = np.where(gaps > GAP_H * HOUR_US, np.minimum(gaps, step), gaps)
+    run = np.concatenate(([0], np.cumsum(kept))) + t[0]
+    advance = np.append(kept, step)  # the running time after each score
+
+    def to_running(x: Any) -> np.ndarray:
+        x = np.asarray(x, dtype=np.int64)
+        k = np.searchsorted(t, x, side="right") - 1
+        kk = np.clip(k, 0, len(t) - 1)
+        after = np.minimum(x - t[kk], advance[kk])
+        return np.asarray(np.where(k < 0, x, run[kk] + after), dtype=np.int64)
+
+    return to_running
 
 
 def _runs(active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -152,6 +184,10 @@ class Track:
     start_us: int  # the span scored: failures and alarms outside it are not counted
     end_us: int
     up_us: np.ndarray | None = None  # (raised, cleared) per episode: see `episodes`
+    # All times above may be on a running clock (see `running_clock`); then these two say
+    # where the warm-up ends on that clock and how many calendar weeks the span has.
+    warmup_end_us: int | None = None  # default: start_us + the warm-up
+    weeks: float | None = None  # default: the span in weeks
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +228,7 @@ def _track_counts(
         prev_restore = f.restored_us if f.restored_us is not None else tr.end_us
         if f.ts_us < tr.start_us or f.ts_us > tr.end_us:
             continue  # outside the span scored (its repair still bounds the next one)
-        if f.ts_us < tr.start_us + warmup_us:
+        if f.ts_us < (tr.start_us + warmup_us if tr.warmup_end_us is None else tr.warmup_end_us):
             warmup += 1
             continue
         a, z = np.searchsorted(tr.raised_us, [lo, f.ts_us])
@@ -244,7 +280,7 @@ def event_metrics(
         leads += lt
         wear, sudden, sudden_warned, warmup = wear + w, sudden + s, sudden_warned + sw, warmup + wu
         alarms, false = alarms + al, false + fa
-        weeks += (tr.end_us - tr.start_us) / HOUR_US / WEEK_H
+        weeks += (tr.end_us - tr.start_us) / HOUR_US / WEEK_H if tr.weeks is None else tr.weeks
     if machine_weeks is not None:
         weeks = machine_weeks
     lead = np.array(leads)

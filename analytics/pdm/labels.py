@@ -1,7 +1,9 @@
 """Labels per component at each scoring time, from the ground truth (never features).
 
-Failure within 8 h and 24 h of wall-clock time, and the remaining useful life in wall-clock
-hours (capped at RUL_CAP_H; unknown when the export ends before the cap and no failure came).
+Failure within 8 h and 24 h of running time, and the remaining useful life in running hours
+(capped at RUL_CAP_H; unknown when the export ends before the cap and no failure came). Running
+time is the machine's wall-clock time with standstills longer than GAP_H left out, as the
+metrics count it (evaluate.running_clock): a press does not wear over a weekend standing still.
 A time while the component is broken (from its failure to the end of its repair) has no
 label: nothing can be predicted of a part already broken. A time within 24 h before a sudden
 failure is kept out of training (`trainable`): a failure with no precursors would only teach
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analytics.pdm.evaluate import running_clock
 from analytics.pdm.history import Failure
 
 __all__ = ["HORIZONS_H", "RUL_CAP_H", "ComponentLabels", "label_component"]
@@ -30,7 +33,7 @@ class ComponentLabels:
 
     y8: np.ndarray  # bool: fails within 8 h
     y24: np.ndarray  # bool: fails within 24 h
-    rul_h: np.ndarray  # wall hours to the next failure, capped; NaN where unknown
+    rul_h: np.ndarray  # running hours to the next failure, capped; NaN where unknown
     broken: np.ndarray  # bool: in fault for this component (no label)
     trainable: np.ndarray  # bool: usable for training (not broken, not before a sudden failure)
 
@@ -53,10 +56,12 @@ def label_component(
     k = np.searchsorted(fts, t, side="right")  # the next failure strictly after t
     has_next = k < len(fts)
     nxt = np.where(has_next, fts[np.minimum(k, max(len(fts) - 1, 0))] if len(fts) else 0, 0)
-    to_next_h = np.where(has_next, (nxt - t) / HOUR_US, np.inf)
+    clock = running_clock(t)
+    run = clock(t)
+    to_next_h = np.where(has_next, (clock(nxt) - run) / HOUR_US, np.inf)
     y8 = to_next_h <= HORIZONS_H[0]
     y24 = to_next_h <= HORIZONS_H[1]
-    to_end_h = (end_us - t) / HOUR_US
+    to_end_h = (clock(end_us) - run) / HOUR_US
     rul = np.where(has_next, np.minimum(to_next_h, RUL_CAP_H), np.nan)
     rul = np.where(~has_next & (to_end_h >= RUL_CAP_H), RUL_CAP_H, rul)
     rul[broken] = np.nan

@@ -56,9 +56,9 @@ class Prediction:
     machine_id: str
     component: str
     ts_us: int
-    p_8h: float  # probability of failure within 8 h (wall clock)
+    p_8h: float  # probability of failure within 8 h of running (see labels)
     p_24h: float  # ... within 24 h
-    rul_h: float  # remaining useful life, wall-clock hours (capped, see the card)
+    rul_h: float  # remaining useful life, running hours (capped, see the card)
     rul_low_h: float
     rul_high_h: float
     alarm: bool

@@ -7,7 +7,8 @@ exports stays in one group), and each group's rows are scored by models fitted o
 groups. Per component with failures to learn from:
 - two gradient-boosted classifiers (failure within 8 h / 24 h), the configuration chosen by
   the out-of-fold average precision of p_24h;
-- three quantile regressors (10 / 50 / 90 %) of the RUL in wall-clock hours;
+- three quantile regressors (10 / 50 / 90 %) of the RUL in running hours (standstills longer
+  than GAP_H left out: evaluate.running_clock), the unit of the horizons and leads too;
 - the alarm rule: the score (p_24h, or p_near, the geometric mean of p_8h and p_24h) and the
   raise and clear levels that warn most failures >= 2 h ahead within the false-alarm budget,
   on the out-of-fold scores;
@@ -392,7 +393,9 @@ def fit_dataset(
         "components": modelled,
         "not_modelled": {c: "too few failures in the training rows to learn from" for c in skipped},
         "horizons_h": list(HORIZONS_H),
-        "rul": {"unit": "wall-clock hours", "cap_h": RUL_CAP_H, "interval": "10 % - 90 %"},
+        "horizons_unit": f"running hours: wall-clock hours with standstills over {GAP_H:g} h "
+        "left out (a press standing still does not wear); false alarms per calendar week",
+        "rul": {"unit": "running hours", "cap_h": RUL_CAP_H, "interval": "10 % - 90 %"},
         "alarm": {
             "score": "per component p_24h or p_near = sqrt(p_8h x p_24h), as tuned",
             "false_alarm_budget_per_machine_week": settings.fa_budget_per_machine_week,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from analytics.pdm.evaluate import (
+    HOUR_US,
     AlarmRule,
     ComponentMetrics,
     Track,
@@ -17,6 +18,7 @@ from analytics.pdm.evaluate import (
     episodes,
     event_metrics,
     raised_at,
+    running_clock,
 )
 from analytics.pdm.history import Failure
 
@@ -50,15 +52,32 @@ class ScoredTrack:
         return clears(self.times_us, np.array([f.ts_us for f in self.failures], np.int64))
 
     def track(self, rule: AlarmRule) -> Track:
-        """The alarms `rule` raises on these scores."""
+        """The alarms `rule` raises on these scores, on the machine's running clock (horizons
+        and leads in running hours; false alarms per calendar week)."""
         active = alarm_active(self.scores, rule, self.clear_before())
+        clock = running_clock(self.times_us)
+        run = clock(self.times_us)
+
+        def on_clock(us: int) -> int:
+            return int(clock(us))
+
+        failures = tuple(
+            replace(
+                f,
+                ts_us=on_clock(f.ts_us),
+                restored_us=None if f.restored_us is None else on_clock(f.restored_us),
+            )
+            for f in self.failures
+        )
         return Track(
             self.machine_id,
-            raised_at(self.times_us, active),
-            self.failures,
-            self.start_us,
-            self.end_us,
-            episodes(self.times_us, active),
+            raised_at(run, active),
+            failures,
+            on_clock(self.start_us),
+            on_clock(self.end_us),
+            episodes(run, active),
+            warmup_end_us=on_clock(self.start_us + int(self.warmup_h * HOUR_US)),
+            weeks=(self.end_us - self.start_us) / HOUR_US / 168.0,
         )
 
 

@@ -49,9 +49,16 @@ class Prediction(BaseModel):
     place: str = Field(description="the machine's place, site/area/line/machine")
     component: str = Field(description="the component predicted, e.g. check_ring, hydraulic_pump")
     time: datetime = Field(description="the time scored: the data up to then was used (UTC)")
-    p_8h: float = Field(ge=0, le=1, description="probability that it fails within 8 hours")
-    p_24h: float = Field(ge=0, le=1, description="probability that it fails within 24 hours")
-    rul_h: float = Field(description="remaining useful life, hours of wall-clock time")
+    p_8h: float = Field(
+        ge=0, le=1, description="probability that it fails within 8 hours of running"
+    )
+    p_24h: float = Field(
+        ge=0, le=1, description="probability that it fails within 24 hours of running"
+    )
+    rul_h: float = Field(
+        description="remaining useful life, running hours (hours the press runs; standstills "
+        "longer than 4 h do not count)"
+    )
     rul_low_h: float = Field(description="low end of the remaining useful life's interval, hours")
     rul_high_h: float = Field(description="high end of the remaining useful life's interval, hours")
     alarm: bool = Field(description="the model's alarm rule (its validated threshold) warns")

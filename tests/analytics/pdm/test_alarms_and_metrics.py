@@ -163,3 +163,38 @@ def test_an_alarm_that_cleared_or_a_long_stand_still_before_the_failure_does_not
     early = Track("A", np.array([60 * H]), two, 0, 200 * H, np.array([[60 * H, 106 * H]], np.int64))
     m = event_metrics([early], warmup_h=0)
     assert (m.warned_2h, m.lead_median_h) == (1, 20.0)  # the failure at 80 h only
+
+
+def test_the_running_clock_leaves_long_standstills_out() -> None:
+    from analytics.pdm.evaluate import running_clock
+
+    # Every 30 min to 20 h, a 48 h standstill, every 30 min from 68 h; one short 3 h stop.
+    times_h = np.concatenate(
+        [np.arange(0, 10, 0.5), np.arange(13, 20, 0.5), np.arange(68, 80, 0.5)]
+    )
+    clock = running_clock((times_h * H).astype(np.int64))
+    on = (clock((np.array([0, 9.5, 13, 19.5, 30, 68, 70, 79.5, 500]) * H).astype(np.int64))) / H
+    # the 3 h stop (< GAP_H) counts; the 48 h one counts as one 30-min step; the clock
+    # stops one step after the last score (the data may end on a long standstill)
+    np.testing.assert_allclose(on, [0, 9.5, 13, 19.5, 20, 20, 22, 31.5, 32])
+    assert np.all(np.diff(clock((np.arange(-5, 600, 0.25) * H).astype(np.int64))) >= 0)
+
+
+def test_a_warning_before_a_weekend_counts_in_running_hours() -> None:
+    from analytics.pdm.tuning import ScoredTrack
+
+    # The pump of a press: scores every 30 min to Friday 20 h, high from 10 h; the press
+    # stands for the weekend (48 h) and the pump fails 2 h after Monday's start (70 h).
+    # Monday's scores stay below the level: the alarm cleared with the standstill.
+    times_h = np.concatenate([np.arange(0, 20, 0.5), np.arange(68, 80, 0.5)])
+    scores = np.where((times_h >= 10) & (times_h < 20), 0.9, 0.1)
+    pump = Failure(70 * H, "hydraulic_pump", "hydraulic_pump_failure", "wear", 72 * H)
+    scored = ScoredTrack("A", (times_h * H).astype(np.int64), scores, (pump,), 0, 80 * H)
+    m = event_metrics([scored.track(AlarmRule(on=0.5, off=0.3))], warmup_h=0)
+    # Raised at 10 h: 12 running hours before the failure (10 h on Friday, 2 on Monday), not
+    # 60 wall-clock hours: a true alarm that warned it >= 8 h ahead.
+    assert (m.wear_failures, m.warned_2h, m.warned_8h) == (1, 1, 1)
+    assert m.lead_median_h == pytest.approx(12.0)
+    assert (m.alarms, m.false_alarms) == (1, 0)
+    # false alarms are per calendar machine-week: the 80 h of the span, weekend included
+    assert m.machine_weeks == pytest.approx(80 / 168)
