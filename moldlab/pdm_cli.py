@@ -138,7 +138,9 @@ def _train(args: argparse.Namespace) -> int:
         val = (part.get("out_of_fold") or {}).get("model") or {}
         rule = part.get("alarm_rule")
         when = (
-            f"raise at {rule.get('score', 'p_24h')} >= {rule['on']:.3g}" if rule else "never raised"
+            f"raise at {rule.get('score', 'p_24h')} >= {rule['on']:.3g}{_in_a_row(rule)}"
+            if rule
+            else "never raised"
         )
         print(f"  {comp}: {when}; out of fold {_headline(val)}")
     print(f"  {_share_line(model.card['alarm'])}")
@@ -146,6 +148,11 @@ def _train(args: argparse.Namespace) -> int:
     for who in ("model", "baseline"):
         print(f"  all components, out of fold, {who}: {_headline(overall.get(who) or {})}")
     return 0
+
+
+def _in_a_row(rule: dict[str, Any]) -> str:
+    n = int(rule.get("confirm", 1))
+    return f" on {n} scores in a row" if n > 1 else ""
 
 
 def _share_line(alarm: dict[str, Any]) -> str:
@@ -281,7 +288,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         if rule:
             print(
                 f"baseline {comp}: {rule['feature']} {rule['direction']}, "
-                f"raise at {rule['on']:.4g}, clear at {rule['off']:.4g}"
+                f"raise at {rule['on']:.4g}{_in_a_row(rule)}, clear at {rule['off']:.4g}"
             )
     for comp, n in result.not_modelled.items():
         print(f"{comp}: {n} failures, no model for it (none in the training data)")

@@ -38,6 +38,7 @@ class BaselineRule:
             "direction": "high" if self.sign > 0 else "low",
             "on": self.sign * self.rule.on,
             "off": self.sign * self.rule.off,
+            "confirm": self.rule.confirm,
         }
 
 

@@ -6,9 +6,10 @@ standstills longer than GAP_H left out (a night with no shift, a weekend, a long
 fails two hours after Monday's start was warned 2 h + Friday's last hours ahead, not 50 h.
 False alarms are counted per calendar machine-week.
 
-An alarm is raised when a score reaches the rule's `on` level and stays raised until the
-score falls below `off` (hysteresis: one alarm per episode, not one per score), or until the
-component breaks. Per component, over every machine:
+An alarm is raised when a score reaches the rule's `on` level (on `confirm` scores in a row:
+one score over the level is often noise) and stays raised until the score falls below `off`
+(hysteresis: one alarm per episode, not one per score), or until the component breaks.
+Per component, over every machine:
 
 - an alarm is *true* when that component fails within `horizon_h` after it was raised, and a
   *false alarm* otherwise; an alarm still raised `horizon_h` after it was raised counts as
@@ -53,15 +54,25 @@ GAP_H = 4.0  # a pause in the scores this long clears an alarm
 
 @dataclass(frozen=True, slots=True)
 class AlarmRule:
-    """Raise at `on`, clear below `off` (off <= on); for a model, on its `score` (a key of
-    ComponentModel.scores: p_24h, or p_near = sqrt(p_8h x p_24h))."""
+    """Raise when `confirm` scores in a row (without a pause or a failure between them) reach
+    `on`, clear below `off` (off <= on); for a model, on its `score` (a key of
+    ComponentModel.scores: p_24h, or p_near = sqrt(p_8h x p_24h)). The tuning's scores are
+    half-hourly: the scoring service, which scores more often, raises when the score has
+    stayed at `on` or above for (confirm - 1) x 30 min."""
 
     on: float
     off: float
     score: str = "p_24h"
+    confirm: int = 1
 
-    def to_json(self) -> dict[str, float | str]:
-        return {"on": self.on, "off": self.off, "score": self.score}
+    def to_json(self) -> dict[str, float | str | int]:
+        return {"on": self.on, "off": self.off, "score": self.score, "confirm": self.confirm}
+
+    def __setstate__(self, state: Sequence[Any]) -> None:
+        # A rule pickled before `confirm` existed raised on one score.
+        values = (*state, 1) if len(state) == 3 else tuple(state)
+        for name, value in zip(("on", "off", "score", "confirm"), values, strict=True):
+            object.__setattr__(self, name, value)
 
 
 def alarm_active(
@@ -70,7 +81,8 @@ def alarm_active(
     """Whether the alarm is raised at each score; NaN keeps the state, -inf clears it.
 
     clear_before[i]: the alarm is cleared before score i is judged (the component broke,
-    or the machine stood still for long, since the score before).
+    or the machine stood still for long, since the score before); it also restarts the count
+    of scores in a row at or above `on` that the rule's `confirm` asks for.
     """
     n = len(scores)
     if n == 0:
@@ -79,12 +91,24 @@ def alarm_active(
     with np.errstate(invalid="ignore"):
         sets = scores >= rule.on
         resets = scores < rule.off  # NaN is neither: the state holds
+    if rule.confirm > 1:
+        sets &= _in_a_row(sets, clear_before) >= rule.confirm
     events_reset = np.where(resets, idx, -1)
     if clear_before is not None:
         events_reset = np.maximum(events_reset, np.where(clear_before, idx - 1, -1))
     last_set = np.maximum.accumulate(np.where(sets, idx, -1))
     last_reset = np.maximum.accumulate(events_reset)
     return np.asarray(last_set > last_reset)
+
+
+def _in_a_row(hits: np.ndarray, restart: np.ndarray | None) -> np.ndarray:
+    """At each position, how many of the hits up to it came in a row (0 on a miss); a
+    `restart` position starts a new row."""
+    i = np.arange(len(hits))
+    before = np.where(hits, -1, i)  # the last miss at or before each position
+    if restart is not None:
+        before = np.maximum(before, np.where(restart & hits, i - 1, -1))
+    return np.asarray(i - np.maximum.accumulate(before))
 
 
 def clears(times_us: np.ndarray, failures_us: np.ndarray) -> np.ndarray:

@@ -18,7 +18,13 @@ import numpy as np
 
 from analytics.pdm.baseline import BaselineRule
 from analytics.pdm.evaluate import GAP_H, HOUR_US, AlarmRule
-from analytics.pdm.features import FEATURE_NAMES, QUANTITIES, FeatureCache, describe
+from analytics.pdm.features import (
+    FEATURE_NAMES,
+    QUANTITIES,
+    SCORE_INTERVAL_US,
+    FeatureCache,
+    describe,
+)
 from analytics.pdm.history import MachineHistory
 
 __all__ = [
@@ -128,7 +134,11 @@ class PdmModel:
     feature_center: np.ndarray  # per feature: median over the training rows
     feature_scale: np.ndarray  # per feature: a robust spread over the training rows
     _cache: FeatureCache = field(default_factory=FeatureCache, repr=False)
-    _alarms: dict[tuple[str, str], tuple[bool, int]] = field(default_factory=dict, repr=False)
+    # per (machine, component): alarm raised, time of the last score, time of the first of
+    # the scores in a row at the raise level (None: the last was below it)
+    _alarms: dict[tuple[str, str], tuple[bool, int, int | None]] = field(
+        default_factory=dict, repr=False
+    )
 
     @property
     def components(self) -> tuple[str, ...]:
@@ -150,10 +160,16 @@ class PdmModel:
         for comp, cm in self.models.items():
             s = {k: float(v[0]) for k, v in cm.scores(X).items()}
             key = (history.machine_id, comp)
-            was, last_us = self._alarms.get(key, (False, at_us))
-            was = was and at_us - last_us <= GAP_H * HOUR_US  # a long pause judges afresh
-            alarm = s[cm.rule.score] >= (cm.rule.off if was else cm.rule.on)
-            self._alarms[key] = (bool(alarm), int(at_us))
+            was, last_us, since = self._alarms.get(key, (False, at_us, None))
+            if at_us - last_us > GAP_H * HOUR_US:  # a long pause judges afresh
+                was, since = False, None
+            score = s[cm.rule.score]
+            since = (at_us if since is None else since) if score >= cm.rule.on else None
+            # `confirm` half-hourly scores in a row (as tuned) is the score at the raise
+            # level for (confirm - 1) x 30 min, however often the service scores
+            held = since is not None and at_us - since >= (cm.rule.confirm - 1) * SCORE_INTERVAL_US
+            alarm = score >= cm.rule.off if was else held
+            self._alarms[key] = (bool(alarm), int(at_us), since)
             out.append(
                 Prediction(
                     machine_id=history.machine_id,

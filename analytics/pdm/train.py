@@ -399,7 +399,8 @@ def fit_dataset(
         "alarm": {
             "score": "per component p_24h or p_near = sqrt(p_8h x p_24h), as tuned",
             "false_alarm_budget_per_machine_week": settings.fa_budget_per_machine_week,
-            "how": "per component: raise at `on`, clear below `off`, after a pause of "
+            "how": "per component: raise at `on` (on `confirm` half-hourly scores in a row), "
+            "clear below `off`, after a pause of "
             f"{GAP_H:g} h or at a failure. The levels warn most failures >= 2 h ahead with at "
             "most the budget of false alarms over all components (per week of production: "
             "168 hours in which a press made cycles), on out-of-fold scores: every row scored "

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,9 @@ __all__ = [
 
 # Exceedance shares tried for the raise level; the clear level lets twice as many through.
 _EXCEEDANCE = tuple(np.geomspace(2e-4, 0.25, 40).tolist())
+# Scores in a row at the raise level tried before raising (half-hourly scores: up to 1 h
+# later, for fewer alarms raised by one noisy score).
+CONFIRMS = (1, 2, 3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,38 +50,51 @@ class ScoredTrack:
     start_us: int
     end_us: int
     warmup_h: float = 0.0
+    # The clear-before flags and the running clock, computed once (the tuning judges many
+    # rules on the same track).
+    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def clear_before(self) -> np.ndarray:
-        return clears(self.times_us, np.array([f.ts_us for f in self.failures], np.int64))
+        if "clear" not in self._cache:
+            failures = np.array([f.ts_us for f in self.failures], np.int64)
+            self._cache["clear"] = clears(self.times_us, failures)
+        return np.asarray(self._cache["clear"])
+
+    def _on_clock(self) -> tuple[np.ndarray, Track]:
+        """The scores' times on the machine's running clock, and a Track without alarms
+        whose failures and span are on that clock."""
+        if "clock" not in self._cache:
+            clock = running_clock(self.times_us)
+
+            def on_clock(us: int) -> int:
+                return int(clock(us))
+
+            failures = tuple(
+                replace(
+                    f,
+                    ts_us=on_clock(f.ts_us),
+                    restored_us=None if f.restored_us is None else on_clock(f.restored_us),
+                )
+                for f in self.failures
+            )
+            empty = Track(
+                self.machine_id,
+                np.zeros(0, np.int64),
+                failures,
+                on_clock(self.start_us),
+                on_clock(self.end_us),
+                warmup_end_us=on_clock(self.start_us + int(self.warmup_h * HOUR_US)),
+                weeks=(self.end_us - self.start_us) / HOUR_US / 168.0,
+            )
+            self._cache["clock"] = (clock(self.times_us), empty)
+        return self._cache["clock"]  # type: ignore[no-any-return]
 
     def track(self, rule: AlarmRule) -> Track:
         """The alarms `rule` raises on these scores, on the machine's running clock (horizons
         and leads in running hours; false alarms per calendar week)."""
         active = alarm_active(self.scores, rule, self.clear_before())
-        clock = running_clock(self.times_us)
-        run = clock(self.times_us)
-
-        def on_clock(us: int) -> int:
-            return int(clock(us))
-
-        failures = tuple(
-            replace(
-                f,
-                ts_us=on_clock(f.ts_us),
-                restored_us=None if f.restored_us is None else on_clock(f.restored_us),
-            )
-            for f in self.failures
-        )
-        return Track(
-            self.machine_id,
-            raised_at(run, active),
-            failures,
-            on_clock(self.start_us),
-            on_clock(self.end_us),
-            episodes(run, active),
-            warmup_end_us=on_clock(self.start_us + int(self.warmup_h * HOUR_US)),
-            weeks=(self.end_us - self.start_us) / HOUR_US / 168.0,
-        )
+        run, empty = self._on_clock()
+        return replace(empty, raised_us=raised_at(run, active), up_us=episodes(run, active))
 
 
 def metrics_for(
@@ -99,7 +115,8 @@ def metrics_for(
 
 
 def rule_levels(scores: np.ndarray) -> list[AlarmRule]:
-    """Candidate rules from the quantiles of `scores` (finite ones)."""
+    """Candidate rules from the quantiles of `scores` (finite ones), each raising on one
+    score or on each count of CONFIRMS in a row."""
     s = scores[np.isfinite(scores)]
     if len(s) == 0:
         return []
@@ -107,8 +124,8 @@ def rule_levels(scores: np.ndarray) -> list[AlarmRule]:
     for e in _EXCEEDANCE:
         on = float(np.quantile(s, 1 - e))
         off = float(np.quantile(s, max(0.0, 1 - 2 * e)))
-        rules.append(AlarmRule(on, min(off, on)))
-    return sorted(set(rules), key=lambda r: -r.on)
+        rules += [AlarmRule(on, min(off, on), confirm=k) for k in CONFIRMS]
+    return sorted(set(rules), key=lambda r: (-r.on, r.confirm))
 
 
 def rank(m: ComponentMetrics | None) -> tuple[float, float, float, float]:

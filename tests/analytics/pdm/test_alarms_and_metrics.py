@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import replace
 
 import numpy as np
@@ -31,6 +32,30 @@ def test_hysteresis_gives_one_alarm_per_episode() -> None:
     ]  # fmt: skip
     times = np.arange(len(scores)) * H
     assert raised_at(times, active).tolist() == [1 * H, 6 * H, 10 * H]
+
+
+def test_a_rule_asking_for_scores_in_a_row_lets_a_single_high_score_pass() -> None:
+    rule = AlarmRule(on=0.5, off=0.2, confirm=2)
+    scores = np.array([0.1, 0.6, 0.1, 0.6, np.nan, 0.6, 0.7, 0.3, 0.1, 0.9, 0.9, 0.9])
+    # a pause before index 10 starts a new row: 0.9 at 9 and 10 are not in a row
+    before = np.zeros(len(scores), bool)
+    before[10] = True
+    active = alarm_active(scores, rule, before)
+    # one 0.6 is not enough; NaN breaks a row; 0.6, 0.7 raise it (at the second), 0.3 holds
+    # it, 0.1 clears it; after the pause 0.9, 0.9 raise it again at the second
+    assert active.tolist() == [
+        False, False, False, False, False, False, True, True, False, False, False, True,
+    ]  # fmt: skip
+    assert alarm_active(scores, AlarmRule(on=0.5, off=0.2), before)[[1, 3, 9]].all()
+    assert AlarmRule(on=0.5, off=0.2).confirm == 1  # a rule raises on one score by default
+
+
+def test_a_rule_saved_before_scores_in_a_row_existed_raises_on_one() -> None:
+    old = AlarmRule.__new__(AlarmRule)
+    old.__setstate__([0.5, 0.2, "p_near"])  # the state pickled by earlier versions
+    assert old == AlarmRule(on=0.5, off=0.2, score="p_near", confirm=1)
+    again = pickle.loads(pickle.dumps(AlarmRule(on=0.5, off=0.2, score="p_near", confirm=3)))
+    assert again.confirm == 3
 
 
 def _fail(at_h: float, mode: str = "wear", repaired_h: float | None = None) -> Failure:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from pdm_exports import small_model_progress
 
+from analytics.pdm import tuning
 from analytics.pdm.baseline import baseline_options
 from analytics.pdm.dataset import build_dataset, folds_by_press
 from analytics.pdm.history import Failure
@@ -220,7 +221,13 @@ def test_the_budget_share_is_counted_on_presses_the_levels_were_not_chosen_on(
     assert held_out["share"] == share
 
 
-def test_the_budget_share_is_the_largest_that_held_on_unseen_presses() -> None:
+def test_the_budget_share_is_the_largest_that_held_on_unseen_presses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Rules raising on one score only: with more candidates (scores in a row) the search
+    # finds levels that chance favoured even on the clean presses, which is the point of the
+    # share but not of this case.
+    monkeypatch.setattr(tuning, "CONFIRMS", (1,))
     budget = 0.5
     for noise, seed in ((0.3, 1), (1.0, 1)):  # the same presses, more noise
         tracks = _press_tracks(10, seed=seed, noise_scale=noise)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from analytics.pdm import ModelError, ModelVersionError, list_models, load_model, read_export
+from analytics.pdm.evaluate import AlarmRule, alarm_active
 from analytics.pdm.features import features_at
 from analytics.pdm.registry import ARTEFACT, CARD, resolve_model
 
@@ -84,3 +87,63 @@ def test_models_are_listed_and_found_by_name(model_dir: Path) -> None:
     assert resolve_model(model_dir.name, model_dir.parent) == model_dir
     with pytest.raises(ModelError, match="no model 'nope'"):
         resolve_model("nope", model_dir.parent)
+
+
+def test_the_service_raises_as_the_tuning_counted_with_scores_in_a_row(
+    model_dir: Path, export_dir: Path
+) -> None:
+    # The scoring service keeps each alarm's state between calls; over half-hourly scores it
+    # must raise and clear where `alarm_active` (which the levels were tuned with) does,
+    # also for a rule that asks for scores in a row.
+    model = load_model(model_dir)
+    history = next(iter(read_export(export_dir)))
+    end = int(history.signals["ts"][-1])
+    times = end - HOUR_US // 2 * np.arange(24, 0, -1)
+    X = features_at(history, times, end, model.reason_of)
+    comp, cm = next(iter(model.models.items()))
+    s = cm.scores(X)[cm.rule.score]
+    lo, mid = (float(v) for v in np.quantile(s, [0.25, 0.5]))
+    for confirm in (1, 2, 3):
+        rule = AlarmRule(mid, lo, cm.rule.score, confirm)
+        model.models[comp] = replace(cm, rule=rule)
+        model.forget(history.machine_id)
+        online = [
+            next(p for p in model.predict(history, int(t)) if p.component == comp).alarm
+            for t in times
+        ]
+        assert online == alarm_active(s, rule).tolist(), confirm
+    assert any(online)
+    assert not all(online)
+
+
+class _Scripted:
+    """A component model whose p_near follows a script, one value per call."""
+
+    def __init__(self, real: Any, rule: AlarmRule, script: list[float]) -> None:
+        self.rule, self.weight, self.script = rule, real.weight, iter(script)
+
+    def scores(self, X: np.ndarray) -> dict[str, np.ndarray]:
+        p = np.array([next(self.script)])
+        return {k: p for k in ("p_8h", "p_24h", "p_near", "rul_low_h", "rul_h", "rul_high_h")}
+
+
+def test_scores_in_a_row_mean_half_hours_however_often_the_service_scores(
+    model_dir: Path, export_dir: Path
+) -> None:
+    # Tuned on half-hourly scores, "3 in a row" is the score at the level for an hour; the
+    # service scoring every minute must not raise on 3 minutes of it.
+    model = load_model(model_dir)
+    history = next(iter(read_export(export_dir)))
+    start = int(history.signals["ts"][-1]) - 3 * HOUR_US
+    comp, real = next(iter(model.models.items()))
+    rule = AlarmRule(0.5, 0.2, "p_near", confirm=3)
+    # 20 min high, 1 min low, then 70 min high: raised 60 min into the second spell
+    script = [0.9] * 20 + [0.1] + [0.9] * 70
+    model.models[comp] = _Scripted(real, rule, script)  # type: ignore[assignment]
+    minute = HOUR_US // 60
+    raised = [
+        next(p for p in model.predict(history, start + k * minute) if p.component == comp).alarm
+        for k in range(len(script))
+    ]
+    assert raised.index(True) == 21 + 60
+    assert all(raised[21 + 60 :])
