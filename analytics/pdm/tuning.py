@@ -50,51 +50,47 @@ class ScoredTrack:
     start_us: int
     end_us: int
     warmup_h: float = 0.0
-    # The clear-before flags and the running clock, computed once (the tuning judges many
-    # rules on the same track).
-    _cache: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    # Derived once in __post_init__ (the tuning judges many rules on the same track): before
+    # which scores an alarm clears, the scores' times on the machine's running clock, and a
+    # Track without alarms whose failures and span are on that clock.
+    _clear: np.ndarray = field(init=False, repr=False, compare=False)
+    _run: np.ndarray = field(init=False, repr=False, compare=False)
+    _empty: Track = field(init=False, repr=False, compare=False)
 
-    def clear_before(self) -> np.ndarray:
-        if "clear" not in self._cache:
-            failures = np.array([f.ts_us for f in self.failures], np.int64)
-            self._cache["clear"] = clears(self.times_us, failures)
-        return np.asarray(self._cache["clear"])
+    def __post_init__(self) -> None:
+        failures_us = np.array([f.ts_us for f in self.failures], np.int64)
+        clock = running_clock(self.times_us)
 
-    def _on_clock(self) -> tuple[np.ndarray, Track]:
-        """The scores' times on the machine's running clock, and a Track without alarms
-        whose failures and span are on that clock."""
-        if "clock" not in self._cache:
-            clock = running_clock(self.times_us)
+        def on_clock(us: int) -> int:
+            return int(clock(us))
 
-            def on_clock(us: int) -> int:
-                return int(clock(us))
-
-            failures = tuple(
-                replace(
-                    f,
-                    ts_us=on_clock(f.ts_us),
-                    restored_us=None if f.restored_us is None else on_clock(f.restored_us),
-                )
-                for f in self.failures
+        failures = tuple(
+            replace(
+                f,
+                ts_us=on_clock(f.ts_us),
+                restored_us=None if f.restored_us is None else on_clock(f.restored_us),
             )
-            empty = Track(
-                self.machine_id,
-                np.zeros(0, np.int64),
-                failures,
-                on_clock(self.start_us),
-                on_clock(self.end_us),
-                warmup_end_us=on_clock(self.start_us + int(self.warmup_h * HOUR_US)),
-                weeks=(self.end_us - self.start_us) / HOUR_US / 168.0,
-            )
-            self._cache["clock"] = (clock(self.times_us), empty)
-        return self._cache["clock"]  # type: ignore[no-any-return]
+            for f in self.failures
+        )
+        empty = Track(
+            self.machine_id,
+            np.zeros(0, np.int64),
+            failures,
+            on_clock(self.start_us),
+            on_clock(self.end_us),
+            warmup_end_us=on_clock(self.start_us + int(self.warmup_h * HOUR_US)),
+            weeks=(self.end_us - self.start_us) / HOUR_US / 168.0,
+        )
+        object.__setattr__(self, "_clear", clears(self.times_us, failures_us))
+        object.__setattr__(self, "_run", clock(self.times_us))
+        object.__setattr__(self, "_empty", empty)
 
     def track(self, rule: AlarmRule) -> Track:
         """The alarms `rule` raises on these scores, on the machine's running clock (horizons
         and leads in running hours; false alarms per calendar week)."""
-        active = alarm_active(self.scores, rule, self.clear_before())
-        run, empty = self._on_clock()
-        return replace(empty, raised_us=raised_at(run, active), up_us=episodes(run, active))
+        active = alarm_active(self.scores, rule, self._clear)
+        run = self._run
+        return replace(self._empty, raised_us=raised_at(run, active), up_us=episodes(run, active))
 
 
 def metrics_for(
