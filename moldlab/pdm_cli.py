@@ -164,7 +164,8 @@ def _share_line(alarm: dict[str, Any]) -> str:
         f"alarm levels chosen for {100 * share:.0f} % of the budget of {budget:g} false alarms "
         f"per machine-week of production: chosen without a group of presses, they raised "
         f"{_num(whole['false_alarms_per_production_week'])} on it at the whole budget, "
-        f"{_num(kept['false_alarms_per_production_week'])} at {100 * share:.0f} %"
+        f"{_num(kept['false_alarms_per_production_week'])} at {100 * share:.0f} % "
+        "(the largest share within the budget by one standard error)"
     )
 
 

@@ -346,7 +346,8 @@ def fit_dataset(
     # presses that stand still at night and on weekends must hold on one that runs around
     # the clock (the budget per calendar week is then lower on the training data).
     # The levels are chosen for a share of the budget: the largest share whose levels, chosen
-    # on the presses of all groups but one, kept to the budget on the presses of that one.
+    # on the presses of all groups but one, kept to the budget, with a margin of one standard
+    # error, on the presses of that one.
     weeks = _production_weeks(data)
     share, held_out = _budget_share(data, folds, comp_tracks, settings.fa_budget_per_machine_week)
     max_false = math.floor(settings.fa_budget_per_machine_week * weeks)
@@ -406,7 +407,8 @@ def fit_dataset(
             "168 hours in which a press made cycles), on out-of-fold scores: every row scored "
             "by models fitted without its press. The model's levels are chosen for the "
             "largest share of the budget (budget_share) whose levels, chosen on the presses of "
-            "all groups but one, raised at most the budget on that one's (budget_share_held_out). "
+            "all groups but one, raised at most the budget on that one's, by a margin of one "
+            "standard error (a Poisson count's square root; budget_share_held_out). "
             "The baseline's feature, direction and levels are chosen the same way on the same "
             "rows, for the whole budget. The models kept are fitted on every row.",
             "tuning_production_weeks": weeks,
@@ -491,8 +493,8 @@ def _budget_share(
     thousands of combinations the search finds one that chance favoured on these. So per
     group of presses the levels are chosen on the others' scores, for each share in
     BUDGET_SHARES, and counted on the group's; the largest share whose false alarms, summed
-    over the groups, stay within the budget (per week of production) is kept, else the
-    smallest."""
+    over the groups, stay within the budget (per week of production) by a margin is kept
+    (`holds_budget`), else the smallest."""
     group_of = {p: g for g, members in enumerate(folds.presses) for p in members}
     group = {m.key: group_of[m.machine_id] for m in data.machines}
     rows = {m.key: m.hi - m.lo for m in data.machines}
@@ -532,9 +534,25 @@ def _budget_share(
         }
         for s, (w, n, f) in counted.items()
     }
-    within = [s for s in BUDGET_SHARES if counted[s][2] <= budget * total]
+    within = [s for s in BUDGET_SHARES if holds_budget(counted[s][2], budget * total)]
     share = within[0] if within else BUDGET_SHARES[-1]
-    return share, {"share": share, "per_share": per_share, "production_weeks": total}
+    return share, {
+        "share": share,
+        "per_share": per_share,
+        "production_weeks": total,
+        "false_alarms_allowed": budget * total,
+        "kept_when": "false_alarms + sqrt(false_alarms) <= false_alarms_allowed",
+    }
+
+
+def holds_budget(false_alarms: int, allowed: float) -> bool:
+    """Whether `false_alarms` counted on unseen presses keep to `allowed` with a margin.
+
+    The count is itself a sample of rare events: as Poisson, its standard error is its
+    square root. A count just under the limit (170 against 177.5) says the levels would
+    raise more than the budget on the next presses about as often as not; a share is kept
+    only when its count plus one standard error stays within (about 5 in 6 of the time)."""
+    return false_alarms + math.sqrt(false_alarms) <= allowed
 
 
 def _pareto(
