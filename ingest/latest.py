@@ -47,7 +47,8 @@ _UPSERT = (
 )
 
 # For each signal of each machine (the pairs machine_signal holds: what exists, not every
-# machine with every signal name), the newest reading near the machine's last_seen, where it
+# machine with every signal name), the newest reading near the machine's last_seen (any, for a
+# machine with none yet: a gateway's first messages may be a buffer hours old), where it
 # is newer than latest_value's; in key order, as the upserts go, so that two workers never
 # deadlock. Then last_seen from the newest row of each kind.
 _CATCH_UP = """
@@ -58,7 +59,7 @@ JOIN machine m ON m.id = ms.machine_id
 CROSS JOIN LATERAL (
     SELECT time, value FROM telemetry
     WHERE machine_id = ms.machine_id AND signal_id = ms.signal_id
-      AND time >= coalesce(m.last_seen, m.first_seen) - %(window)s
+      AND time >= coalesce(m.last_seen - %(window)s, '-infinity')
     ORDER BY time DESC LIMIT 1
 ) t
 ORDER BY m.id, ms.signal_id

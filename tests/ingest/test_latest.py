@@ -79,15 +79,21 @@ async def test_committed_batches_reach_latest_value_within_a_second_newest_first
     assert latest.pending == 0
 
 
+@pytest.mark.parametrize("age", [timedelta(0), timedelta(hours=3)])
 async def test_what_a_crash_left_out_of_latest_value_is_caught_up_at_start(
-    conn: psycopg.AsyncConnection, database_url: str, caplog: pytest.LogCaptureFixture
+    conn: psycopg.AsyncConnection,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
+    age: timedelta,
 ) -> None:
-    # Ingest committed these batches and was killed before its once-a-second write.
+    # Ingest committed these batches and was killed before its once-a-second write; the
+    # messages are new, or a gateway's buffer of 3 h ago, the first the database sees of it.
     machine = f"imm-{uuid.uuid4().hex[:8]}"
     lost: list[tuple[Latest, dict[int, datetime]]] = []
     writer = Writer(conn, Limits(), lambda latest, seen: lost.append((latest, seen)))
-    later = NOW + timedelta(seconds=1)
-    await writer.write([_telemetry(machine, 1, NOW, {"TempZone1": 230.0, "TempOil": 44.0})])
+    first = datetime.now(UTC).replace(microsecond=0) - age
+    later = first + timedelta(seconds=1)
+    await writer.write([_telemetry(machine, 1, first, {"TempZone1": 230.0, "TempOil": 44.0})])
     await writer.write([_telemetry(machine, 2, later, {"TempZone1": 232.5})])
     assert len(lost) == 2
     assert await _latest(conn, machine) == {}
@@ -97,7 +103,7 @@ async def test_what_a_crash_left_out_of_latest_value_is_caught_up_at_start(
     done = asyncio.Event()
     done.set()  # start, catch up, write nothing more, stop
     await asyncio.wait_for(LatestValues(database_url).run(done), 10)
-    assert await _latest(conn, machine) == {"TempZone1": (232.5, later), "TempOil": (44.0, NOW)}
+    assert await _latest(conn, machine) == {"TempZone1": (232.5, later), "TempOil": (44.0, first)}
     assert await _last_seen(conn, machine) == later
     assert any("caught up from" in r.getMessage() for r in caplog.records)
     assert await catch_up(conn) == 0  # nothing left to catch up
