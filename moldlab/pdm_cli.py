@@ -157,15 +157,22 @@ def _in_a_row(rule: dict[str, Any]) -> str:
 
 def _share_line(alarm: dict[str, Any]) -> str:
     """How much of the false-alarm budget the levels were chosen for, and why."""
-    share, held = alarm["budget_share"], alarm["budget_share_held_out"]["per_share"]
+    held_out = alarm["budget_share_held_out"]
+    share, held = alarm["budget_share"], held_out["per_share"]
     budget = alarm["false_alarm_budget_per_machine_week"]
     whole, kept = held["1"], held[f"{share:g}"]
+    allowed = held_out.get("false_alarms_allowed")  # None: a model from before the margin
+    if allowed is None:
+        why = ""
+    elif kept["false_alarms"] + kept["false_alarms"] ** 0.5 <= allowed:
+        why = " (the largest share within the budget by one standard error)"
+    else:
+        why = " (the smallest tried: none was within the budget by one standard error)"
     return (
         f"alarm levels chosen for {100 * share:.0f} % of the budget of {budget:g} false alarms "
         f"per machine-week of production: chosen without a group of presses, they raised "
         f"{_num(whole['false_alarms_per_production_week'])} on it at the whole budget, "
-        f"{_num(kept['false_alarms_per_production_week'])} at {100 * share:.0f} % "
-        "(the largest share within the budget by one standard error)"
+        f"{_num(kept['false_alarms_per_production_week'])} at {100 * share:.0f} %{why}"
     )
 
 

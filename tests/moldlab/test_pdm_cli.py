@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pdm_exports import small_export
@@ -52,6 +53,27 @@ def test_train_writes_a_model_with_its_card(trained: Path) -> None:
 
     line = _share_line(alarm)
     assert f"chosen for {100 * alarm['budget_share']:.0f} % of the budget of 0.5" in line
+    assert "by one standard error" in line
+
+
+def test_the_share_line_says_why_the_share_was_kept() -> None:
+    from moldlab.pdm_cli import _share_line
+
+    def alarm(share: float, false_alarms: dict[str, int], allowed: float | None) -> Any:
+        per = {s: {"false_alarms": f, "false_alarms_per_production_week": f / 355}
+               for s, f in false_alarms.items()}  # fmt: skip
+        held: dict[str, Any] = {"per_share": per}
+        if allowed is not None:
+            held["false_alarms_allowed"] = allowed
+        return {"budget_share": share, "budget_share_held_out": held,
+                "false_alarm_budget_per_machine_week": 0.5}  # fmt: skip
+
+    kept = _share_line(alarm(0.7, {"1": 193, "0.7": 150}, 177.5))
+    assert "at 70 % (the largest share within the budget by one standard error)" in kept
+    none = _share_line(alarm(0.5, {"1": 193, "0.5": 175}, 177.5))
+    assert "(the smallest tried: none was within the budget by one standard error)" in none
+    old = _share_line(alarm(0.8, {"1": 193, "0.8": 170}, None))  # a model from before
+    assert old.endswith("0.48 at 80 %")
 
 
 def test_models_lists_them(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:
