@@ -26,7 +26,7 @@ def _telemetry(machine: str, seq: int, ts: datetime, values: dict[str, float]) -
         readings=[Reading(signal=name, offset_ms=0, value=v) for name, v in values.items()],
     )  # fmt: skip
     topic = Topic("test", "hall", "line-1", machine, MessageKind.TELEMETRY)
-    return Inbound(str(topic), encode(msg), NOW)
+    return Inbound(str(topic), encode(msg), datetime.now(UTC))  # received now, however late
 
 
 async def _latest(conn: psycopg.AsyncConnection, machine: str) -> dict[str, tuple[float, datetime]]:
