@@ -161,13 +161,12 @@ def _share_line(alarm: dict[str, Any]) -> str:
     share, held = alarm["budget_share"], held_out["per_share"]
     budget = alarm["false_alarm_budget_per_machine_week"]
     whole, kept = held["1"], held[f"{share:g}"]
-    allowed = held_out.get("false_alarms_allowed")  # None: a model from before the margin
-    if allowed is None:
-        why = ""
-    elif kept["false_alarms"] + kept["false_alarms"] ** 0.5 <= allowed:
-        why = " (the largest share within the budget by one standard error)"
-    else:
-        why = " (the smallest tried: none was within the budget by one standard error)"
+    within = held_out.get("within_budget")  # None: a model from before the margin
+    why = {
+        None: "",
+        True: " (the largest share within the budget by one standard error)",
+        False: " (the smallest tried: none was within the budget by one standard error)",
+    }[within]
     return (
         f"alarm levels chosen for {100 * share:.0f} % of the budget of {budget:g} false alarms "
         f"per machine-week of production: chosen without a group of presses, they raised "

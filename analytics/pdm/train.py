@@ -542,6 +542,7 @@ def _budget_share(
         "production_weeks": total,
         "false_alarms_allowed": budget * total,
         "kept_when": "false_alarms + sqrt(false_alarms) <= false_alarms_allowed",
+        "within_budget": bool(within),  # False: none was, the smallest share is kept
     }
 
 

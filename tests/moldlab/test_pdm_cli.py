@@ -59,18 +59,18 @@ def test_train_writes_a_model_with_its_card(trained: Path) -> None:
 def test_the_share_line_says_why_the_share_was_kept() -> None:
     from moldlab.pdm_cli import _share_line
 
-    def alarm(share: float, false_alarms: dict[str, int], allowed: float | None) -> Any:
+    def alarm(share: float, false_alarms: dict[str, int], within: bool | None) -> Any:
         per = {s: {"false_alarms": f, "false_alarms_per_production_week": f / 355}
                for s, f in false_alarms.items()}  # fmt: skip
         held: dict[str, Any] = {"per_share": per}
-        if allowed is not None:
-            held["false_alarms_allowed"] = allowed
+        if within is not None:
+            held["within_budget"] = within
         return {"budget_share": share, "budget_share_held_out": held,
                 "false_alarm_budget_per_machine_week": 0.5}  # fmt: skip
 
-    kept = _share_line(alarm(0.7, {"1": 193, "0.7": 150}, 177.5))
+    kept = _share_line(alarm(0.7, {"1": 193, "0.7": 150}, True))
     assert "at 70 % (the largest share within the budget by one standard error)" in kept
-    none = _share_line(alarm(0.5, {"1": 193, "0.5": 175}, 177.5))
+    none = _share_line(alarm(0.5, {"1": 193, "0.5": 175}, False))
     assert "(the smallest tried: none was within the budget by one standard error)" in none
     old = _share_line(alarm(0.8, {"1": 193, "0.8": 170}, None))  # a model from before
     assert old.endswith("0.48 at 80 %")

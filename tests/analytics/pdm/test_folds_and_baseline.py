@@ -241,6 +241,7 @@ def test_the_budget_share_is_the_largest_that_held_on_unseen_presses(
             for s, v in per.items()
         }
         assert held_out["false_alarms_allowed"] == pytest.approx(budget * weeks)
+        assert held_out["within_budget"] == within[share]
         if noise < 1:  # a clean signal: the whole budget holds on unseen presses
             assert share == 1.0
         else:  # noisy presses: levels chosen to the last false alarm overshoot elsewhere
