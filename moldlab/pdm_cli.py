@@ -172,7 +172,26 @@ def _share_line(alarm: dict[str, Any]) -> str:
         f"per machine-week of production: chosen without a group of presses, they raised "
         f"{_num(whole['false_alarms_per_production_week'])} on it at the whole budget, "
         f"{_num(kept['false_alarms_per_production_week'])} at {100 * share:.0f} %{why}"
+        f"{_policy_clause(held_out)}"
     )
+
+
+def _policy_clause(held_out: dict[str, Any]) -> str:
+    """Which scores in a row the levels ask for and why (models before the policies: none)."""
+    policies = held_out.get("per_policy")
+    if not policies or len(policies) < 2:
+        return ""
+    warned = {
+        n: (p["per_share"][f"{p['share']:g}"]["warned_2h"], p["per_share"]["1"]["wear_failures"])
+        for n, p in policies.items()
+    }
+    rows = ", ".join(
+        f"{'/'.join(str(c) for c in p['confirm'])} in a row: {warned[n][0]}/{warned[n][1]} "
+        f"warned at {100 * p['share']:.0f} %"
+        for n, p in policies.items()
+    )
+    confirm = "/".join(str(c) for c in held_out["confirm"])
+    return f"; on {confirm} scores in a row, which warned most there ({rows})"
 
 
 def _headline(m: dict[str, Any]) -> str:

@@ -9,9 +9,11 @@ groups. Per component with failures to learn from:
   the out-of-fold average precision of p_24h;
 - three quantile regressors (10 / 50 / 90 %) of the RUL in running hours (standstills longer
   than GAP_H left out: evaluate.running_clock), the unit of the horizons and leads too;
-- the alarm rule: the score (p_24h, or p_near, the geometric mean of p_8h and p_24h) and the
-  raise and clear levels that warn most failures >= 2 h ahead within the false-alarm budget,
-  on the out-of-fold scores;
+- the alarm rule: the score (p_24h, or p_near, the geometric mean of p_8h and p_24h), the
+  raise and clear levels and the scores in a row that warn most failures >= 2 h ahead within
+  the false-alarm budget, on the out-of-fold scores (the share of the budget and whether every
+  component asks for an hour at its level are chosen on presses the levels were not chosen
+  on: `_budget_share`);
 - the baseline: of the features that best separate failing from healthy, the one, direction
   and levels that do best by the same search on the same rows.
 The models kept are then fitted on every row. The card's metrics are the out-of-fold ones;
@@ -32,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from analytics.pdm import tuning
 from analytics.pdm.baseline import baseline_options
 from analytics.pdm.dataset import Dataset, Folds, build_dataset, folds_by_press
 from analytics.pdm.evaluate import GAP_H, AlarmRule, ComponentMetrics
@@ -309,7 +312,6 @@ def fit_dataset(
 
     fitted: dict[str, tuple[dict[str, Any], np.ndarray, np.ndarray]] = {}
     out_of_fold: dict[str, dict[str, np.ndarray]] = {}
-    model_options: dict[str, list[tuple[Any, ComponentMetrics]]] = {}
     comp_tracks: dict[str, dict[str, list[ScoredTrack]]] = {}
     base_options: dict[str, list[tuple[Any, ComponentMetrics]]] = {}
     for comp in modelled:
@@ -337,7 +339,6 @@ def fit_dataset(
             kind: _tracks(data, scored, comp, oof[scored])
             for kind, oof in out_of_fold[comp].items()
         }
-        model_options[comp] = _rule_options(comp_tracks[comp])
         base_options[comp] = _baseline_options(data, comp, weight, scored)
 
     # The false-alarm budget is for a machine, whatever part of it warns: it goes to the
@@ -347,9 +348,13 @@ def fit_dataset(
     # the clock (the budget per calendar week is then lower on the training data).
     # The levels are chosen for a share of the budget: the largest share whose levels, chosen
     # on the presses of all groups but one, kept to the budget, with a margin of one standard
-    # error, on the presses of that one.
+    # error, on the presses of that one; and with the scores in a row (confirm_policies) that
+    # warned most there.
     weeks = _production_weeks(data)
-    share, held_out = _budget_share(data, folds, comp_tracks, settings.fa_budget_per_machine_week)
+    share, confirms, held_out = _budget_share(
+        data, folds, comp_tracks, settings.fa_budget_per_machine_week
+    )
+    model_options = {comp: _rule_options(comp_tracks[comp], confirms) for comp in modelled}
     max_false = math.floor(settings.fa_budget_per_machine_week * weeks)
     model_max_false = math.floor(share * settings.fa_budget_per_machine_week * weeks)
     model_pick = allocate(model_options, model_max_false)
@@ -408,13 +413,16 @@ def fit_dataset(
             "by models fitted without its press. The model's levels are chosen for the "
             "largest share of the budget (budget_share) whose levels, chosen on the presses of "
             "all groups but one, raised at most the budget on that one's, by a margin of one "
-            "standard error (a Poisson count's square root; budget_share_held_out). "
+            "standard error (a Poisson count's square root; budget_share_held_out), and with "
+            "the scores in a row of the policy (confirm_policy: per component 1, 2 or 3, or 3 "
+            "for every one) that warned most failures on the held-out presses at its share. "
             "The baseline's feature, direction and levels are chosen the same way on the same "
             "rows, for the whole budget. The models kept are fitted on every row.",
             "tuning_production_weeks": weeks,
             "tuning_false_alarms_allowed": model_max_false,
             "tuning_false_alarms_allowed_baseline": max_false,
             "budget_share": share,
+            "confirm_policy": list(confirms),
             "budget_share_held_out": held_out,
         },
         "metrics": overall,
@@ -468,16 +476,38 @@ def _overall(
     }
 
 
-def _rule_options(tracks: dict[str, list[ScoredTrack]]) -> list[tuple[Any, ComponentMetrics]]:
-    """The candidate alarm rules of one component on each of its scores (p_24h, p_near)."""
+def _rule_options(
+    tracks: dict[str, list[ScoredTrack]], confirms: Sequence[int] | None = None
+) -> list[tuple[Any, ComponentMetrics]]:
+    """The candidate alarm rules of one component on each of its scores (p_24h, p_near),
+    raising on any of `confirms` scores in a row."""
+    return _within(_all_rule_options(tracks), tuning.CONFIRMS if confirms is None else confirms)
+
+
+def _all_rule_options(tracks: dict[str, list[ScoredTrack]]) -> list[tuple[Any, ComponentMetrics]]:
     opts: list[tuple[Any, ComponentMetrics]] = []
     for kind, of_kind in tracks.items():
         opts += [(replace(r, score=kind), m) for r, m in options(of_kind)]
-    return _pareto(opts)
+    return opts
+
+
+def _within(
+    opts: list[tuple[Any, ComponentMetrics]], confirms: Sequence[int]
+) -> list[tuple[Any, ComponentMetrics]]:
+    return _pareto([o for o in opts if o[0].confirm in confirms])
 
 
 # Shares of the false-alarm budget tried, largest first.
 BUDGET_SHARES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
+
+
+def confirm_policies() -> dict[str, tuple[int, ...]]:
+    """The scores in a row the levels may ask for, each tried as a whole like a share: per
+    component any of tuning.CONFIRMS (the search picks), or the most of them for every
+    component (an alarm only on a score that has held for an hour)."""
+    most = (max(tuning.CONFIRMS),)
+    any_ = tuple(tuning.CONFIRMS)
+    return {"any": any_} if any_ == most else {"any": any_, "held": most}
 
 
 def _budget_share(
@@ -485,28 +515,32 @@ def _budget_share(
     folds: Folds,
     tracks: dict[str, dict[str, list[ScoredTrack]]],
     budget: float,
-) -> tuple[float, dict[str, Any]]:
-    """The share of the false-alarm budget to choose the levels for, and what it raised on
-    presses the levels were not chosen on.
+) -> tuple[float, tuple[int, ...], dict[str, Any]]:
+    """The share of the false-alarm budget to choose the levels for, the scores in a row
+    they may ask for, and what they raised on presses the levels were not chosen on.
 
     Levels chosen to the last false alarm on some presses raise more on others: among
     thousands of combinations the search finds one that chance favoured on these. So per
     group of presses the levels are chosen on the others' scores, for each share in
-    BUDGET_SHARES, and counted on the group's; the largest share whose false alarms, summed
-    over the groups, stay within the budget (per week of production) by a margin is kept
-    (`holds_budget`), else the smallest."""
+    BUDGET_SHARES and each of `confirm_policies`, and counted on the group's. Per policy the
+    largest share whose false alarms, summed over the groups, stay within the budget (per
+    week of production) by a margin is kept (`holds_budget`), else the smallest; of the
+    policies, the one that warned most failures >= 2 h ahead at its share, then the one with
+    fewer false alarms, then "held": it leaves the search fewer choices to fit by chance."""
     group_of = {p: g for g, members in enumerate(folds.presses) for p in members}
     group = {m.key: group_of[m.machine_id] for m in data.machines}
     rows = {m.key: m.hi - m.lo for m in data.machines}
+    policies = confirm_policies()
 
     def weeks(keys: Any) -> float:
         return _rows_weeks(sum(rows[k] for k in keys))
 
-    counted = {s: [0, 0, 0] for s in BUDGET_SHARES}  # warned >= 2 h, wear failures, false
+    # per policy and share: warned >= 2 h, wear failures, false alarms
+    counted = {name: {s: [0, 0, 0] for s in BUDGET_SHARES} for name in policies}
     for g in range(len(folds)):
         chosen_on = [k for k in group if group[k] != g]
-        opts = {
-            comp: _rule_options(
+        every = {
+            comp: _all_rule_options(
                 {
                     kind: [t for t in of_kind if group[t.machine_id] != g]
                     for kind, of_kind in by_kind.items()
@@ -514,36 +548,63 @@ def _budget_share(
             )
             for comp, by_kind in tracks.items()
         }
-        for share in BUDGET_SHARES:
-            pick = allocate(opts, math.floor(share * budget * weeks(chosen_on)))
-            for comp, by_kind in tracks.items():
-                picked = pick[comp]
-                rule = picked[0] if picked else AlarmRule(math.inf, math.inf)
-                held = [t for t in by_kind[rule.score] if group[t.machine_id] == g]
-                m = metrics_for(held, rule)
-                counted[share][0] += m.warned_2h
-                counted[share][1] += m.wear_failures
-                counted[share][2] += m.false_alarms
+        for name, confirms in policies.items():
+            opts = {comp: _within(o, confirms) for comp, o in every.items()}
+            for share in BUDGET_SHARES:
+                pick = allocate(opts, math.floor(share * budget * weeks(chosen_on)))
+                for comp, by_kind in tracks.items():
+                    picked = pick[comp]
+                    rule = picked[0] if picked else AlarmRule(math.inf, math.inf)
+                    held = [t for t in by_kind[rule.score] if group[t.machine_id] == g]
+                    m = metrics_for(held, rule)
+                    counted[name][share][0] += m.warned_2h
+                    counted[name][share][1] += m.wear_failures
+                    counted[name][share][2] += m.false_alarms
     total = weeks(group)
-    per_share = {
-        f"{s:g}": {
-            "warned_2h": w,
-            "wear_failures": n,
-            "false_alarms": f,
-            "false_alarms_per_production_week": f / total if total > 0 else None,
+    allowed = budget * total
+    per_policy: dict[str, dict[str, Any]] = {}
+    kept: dict[str, tuple[float, bool]] = {}
+    for name, by_share in counted.items():
+        per_policy[name] = {
+            f"{s:g}": {
+                "warned_2h": w,
+                "wear_failures": n,
+                "false_alarms": f,
+                "false_alarms_per_production_week": f / total if total > 0 else None,
+            }
+            for s, (w, n, f) in by_share.items()
         }
-        for s, (w, n, f) in counted.items()
-    }
-    within = [s for s in BUDGET_SHARES if holds_budget(counted[s][2], budget * total)]
-    share = within[0] if within else BUDGET_SHARES[-1]
-    return share, {
-        "share": share,
-        "per_share": per_share,
-        "production_weeks": total,
-        "false_alarms_allowed": budget * total,
-        "kept_when": "false_alarms + sqrt(false_alarms) <= false_alarms_allowed",
-        "within_budget": bool(within),  # False: none was, the smallest share is kept
-    }
+        within = [s for s in BUDGET_SHARES if holds_budget(by_share[s][2], allowed)]
+        kept[name] = (within[0], True) if within else (BUDGET_SHARES[-1], False)
+    order = list(policies)
+    name = max(
+        order,
+        key=lambda n: (
+            kept[n][1],
+            counted[n][kept[n][0]][0],
+            -counted[n][kept[n][0]][2],
+            n == "held",
+        ),
+    )
+    share, within_budget = kept[name]
+    return (
+        share,
+        policies[name],
+        {
+            "share": share,
+            "per_share": per_policy[name],
+            "production_weeks": total,
+            "false_alarms_allowed": allowed,
+            "kept_when": "false_alarms + sqrt(false_alarms) <= false_alarms_allowed",
+            "within_budget": within_budget,  # False: none was, the smallest share is kept
+            "confirm_policy": name,
+            "confirm": list(policies[name]),
+            "per_policy": {
+                n: {"confirm": list(policies[n]), "share": kept[n][0], "per_share": per_policy[n]}
+                for n in order
+            },
+        },
+    )
 
 
 def holds_budget(false_alarms: int, allowed: float) -> bool:

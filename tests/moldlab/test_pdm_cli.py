@@ -54,6 +54,11 @@ def test_train_writes_a_model_with_its_card(trained: Path) -> None:
     line = _share_line(alarm)
     assert f"chosen for {100 * alarm['budget_share']:.0f} % of the budget of 0.5" in line
     assert "by one standard error" in line
+    # and the scores in a row they ask for, chosen the same way
+    assert alarm["confirm_policy"] in ([1, 2, 3], [3])
+    assert alarm["budget_share_held_out"]["confirm"] == alarm["confirm_policy"]
+    confirm = "/".join(str(c) for c in alarm["confirm_policy"])
+    assert f"; on {confirm} scores in a row, which warned most there (1/2/3 in a row: " in line
 
 
 def test_the_share_line_says_why_the_share_was_kept() -> None:
@@ -74,6 +79,24 @@ def test_the_share_line_says_why_the_share_was_kept() -> None:
     assert "(the smallest tried: none was within the budget by one standard error)" in none
     old = _share_line(alarm(0.8, {"1": 193, "0.8": 170}, None))  # a model from before
     assert old.endswith("0.48 at 80 %")
+    held = alarm(0.8, {"1": 175, "0.8": 147}, True)
+    per = {s: {**v, "warned_2h": w, "wear_failures": 653}
+           for (s, v), w in zip(held["budget_share_held_out"]["per_share"].items(), (608, 603),
+                                strict=True)}  # fmt: skip
+    held["budget_share_held_out"] |= {
+        "confirm_policy": "held",
+        "confirm": [3],
+        "per_policy": {
+            "any": {"confirm": [1, 2, 3], "share": 0.7,
+                    "per_share": {"1": {"warned_2h": 613, "wear_failures": 653},
+                                  "0.7": {"warned_2h": 598, "wear_failures": 653}}},
+            "held": {"confirm": [3], "share": 0.8, "per_share": per},
+        },
+    }  # fmt: skip
+    assert _share_line(held).endswith(
+        "; on 3 scores in a row, which warned most there "
+        "(1/2/3 in a row: 598/653 warned at 70 %, 3 in a row: 603/653 warned at 80 %)"
+    )
 
 
 def test_models_lists_them(trained: Path, capsys: pytest.CaptureFixture[str]) -> None:

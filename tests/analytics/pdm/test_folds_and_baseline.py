@@ -209,13 +209,14 @@ def test_the_budget_share_is_counted_on_presses_the_levels_were_not_chosen_on(
 
     monkeypatch.setattr(train_module, "options", options)
     monkeypatch.setattr(train_module, "metrics_for", metrics_for)
-    share, held_out = train_module._budget_share(data, folds, {"c": {"p_24h": tracks}}, 0.5)
+    share, _, held_out = train_module._budget_share(data, folds, {"c": {"p_24h": tracks}}, 0.5)
     assert len(chosen_on) == len(folds)  # per group, the levels chosen once on the others
-    assert len(counted_on) == len(folds) * len(train_module.BUDGET_SHARES)
+    per_group = len(train_module.BUDGET_SHARES) * len(train_module.confirm_policies())
+    assert len(counted_on) == len(folds) * per_group  # each share of each policy once
     for g, members in enumerate(folds.presses):
         assert chosen_on[g] == {t.machine_id for t in tracks} - set(members)
     for k, counted in enumerate(counted_on):
-        assert counted == set(folds.presses[k // len(train_module.BUDGET_SHARES)])
+        assert counted == set(folds.presses[k // per_group])
     per = held_out["per_share"]
     assert sum(v["wear_failures"] for v in per.values()) == 30 * len(per)  # every failure once
     assert held_out["share"] == share
@@ -232,7 +233,9 @@ def test_the_budget_share_is_the_largest_that_held_on_unseen_presses(
     for noise, seed in ((0.2, 1), (1.0, 1)):  # the same presses, more noise
         tracks = _press_tracks(10, seed=seed, noise_scale=noise)
         data, folds = _press_data(tracks, groups=5)
-        share, held_out = train_module._budget_share(data, folds, {"c": {"p_24h": tracks}}, budget)
+        share, _, held_out = train_module._budget_share(
+            data, folds, {"c": {"p_24h": tracks}}, budget
+        )
         weeks = held_out["production_weeks"]
         assert weeks == pytest.approx(40.0)
         per = held_out["per_share"]
@@ -298,3 +301,62 @@ def test_training_reports_progress_fit_by_fit_up_to_the_end(
     folds = 3  # no more groups than presses
     per_component = (len(train_module.CONFIGS) + 1) * folds + 1  # out-of-fold fits, final fits
     assert len(fits) >= modelled * per_component
+
+
+def _rise_tracks(presses: int, rise_h: float, spikes_per_day: float) -> list[ScoredTrack]:
+    """Per press 4 weeks of half-hourly scores: quiet noise, single-score spikes as high as a
+    failing part's (a mould change, a cold start), and a rise over the `rise_h` hours before
+    each of three failures."""
+    from analytics.pdm.features import SCORE_INTERVAL_US
+
+    rng = np.random.default_rng(7)
+    n = 4 * 168 * H // SCORE_INTERVAL_US
+    times = np.arange(n, dtype=np.int64) * SCORE_INTERVAL_US
+    out = []
+    for p in range(presses):
+        s = rng.normal(0.0, 0.2, n)
+        s[rng.random(n) < spikes_per_day / 48] += 4.0
+        fails = []
+        for at_h in (150, 350, 550):
+            fails.append(Failure(at_h * H, "c", "r", "wear", (at_h + 2) * H))
+            s[(times >= at_h * H - rise_h * H) & (times < at_h * H)] = 4.0
+        out.append(ScoredTrack(f"m{p}", times, s, tuple(fails), 0, n * SCORE_INTERVAL_US))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("rise_h", "spikes_per_day", "policy"),
+    [
+        # single high scores: an hour at the level tells wear from them, and the per-component
+        # search finds that too; as good on unseen presses, the rule with fewer choices wins
+        (12.0, 1.0, "held"),
+        (2.5, 0.0, "any"),  # a warning 2.5 h long: waiting an hour for it leaves 1.5 h
+    ],
+)
+def test_the_scores_in_a_row_are_those_that_warned_most_on_unseen_presses(
+    rise_h: float, spikes_per_day: float, policy: str
+) -> None:
+    tracks = _rise_tracks(10, rise_h, spikes_per_day)
+    data, folds = _press_data(tracks, groups=5)
+    share, confirms, held_out = train_module._budget_share(
+        data, folds, {"c": {"p_24h": tracks}}, 0.5
+    )
+    policies = train_module.confirm_policies()
+    assert set(held_out["per_policy"]) == set(policies) == {"any", "held"}
+    assert held_out["confirm_policy"] == policy
+    assert confirms == policies[policy]
+    assert held_out["confirm"] == list(confirms)
+    assert held_out["per_share"] == held_out["per_policy"][policy]["per_share"]
+    chosen = held_out["per_share"][f"{share:g}"]
+    other = held_out["per_policy"]["any" if policy == "held" else "held"]
+    beaten = other["per_share"][f"{other['share']:g}"]
+    assert (chosen["warned_2h"], -chosen["false_alarms"]) >= (
+        beaten["warned_2h"],
+        -beaten["false_alarms"],
+    )
+    if policy == "any":
+        assert beaten["warned_2h"] < chosen["warned_2h"] / 2  # an hour late, most missed
+    # the fit keeps to the policy: every option it allocates from asks for its scores in a row
+    opts = train_module._rule_options({"p_24h": tracks}, confirms)
+    assert opts
+    assert {r.confirm for r, _ in opts} <= set(confirms)
