@@ -73,7 +73,8 @@ def run_pdm_bench(
     as_json: bool,
 ) -> int:
     """`moldlab bench pdm`: print the figures (text or JSON); 2 for bad options or no model."""
-    from moldlab.pdm_score_cli import _Usage, load
+    from moldlab.dbargs import UsageError
+    from moldlab.pdm_score_cli import load
     from moldlab.pdm_score_cli import models_dir as default_dir
 
     command = (
@@ -87,7 +88,7 @@ def run_pdm_bench(
         return 2
     try:
         pdm_model = load(model, default_dir(models_dir))
-    except _Usage as exc:
+    except UsageError as exc:
         print(f"moldlab bench pdm: {exc}", file=sys.stderr)
         return 2
     host = machine()

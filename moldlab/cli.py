@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from moldlab import bench_cli, pdm_cli, plant_cli, report_cli, sim_cli
+from moldlab import bench_cli, pdm_cli, plant_cli, report_cli, sim_cli, user_cli
 from moldlab.runner import ENV_HELP, run_until_signalled, setup_logging
 
 
@@ -150,6 +150,7 @@ def _parser() -> argparse.ArgumentParser:
     plant_cli.add_parser(sub)
     report_cli.add_parser(sub)
     pdm_cli.add_parser(sub)
+    user_cli.add_parser(sub)
     return parser
 
 
@@ -252,6 +253,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return report_cli.run(args)
     if args.command == "pdm":
         return pdm_cli.run(args)
+    if args.command == "user":
+        return user_cli.run(args)
     if args.command == "db":
         from ingest.settings import IngestSettings
         from store import upgrade

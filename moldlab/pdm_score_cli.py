@@ -6,11 +6,13 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from moldlab.dbargs import UsageError as _Usage
+from moldlab.dbargs import add_database_option as _database
+from moldlab.dbargs import database_url
 from moldlab.runner import ENV_HELP
 
 log = logging.getLogger("moldlab.pdm")
@@ -25,10 +27,6 @@ _SETTING_MAX = {
     "history_every_s": 86_400.0,
     "history_days": 3_650.0,
 }
-
-
-class _Usage(Exception):
-    """A command line or setting that cannot work; the text says why."""
 
 
 def add_parsers(pdm_sub: Any) -> None:
@@ -110,10 +108,6 @@ def _models_dir(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _database(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--database-url", help="postgresql://... (MOLDLAB_DATABASE_URL)")
-
-
 def owns(command: str | None) -> bool:
     return command in _OWN
 
@@ -129,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         return code
 
     try:
-        url = _database_url(args.database_url or os.environ.get("MOLDLAB_DATABASE_URL"))
+        url = database_url(args.database_url)
         if args.pdm_command == "score":
             return _score(args, url)
         if args.pdm_command == "alerts":
@@ -143,22 +137,6 @@ def run(args: argparse.Namespace) -> int:
     except psycopg.OperationalError as exc:
         return fail(f"cannot reach the database: {' '.join(str(exc).split())[:300]}", 1)
     raise AssertionError(args.pdm_command)
-
-
-def _database_url(url: str | None) -> str:
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict
-
-    if not url:
-        raise _Usage("no database: give --database-url or set MOLDLAB_DATABASE_URL")
-    try:
-        conninfo_to_dict(url)
-    except psycopg.ProgrammingError:
-        raise _Usage(
-            "the database URL (--database-url or MOLDLAB_DATABASE_URL) is not valid; "
-            "give postgresql://USER@HOST:PORT/DATABASE"
-        ) from None
-    return url
 
 
 def models_dir(given: Path | None) -> Path:
@@ -180,7 +158,7 @@ def newest_model(directory: Path) -> Path | None:
 def load(model: str | None, directory: Path) -> Any:
     """The model asked for: a directory, a name in `directory`, or the newest there.
 
-    _Usage when there is none or it cannot be loaded (other library versions, bad files).
+    UsageError when there is none or it cannot be loaded (other library versions, bad files).
     """
     from analytics.pdm.model import ModelError
     from analytics.pdm.registry import load_model, resolve_model

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from moldlab.dbargs import UsageError, add_database_option, database_url
 
 if TYPE_CHECKING:
     from plant import Plant
@@ -52,7 +53,7 @@ def add_parser(subparsers: Any) -> None:
         "from 1970 to a year ahead of now (default: the file's effective_from, else now)",
     )  # fmt: skip
     load.add_argument("--check", action="store_true", help="only validate the file; write nothing")
-    load.add_argument("--database-url", help="postgresql://... (MOLDLAB_DATABASE_URL)")
+    add_database_option(load)
     show = sub.add_parser(
         "show",
         help="print the plant master data in force at a time",
@@ -63,7 +64,7 @@ def add_parser(subparsers: Any) -> None:
     show.add_argument(
         "--at", metavar="TIMESTAMP", help="ISO 8601 with a zone, e.g. 2026-11-01T12:00Z"
     )
-    show.add_argument("--database-url", help="postgresql://... (MOLDLAB_DATABASE_URL)")
+    add_database_option(show)
 
 
 def _timestamp(text: str) -> datetime:
@@ -106,23 +107,14 @@ def run(args: argparse.Namespace) -> int:
                 f"{len(plant.machines)} machines: ok"
             )
             return 0
-    url = args.database_url or os.environ.get("MOLDLAB_DATABASE_URL")
-    if not url:
-        return fail("no database: give --database-url or set MOLDLAB_DATABASE_URL")
     import psycopg
-    from psycopg.conninfo import conninfo_to_dict
 
     from store import StoreError
 
     try:
-        conninfo_to_dict(url)  # the same parse as connect(), without its traceback
-    except psycopg.ProgrammingError as exc:
-        hidden = "@" in url or "password" in url.lower()  # do not print a password
-        problem = str(exc).strip().replace(url, "<the URL>") if hidden else str(exc).strip()
-        return fail(
-            f"the database URL (--database-url or MOLDLAB_DATABASE_URL) is not valid: {problem}; "
-            "give postgresql://USER@HOST:PORT/DATABASE"
-        )
+        url = database_url(args.database_url)
+    except UsageError as exc:
+        return fail(str(exc))
     try:
         if plant is not None:
             return asyncio.run(_load(url, plant, given, str(args.file)))

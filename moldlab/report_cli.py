@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import sys
 from collections.abc import Sequence
@@ -13,6 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
+from moldlab.dbargs import UsageError as _Usage
+from moldlab.dbargs import add_database_option, database_url
 from moldlab.runner import ENV_HELP
 
 if TYPE_CHECKING:
@@ -52,10 +53,6 @@ _MACHINE_HOURS = (
     "The hours of a line, area or site (its rows; the loss tree and Pareto of a place above "
     "one machine) sum those of its machines: machine-hours, 72 h for 3 machines over a day."
 )
-
-
-class _Usage(Exception):
-    """A bad argument: exit code 2."""
 
 
 def add_parser(subparsers: Any) -> None:
@@ -121,7 +118,7 @@ def add_parser(subparsers: Any) -> None:
         "(default MOLDLAB_MICRO_STOP_CONVENTION, iso)",
     )  # fmt: skip
     oee.add_argument("--json", action="store_true", help="print the API's JSON, not tables")
-    oee.add_argument("--database-url", help="postgresql://... (MOLDLAB_DATABASE_URL)")
+    add_database_option(oee)
     refresh = sub.add_parser(
         "refresh",
         help="run one pass of the OEE rollup now, with a progress line",
@@ -134,7 +131,7 @@ def add_parser(subparsers: Any) -> None:
         "threshold is MOLDLAB_MICRO_STOP_S (300 s): slices rolled up with another one are "
         "computed from the raw rows. " + ENV_HELP,
     )
-    refresh.add_argument("--database-url", help="postgresql://... (MOLDLAB_DATABASE_URL)")
+    add_database_option(refresh)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -151,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
 
     env = PerformanceEnv()  # a bad MOLDLAB_MICRO_STOP_* is cli.main's "invalid settings"
     try:
-        url = _database_url(args.database_url or os.environ.get("MOLDLAB_DATABASE_URL"))
+        url = database_url(args.database_url)
         if args.report_command == "refresh":
             return asyncio.run(_refresh(url, env.micro_stop_s))
         asked = _Asked.parse(args)
@@ -164,24 +161,6 @@ def run(args: argparse.Namespace) -> int:
         return fail("the database has no performance tables: run `moldlab db upgrade` first", 1)
     except psycopg.OperationalError as exc:
         return fail(f"cannot reach the database: {' '.join(str(exc).split())[:300]}", 1)
-
-
-def _database_url(url: str | None) -> str:
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict
-
-    if not url:
-        raise _Usage("no database: give --database-url or set MOLDLAB_DATABASE_URL")
-    try:
-        conninfo_to_dict(url)  # the same parse as connect(), without its traceback
-    except psycopg.ProgrammingError as exc:
-        hidden = "@" in url or "password" in url.lower()  # do not print a password
-        problem = str(exc).strip().replace(url, "<the URL>") if hidden else str(exc).strip()
-        raise _Usage(
-            f"the database URL (--database-url or MOLDLAB_DATABASE_URL) is not valid: {problem}; "
-            "give postgresql://USER@HOST:PORT/DATABASE"
-        ) from None
-    return url
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ TABLES = {
     "machine", "signal", "telemetry", "latest_value", "cycle", "machine_state",
     "edge_status", "message_log", "rejected_message", "storage_info", "machine_signal",
     "gateway_machine", "machine_job", "plant_site", "plant_mould", "plant_machine", "plant_load",
+    "app_user",
 }  # fmt: skip
 
 
