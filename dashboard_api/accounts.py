@@ -9,7 +9,9 @@ the next good login.
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 from functools import cache
 from typing import Any
 
@@ -29,6 +31,8 @@ PASSWORD_MIN = 12
 PASSWORD_MAX = 1024
 
 _hasher = PasswordHasher()
+# Each hash takes 64 MiB and tens of ms of a core: at most two at a time, off the event loop.
+_HASHING = threading.BoundedSemaphore(2)
 
 
 class AccountError(ValueError):
@@ -56,7 +60,8 @@ def check_password(password: str, name: str) -> None:
 
 
 def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+    with _HASHING:
+        return _hasher.hash(password)
 
 
 async def authenticate(conn: AsyncConnection[Any], name: str, password: str) -> User | None:
@@ -70,11 +75,13 @@ async def authenticate(conn: AsyncConnection[Any], name: str, password: str) -> 
     if cleaned is not None and len(password) <= PASSWORD_MAX:
         login = await login_of(conn, cleaned)
     if login is None or not login.user.active:
-        _verify(_dummy_hash(), password[:PASSWORD_MAX])
+        await asyncio.to_thread(_verify, _dummy_hash(), password[:PASSWORD_MAX])
         return None
-    if not _verify(login.password_hash, password):
+    if not await asyncio.to_thread(_verify, login.password_hash, password):
         return None
-    renewed = hash_password(password) if _hasher.check_needs_rehash(login.password_hash) else None
+    renewed = None
+    if _hasher.check_needs_rehash(login.password_hash):
+        renewed = await asyncio.to_thread(hash_password, password)
     await record_login(conn, login.user.id, renewed)
     return login.user
 
@@ -82,11 +89,12 @@ async def authenticate(conn: AsyncConnection[Any], name: str, password: str) -> 
 @cache
 def _dummy_hash() -> str:
     """Checked against when the name is unknown: a miss costs as much as a wrong password."""
-    return _hasher.hash("not a password of anyone")
+    return hash_password("not a password of anyone")
 
 
 def _verify(password_hash: str, password: str) -> bool:
     try:
-        return _hasher.verify(password_hash, password)
+        with _HASHING:
+            return _hasher.verify(password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False

@@ -16,11 +16,12 @@ from fastapi.staticfiles import StaticFiles
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
+from dashboard_api.auth import LoginLimiter
 from dashboard_api.deps import StorageBackend
 from dashboard_api.errors import install_error_handlers
 from dashboard_api.live import LiveHub
 from dashboard_api.rollup import PerformanceRollup
-from dashboard_api.routes import health, live, machines, maintenance, performance, spc
+from dashboard_api.routes import auth, health, live, machines, maintenance, performance, spc
 from dashboard_api.settings import ApiSettings
 
 _STATIC = files("dashboard_api") / "static"
@@ -34,6 +35,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         # Every query of the API ends within the timeout, whatever the database holds.
         await conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{timeout_ms}",))
         await conn.commit()
+
+    limiter = LoginLimiter(settings.api_login_max_failures, settings.api_login_window_s)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -56,7 +59,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
         # need not walk it again (they cost 45 ms a request in `moldlab bench analytics`).
         gc.freeze()
         try:
-            yield {"pool": pool, "hub": hub, "storage": StorageBackend(), "settings": settings}
+            yield {
+                "pool": pool, "hub": hub, "storage": StorageBackend(), "settings": settings,
+                "login_limiter": limiter,
+            }  # fmt: skip
         finally:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -89,6 +95,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(performance.router, prefix="/api/v1")
     app.include_router(maintenance.router, prefix="/api/v1")
     app.include_router(live.router, prefix="/api/v1")
+    app.include_router(auth.router, prefix="/api/v1")
     app.mount("/static", StaticFiles(directory=str(_STATIC)), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -52,6 +52,23 @@ class ApiSettings(PerformanceEnv):
     live_max_machines: int = Field(
         default=200, ge=1, le=10_000, description="machines the live socket follows, by place"
     )
+    api_session_hours: float = Field(
+        default=12.0, gt=0, le=24 * 30,
+        description="how long a login of the engineer workspace lasts (a shift and a half)",
+    )  # fmt: skip
+    api_cookie_secure: bool = Field(
+        default=True,
+        description="send the session cookie over HTTPS only (browsers also accept it from "
+        "http://localhost and 127.0.0.1); false only behind plain HTTP on a closed network",
+    )
+    api_login_max_failures: int = Field(
+        default=5, ge=1, le=1000,
+        description="failed logins of one name from one address (four times that from one "
+        "address) within api_login_window_s before logins answer 429",
+    )  # fmt: skip
+    api_login_window_s: float = Field(
+        default=900.0, gt=0, le=86_400, description="the window of api_login_max_failures"
+    )
     api_performance_refresh_s: float = Field(
         default=30.0,
         ge=0,

@@ -1,21 +1,33 @@
 """Predictive maintenance: the newest predictions, the alerts and the model card in force.
 
-Read-only: alerts are acknowledged with `moldlab pdm ack` until the API has logins.
+Reading is open; acknowledging an alert needs an engineer's session (dashboard_api.auth).
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
+from dashboard_api.auth import Engineer
 from dashboard_api.deps import Pool
 from dashboard_api.problems import UNAVAILABLE, Problem
 from dashboard_api.routes.performance import PLACE_PREFIX_PATTERN
-from store.maintenance import STATUSES, AlertStatus, alerts, latest_predictions, model_in_force
+from store.maintenance import (
+    STATUSES,
+    AckError,
+    AlertRow,
+    AlertStatus,
+    acknowledge,
+    alerts,
+    latest_predictions,
+    model_in_force,
+)  # fmt: skip
 
+log = logging.getLogger("moldlab.api.maintenance")
 router = APIRouter(tags=["maintenance"])
 
 MAX_ALERTS = 500
@@ -177,28 +189,48 @@ async def get_alerts(
     statuses = tuple(s for s in STATUSES if s in (status or ("open", "acknowledged")))
     async with pool.connection() as conn:
         rows = await alerts(conn, place=place, statuses=statuses, limit=limit)
-    return Alerts(
-        alerts=[
-            Alert(
-                id=a.id,
-                place=a.place,
-                component=a.component,
-                status=a.status,
-                opened_at=a.opened_at,
-                acknowledged_by=a.acknowledged_by,
-                acknowledged_at=a.acknowledged_at,
-                closed_at=a.closed_at,
-                close_reason=a.close_reason,
-                last_alarm_at=a.last_alarm_at,
-                p_8h=a.p_8h,
-                p_24h=a.p_24h,
-                rul_h=a.rul_h,
-                evidence=[Evidence(**e) for e in a.evidence],
-                model=a.model,
-            )
-            for a in rows
-        ]
+    return Alerts(alerts=[_alert(a) for a in rows])
+
+
+def _alert(a: AlertRow) -> Alert:
+    return Alert(
+        id=a.id, place=a.place, component=a.component, status=a.status, opened_at=a.opened_at,
+        acknowledged_by=a.acknowledged_by, acknowledged_at=a.acknowledged_at,
+        closed_at=a.closed_at, close_reason=a.close_reason, last_alarm_at=a.last_alarm_at,
+        p_8h=a.p_8h, p_24h=a.p_24h, rul_h=a.rul_h,
+        evidence=[Evidence(**e) for e in a.evidence], model=a.model,
+    )  # fmt: skip
+
+
+@router.post(
+    "/maintenance/alerts/{alert_id}/acknowledge",
+    summary="Acknowledge an open alert (engineers)",
+    description="Takes an open alert in the logged-in engineer's name: `acknowledged_by` is "
+    "their user name, `acknowledged_at` now. Needs a session (POST /api/v1/auth/login) and "
+    "its X-CSRF-Token header. The same as `moldlab pdm ack ALERT_ID --by NAME`.",
+    responses={
+        401: {"model": Problem, "description": "not logged in"},
+        403: {"model": Problem, "description": "missing or wrong X-CSRF-Token header"},
+        404: {"model": Problem, "description": "no such alert"},
+        409: {"model": Problem, "description": "the alert is acknowledged already, or closed"},
+        **UNAVAILABLE,
+    },
+)
+async def acknowledge_alert(
+    alert_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="the alert's id")],
+    user: Engineer,
+    pool: Pool,
+) -> Alert:
+    async with pool.connection() as conn:
+        try:
+            alert = await acknowledge(conn, alert_id, user.name)
+        except AckError as exc:
+            await conn.rollback()
+            raise HTTPException(404 if str(exc).startswith("no alert") else 409, str(exc)) from None
+    log.info(
+        "alert %d acknowledged by %s: %s %s", alert.id, user.name, alert.place, alert.component
     )
+    return _alert(alert)
 
 
 @router.get(

@@ -3,16 +3,14 @@ as the scorer wrote them, and an OpenAPI description for every field."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from pdm_rows import CushionModel, Press, fresh_t0
+from pdm_rows import scored_site
 from psycopg import AsyncConnection
 
-from analytics.pdm.scorer import Scorer, ScorerSettings
 from dashboard_api import ApiSettings, create_app
 from store.maintenance import acknowledge
 
@@ -21,28 +19,10 @@ pytestmark = pytest.mark.infra
 H = timedelta(hours=1)
 
 
-async def _scored_site(db: AsyncConnection[Any]) -> tuple[str, Press, Press, int, datetime]:
-    """Two presses of a site of their own, one with a low cushion (an alert), scored."""
-    T0 = fresh_t0()
-    site = f"pdm-{uuid.uuid4().hex[:6]}"
-    worn, fine = await Press.new(db, site), await Press.new(db, site)
-    for press, cushion in ((worn, 3.0), (fine, 5.0)):
-        await press.state(T0, "running")
-        await press.cycles(T0, T0 + 2 * H, cushion=cushion)
-    model = CushionModel(name=f"cushion-{site}")
-    result = await Scorer(model, ScorerSettings(lookback_h=24.0)).score(db, T0 + 2 * H)
-    (alert_id,) = [
-        a for a in result.opened
-        if (await (await db.execute("SELECT machine_id FROM pdm_alert WHERE id = %s", (a,)))
-            .fetchone()) == (worn.id,)
-    ]  # fmt: skip
-    return site, worn, fine, alert_id, T0
-
-
 async def test_predictions_alerts_and_the_model_card(
     api_url: str, db: AsyncConnection[Any]
 ) -> None:
-    site, worn, fine, alert_id, t0 = await _scored_site(db)
+    site, worn, fine, alert_id, t0 = await scored_site(db)
     async with httpx.AsyncClient(base_url=api_url, timeout=10) as http:
         r = await http.get("/api/v1/maintenance/predictions", params={"place": site})
         assert r.status_code == 200
@@ -86,19 +66,23 @@ async def test_predictions_alerts_and_the_model_card(
         assert r.json()["card"] == {"name": "cushion-test", "test": True}
 
 
-def test_every_field_is_described_and_nothing_writes() -> None:
+def test_every_field_is_described_and_only_a_login_writes() -> None:
     spec = create_app(ApiSettings(database_url="postgresql://unused@127.0.0.1:1/none")).openapi()
     paths = {p: ops for p, ops in spec["paths"].items() if "/maintenance/" in p}
+    ack = "/api/v1/maintenance/alerts/{alert_id}/acknowledge"
     assert set(paths) == {
         "/api/v1/maintenance/predictions", "/api/v1/maintenance/alerts",
-        "/api/v1/maintenance/model",
+        "/api/v1/maintenance/model", ack,
     }  # fmt: skip
-    for ops in paths.values():
-        assert set(ops) == {"get"}  # acknowledging is `moldlab pdm ack` until logins exist
-        assert ops["get"]["summary"]
-        assert ops["get"]["description"]
-        for param in ops["get"].get("parameters", []):
+    for path, ops in paths.items():
+        # Reading is open; acknowledging needs an engineer's session and its CSRF token.
+        (method,) = ops
+        assert method == ("post" if path == ack else "get")
+        assert ops[method]["summary"]
+        assert ops[method]["description"]
+        for param in ops[method].get("parameters", []):
             assert param.get("description"), param["name"]
+    assert {"401", "403", "404", "409"} <= set(paths[ack]["post"]["responses"])
     schemas = spec["components"]["schemas"]
     for name in ("Prediction", "Predictions", "Alert", "Alerts", "Evidence", "ModelCard"):
         for field, schema in schemas[name]["properties"].items():
@@ -134,7 +118,7 @@ async def test_bad_query_parameters_are_422_with_a_clear_message(
 async def test_non_finite_rows_never_reach_the_json(api_url: str, db: AsyncConnection[Any]) -> None:
     """A row with NaN or Infinity (hand-made, or an older scorer's: the p columns have CHECKs,
     the RUL columns have none) is left out, never a 500 or a JSON the client cannot parse."""
-    site, _, fine, alert_id, _ = await _scored_site(db)
+    site, _, fine, alert_id, _ = await scored_site(db)
     await db.execute(
         "UPDATE pdm_prediction_latest SET rul_low_h = 'NaN', rul_h = 'Infinity'"
         " WHERE machine_id = %s"

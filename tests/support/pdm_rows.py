@@ -15,6 +15,7 @@ import numpy as np
 from psycopg import AsyncConnection
 
 from analytics.pdm.history import MachineHistory
+from analytics.pdm.scorer import Scorer, ScorerSettings
 
 T0 = datetime(2026, 11, 2, 6, 0, tzinfo=UTC)
 _starts = itertools.count()
@@ -163,3 +164,23 @@ async def running_press(
     await press.state(start, "running")
     await press.cycles(start, start + timedelta(hours=hours), cushion=cushion)
     return press
+
+
+async def scored_site(db: AsyncConnection[Any]) -> tuple[str, Press, Press, int, datetime]:
+    """Two presses of a site of their own, one with a low cushion (an alert), scored: the
+    site, the worn press, the fine one, the worn one's alert and the first time scored."""
+    T0 = fresh_t0()
+    site = f"pdm-{uuid.uuid4().hex[:6]}"
+    worn, fine = await Press.new(db, site), await Press.new(db, site)
+    for press, cushion in ((worn, 3.0), (fine, 5.0)):
+        await press.state(T0, "running")
+        await press.cycles(T0, T0 + timedelta(hours=2), cushion=cushion)
+    model = CushionModel(name=f"cushion-{site}")
+    scorer = Scorer(model, ScorerSettings(lookback_h=24.0))
+    result = await scorer.score(db, T0 + timedelta(hours=2))
+    (alert_id,) = [
+        a for a in result.opened
+        if (await (await db.execute("SELECT machine_id FROM pdm_alert WHERE id = %s", (a,)))
+            .fetchone()) == (worn.id,)
+    ]  # fmt: skip
+    return site, worn, fine, alert_id, T0
