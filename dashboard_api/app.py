@@ -22,6 +22,7 @@ from dashboard_api.errors import install_error_handlers
 from dashboard_api.live import LiveHub
 from dashboard_api.rollup import PerformanceRollup
 from dashboard_api.routes import auth, health, live, machines, maintenance, performance, spc
+from dashboard_api.security import SecurityHeaders
 from dashboard_api.settings import ApiSettings
 
 _STATIC = files("dashboard_api") / "static"
@@ -88,6 +89,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         ),
         lifespan=lifespan,
     )
+    app.add_middleware(SecurityHeaders)
     install_error_handlers(app, settings.api_statement_timeout_s)
     app.include_router(health.router, prefix="/api/v1")
     app.include_router(machines.router, prefix="/api/v1")

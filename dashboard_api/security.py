@@ -1,0 +1,71 @@
+"""Security headers on every HTTP answer of the API and its pages (a plain ASGI middleware).
+
+The pages run only moldlab's own files: a Content-Security-Policy without inline script or
+style, no framing by another site (clickjacking), no MIME sniffing, no referrer sent away.
+Login answers are never cached. The one exception is the interactive OpenAPI page (/docs),
+which FastAPI builds from a CDN with an inline script: it gets a policy that allows exactly
+that, until its files are installed with moldlab (issue 15).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+_CDN = "https://cdn.jsdelivr.net"
+DOCS_CSP = (
+    f"default-src 'self'; script-src 'self' 'unsafe-inline' {_CDN}; style-src 'self' {_CDN}; "
+    f"img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+_DOCS = ("/docs", "/docs/oauth2-redirect", "/redoc")
+_COMMON = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), usb=(), serial=()"),
+)
+
+
+class SecurityHeaders:
+    """Adds the headers above to every HTTP response start; WebSockets pass untouched."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        csp = (DOCS_CSP if path in _DOCS else CSP).encode()
+        no_store = path.startswith("/api/v1/auth/")
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [
+                    (k, v) for k, v in message.get("headers", [])
+                    if k.lower() not in _REPLACED
+                ]  # fmt: skip
+                headers += [*_COMMON, (b"content-security-policy", csp)]
+                if no_store:
+                    headers.append((b"cache-control", b"no-store"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+_REPLACED = {name for name, _ in _COMMON} | {b"content-security-policy"}
