@@ -20,6 +20,7 @@ from typing import Annotated, Any
 from fastapi import Depends, HTTPException, Request
 
 from dashboard_api.deps import Pool
+from dashboard_api.problems import Problem
 from store.sessions import Session, find_session
 from store.users import Role, User
 
@@ -120,3 +121,12 @@ def require(role: Role) -> Callable[..., Coroutine[Any, Any, User]]:
 
 Engineer = Annotated[User, Depends(require("engineer"))]
 Admin = Annotated[User, Depends(require("admin"))]
+
+# For a router or a route only engineers and admins may read: the check, and its answers in
+# the OpenAPI document.
+ENGINEER_ONLY: dict[str, Any] = {
+    "dependencies": [Depends(require("engineer"))],
+    "responses": {
+        401: {"model": Problem, "description": "not logged in (engineers and admins only)"},
+    },
+}

@@ -26,9 +26,14 @@ def install_error_handlers(app: FastAPI, statement_timeout_s: float) -> None:
             detail = "the database cannot be reached; try again"
         elif isinstance(exc, SchemaNotReady):
             detail = f"the database is not ready: {exc}"
+        elif isinstance(exc, psycopg.errors.UndefinedTable):  # a table of a newer migration
+            detail = "the database is not ready: a table is missing: run moldlab db upgrade"
         else:
             detail = "the database connection failed; try again"
-        log.warning("%s %s answered 503: %s (%s)", request.method, request.url.path, detail, exc)
+        reason = " ".join(str(exc).split())[:300]  # one line, bounded
+        log.warning(
+            "%s %s answered 503: %s (%s)", request.method, request.url.path[:200], detail, reason
+        )
         return JSONResponse(
             {"detail": detail}, status_code=503, headers={"Retry-After": _RETRY_AFTER_S}
         )
@@ -36,3 +41,4 @@ def install_error_handlers(app: FastAPI, statement_timeout_s: float) -> None:
     # QueryCanceled (statement_timeout) and PoolTimeout are OperationalErrors too.
     app.add_exception_handler(psycopg.OperationalError, unavailable)
     app.add_exception_handler(SchemaNotReady, unavailable)
+    app.add_exception_handler(psycopg.errors.UndefinedTable, unavailable)

@@ -47,6 +47,14 @@ def database_url(database_server_url: str) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def engineer_headers(database_url: str) -> dict[str, str]:
+    """The Cookie header of an engineer logged in to the API on `database_url`."""
+    from logins import login_headers
+
+    return login_headers(database_url)
+
+
 @pytest.fixture(scope="session")
 def mqtt_url(scratch_dir: Path) -> Iterator[str]:
     external = os.environ.get("MOLDLAB_TEST_MQTT_URL")

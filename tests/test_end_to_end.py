@@ -59,7 +59,10 @@ def broker_url(request: pytest.FixtureRequest, scratch_dir: Path) -> Iterator[st
 
 
 async def test_simulated_machines_reach_the_api_and_the_live_socket(
-    database_url: str, broker_url: str, api_url: str
+    database_url: str,
+    broker_url: str,
+    api_url: str,
+    engineer_headers: dict[str, str],
 ) -> None:
     mqtt_url = broker_url
     site = f"e2e-{uuid.uuid4().hex[:6]}"
@@ -88,7 +91,7 @@ async def test_simulated_machines_reach_the_api_and_the_live_socket(
         try:
             async with (
                 websockets.connect(f"ws://{api_url}/api/v1/live") as ws,
-                httpx.AsyncClient(base_url=f"http://{api_url}") as http,
+                httpx.AsyncClient(base_url=f"http://{api_url}", headers=engineer_headers) as http,
             ):
 
                 async def every_machine_live() -> bool:

@@ -64,7 +64,9 @@ async def _publish(mqtt_url: str, place: Place, messages: list[AnyMessage]) -> N
 
 
 async def test_the_same_machine_id_on_two_sites_is_two_machines_end_to_end(
-    database_url: str, mqtt_url: str
+    database_url: str,
+    mqtt_url: str,
+    engineer_headers: dict[str, str],
 ) -> None:
     tag = uuid.uuid4().hex[:6]
     a = Place(f"demo-a-{tag}", "hall-a", "line-1", "imm-01")
@@ -78,7 +80,7 @@ async def test_the_same_machine_id_on_two_sites_is_two_machines_end_to_end(
     async with (
         asyncio.TaskGroup() as tg,
         serve_api(api) as api_url,
-        httpx.AsyncClient(base_url=api_url, timeout=10) as http,
+        httpx.AsyncClient(base_url=api_url, timeout=10, headers=engineer_headers) as http,
     ):
         tg.create_task(run_ingest(settings, stop))
         try:

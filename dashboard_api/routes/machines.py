@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from analytics import HistoryPoint, MachinePage, NotFound, machine_page, signal_history
 from contracts import Place
+from dashboard_api.auth import ENGINEER_ONLY
 from dashboard_api.deps import Pool, Settings, Storage
 from dashboard_api.names import (
     AfterQuery,
@@ -71,12 +72,14 @@ async def list_machines(
         "the last 7 days)."
     ),
     responses={
+        **ENGINEER_ONLY["responses"],
         404: {
             "model": Problem,
             "description": "no such machine or signal, or no data in the window",
         },
         **UNAVAILABLE,
     },
+    dependencies=ENGINEER_ONLY["dependencies"],
 )
 async def history(
     pool: Pool,

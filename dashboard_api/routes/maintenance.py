@@ -1,6 +1,7 @@
 """Predictive maintenance: the newest predictions, the alerts and the model card in force.
 
-Reading is open; acknowledging an alert needs an engineer's session (dashboard_api.auth).
+Engineers and admins only (dashboard_api.auth): reading needs a session, acknowledging also
+its CSRF token.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
-from dashboard_api.auth import Engineer
+from dashboard_api.auth import ENGINEER_ONLY, Engineer
 from dashboard_api.deps import Pool
 from dashboard_api.problems import UNAVAILABLE, Problem
 from dashboard_api.routes.performance import PLACE_PREFIX_PATTERN
@@ -132,7 +133,8 @@ class ModelCard(BaseModel):
     "component under `place`: failure probabilities within 8 h and 24 h, the remaining "
     "useful life with its interval, the alarm and its evidence. Machines not scored lately "
     "(no recent cycles) keep their last prediction: compare `time` with now.",
-    responses=UNAVAILABLE,
+    responses={**ENGINEER_ONLY["responses"], **UNAVAILABLE},
+    dependencies=ENGINEER_ONLY["dependencies"],
 )
 async def get_predictions(
     pool: Pool,
@@ -175,7 +177,8 @@ async def get_predictions(
     description="Alerts of machines under `place`, with `status` one of open, acknowledged, "
     "closed (repeat it for several; default open and acknowledged). At most one alert per "
     "machine and component is open or acknowledged at a time.",
-    responses=UNAVAILABLE,
+    responses={**ENGINEER_ONLY["responses"], **UNAVAILABLE},
+    dependencies=ENGINEER_ONLY["dependencies"],
 )
 async def get_alerts(
     pool: Pool,
@@ -237,7 +240,12 @@ async def acknowledge_alert(
     "/maintenance/model",
     summary="The model card of the model in force",
     description="The card of the model the scorer started with last.",
-    responses={404: {"model": Problem, "description": "no scorer has run yet"}, **UNAVAILABLE},
+    responses={
+        **ENGINEER_ONLY["responses"],
+        404: {"model": Problem, "description": "no scorer has run yet"},
+        **UNAVAILABLE,
+    },
+    dependencies=ENGINEER_ONLY["dependencies"],
 )
 async def get_model(pool: Pool) -> ModelCard:
     async with pool.connection() as conn:

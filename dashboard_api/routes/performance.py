@@ -28,11 +28,12 @@ from analytics.report import (
     summed,
 )
 from contracts import ID_PATTERN
+from dashboard_api.auth import ENGINEER_ONLY
 from dashboard_api.deps import Pool, Settings
 from dashboard_api.problems import UNAVAILABLE, Problem, Unprocessable
 from store import SchemaNotReady
 
-router = APIRouter(tags=["performance"])
+router = APIRouter(tags=["performance"], **ENGINEER_ONLY)
 
 MAX_RANGE = timedelta(days=400)
 # Times outside analytics' EARLIEST..LATEST (1970..2200) are refused, as by `moldlab report`.

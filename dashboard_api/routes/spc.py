@@ -29,11 +29,12 @@ from analytics.spc_query import (
 )
 from contracts import CYCLE_PARAMETERS, Place
 from contracts.messages import NAME_MAX, NAME_PATTERN
+from dashboard_api.auth import ENGINEER_ONLY
 from dashboard_api.deps import Pool
 from dashboard_api.names import AreaPath, LinePath, MachineIdPath, SitePath
 from dashboard_api.problems import UNAVAILABLE, Problem, Unprocessable
 
-router = APIRouter(tags=["spc"])
+router = APIRouter(tags=["spc"], **ENGINEER_ONLY)
 
 DEFAULT_RANGE = timedelta(days=1)
 

@@ -1,4 +1,5 @@
-"""The API driven from its OpenAPI document: no input makes a 5xx; every answer is documented."""
+"""The API driven from its OpenAPI document, anonymous and logged in: no input makes a 5xx;
+every answer is documented."""
 
 from __future__ import annotations
 
@@ -137,12 +138,15 @@ schema = schemathesis.pytest.from_fixture("api_schema")
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-def test_no_input_makes_a_server_error(case: schemathesis.Case) -> None:
-    case.call_and_validate(
-        checks=[
-            not_a_server_error,
-            status_code_conformance,
-            content_type_conformance,
-            response_schema_conformance,
-        ]
-    )
+def test_no_input_makes_a_server_error(
+    case: schemathesis.Case, engineer_headers: dict[str, str]
+) -> None:
+    checks = [
+        not_a_server_error,
+        status_code_conformance,
+        content_type_conformance,
+        response_schema_conformance,
+    ]
+    case.call_and_validate(checks=checks)  # an anonymous visitor
+    # An engineer's session, without its CSRF token: a POST answers 403 and the session stays.
+    case.call_and_validate(headers=engineer_headers, checks=checks)

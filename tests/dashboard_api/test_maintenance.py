@@ -20,10 +20,12 @@ H = timedelta(hours=1)
 
 
 async def test_predictions_alerts_and_the_model_card(
-    api_url: str, db: AsyncConnection[Any]
+    api_url: str,
+    db: AsyncConnection[Any],
+    engineer_headers: dict[str, str],
 ) -> None:
     site, worn, fine, alert_id, t0 = await scored_site(db)
-    async with httpx.AsyncClient(base_url=api_url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=api_url, timeout=10, headers=engineer_headers) as http:
         r = await http.get("/api/v1/maintenance/predictions", params={"place": site})
         assert r.status_code == 200
         rows = r.json()["predictions"]
@@ -106,16 +108,22 @@ def test_every_field_is_described_and_only_a_login_writes() -> None:
     ],
 )
 async def test_bad_query_parameters_are_422_with_a_clear_message(
-    api_url: str, path: str, params: dict[str, Any], says: str
+    api_url: str,
+    path: str,
+    params: dict[str, Any],
+    says: str,
+    engineer_headers: dict[str, str],
 ) -> None:
-    async with httpx.AsyncClient(base_url=api_url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=api_url, timeout=10, headers=engineer_headers) as http:
         r = await http.get(f"/api/v1/maintenance/{path}", params=params)
     assert r.status_code == 422, r.text
     assert says in r.text
     assert len(r.content) < 20_000  # the bad value is not echoed back at length
 
 
-async def test_non_finite_rows_never_reach_the_json(api_url: str, db: AsyncConnection[Any]) -> None:
+async def test_non_finite_rows_never_reach_the_json(
+    api_url: str, db: AsyncConnection[Any], engineer_headers: dict[str, str]
+) -> None:
     """A row with NaN or Infinity (hand-made, or an older scorer's: the p columns have CHECKs,
     the RUL columns have none) is left out, never a 500 or a JSON the client cannot parse."""
     site, _, fine, alert_id, _ = await scored_site(db)
@@ -126,7 +134,7 @@ async def test_non_finite_rows_never_reach_the_json(api_url: str, db: AsyncConne
         (fine.id,),
     )
     await db.execute("UPDATE pdm_alert SET rul_h = '-Infinity' WHERE id = %s", (alert_id,))
-    async with httpx.AsyncClient(base_url=api_url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=api_url, timeout=10, headers=engineer_headers) as http:
         r = await http.get("/api/v1/maintenance/predictions", params={"place": site})
         assert r.status_code == 200
         shown = {(p["place"], p["component"]) for p in r.json()["predictions"]}

@@ -12,8 +12,18 @@ from psycopg import AsyncConnection
 pytestmark = pytest.mark.infra
 
 
-async def _get(api_url: str, path: str) -> httpx.Response:
-    async with httpx.AsyncClient(base_url=api_url, timeout=10) as http:
+Api = tuple[str, dict[str, str]]
+
+
+@pytest.fixture
+def api(api_url: str, engineer_headers: dict[str, str]) -> Api:
+    """The API's URL and an engineer's headers (the history is for engineers only)."""
+    return api_url, engineer_headers
+
+
+async def _get(api: Api, path: str) -> httpx.Response:
+    url, headers = api
+    async with httpx.AsyncClient(base_url=url, timeout=10, headers=headers) as http:
         return await http.get(path)
 
 
@@ -25,8 +35,8 @@ async def _get(api_url: str, path: str) -> httpx.Response:
         "/api/v1/machines/test/hall/l1/imm-01/signals/Temp%00Nozzle/history",
     ],
 )
-async def test_a_nul_in_a_path_answers_422_not_500(api_url: str, path: str) -> None:
-    response = await _get(api_url, path)
+async def test_a_nul_in_a_path_answers_422_not_500(api: Api, path: str) -> None:
+    response = await _get(api, path)
     assert response.status_code == 422, response.text
     [error] = response.json()["detail"]
     assert error["loc"][0] == "path"
@@ -56,9 +66,9 @@ async def test_a_nul_in_a_path_answers_422_not_500(api_url: str, path: str) -> N
     ],
 )
 async def test_parameters_outside_the_contract_answer_422_naming_the_parameter(
-    api_url: str, path: str, where: str
+    api: Api, path: str, where: str
 ) -> None:
-    response = await _get(api_url, path)
+    response = await _get(api, path)
     assert response.status_code == 422, response.text
     assert [e["loc"][-1] for e in response.json()["detail"]] == [where]
 
@@ -77,30 +87,30 @@ async def _machine_and_nozzle(db: AsyncConnection) -> str:
 
 
 async def test_an_unknown_machine_or_signal_answers_404_saying_which(
-    api_url: str, db: AsyncConnection
+    api: Api, db: AsyncConnection
 ) -> None:
     machine = await _machine_and_nozzle(db)
     response = await _get(
-        api_url, f"/api/v1/machines/test/hall/l1/imm-{uuid.uuid4().hex}/signals/X/history"
+        api, f"/api/v1/machines/test/hall/l1/imm-{uuid.uuid4().hex}/signals/X/history"
     )
     assert response.status_code == 404
     assert response.json()["detail"].startswith("no machine test/hall/l1/imm-")
     # Its id at another place is another machine, which does not exist.
-    response = await _get(api_url, f"/api/v1/machines/other/hall/l1/{machine}/signals/X/history")
+    response = await _get(api, f"/api/v1/machines/other/hall/l1/{machine}/signals/X/history")
     assert response.json() == {"detail": f"no machine other/hall/l1/{machine}"}
     response = await _get(
-        api_url, f"/api/v1/machines/test/hall/l1/{machine}/signals/NoSuchSignal/history"
+        api, f"/api/v1/machines/test/hall/l1/{machine}/signals/NoSuchSignal/history"
     )
     assert response.json() == {"detail": "no signal NoSuchSignal"}
     response = await _get(
-        api_url, f"/api/v1/machines/test/hall/l1/{machine}/signals/TempNozzle/history"
+        api, f"/api/v1/machines/test/hall/l1/{machine}/signals/TempNozzle/history"
     )
     assert response.json() == {
         "detail": f"no TempNozzle data for machine test/hall/l1/{machine} in 60 min"
     }
 
 
-async def test_a_machines_history_answers_its_minutes(api_url: str, db: AsyncConnection) -> None:
+async def test_a_machines_history_answers_its_minutes(api: Api, db: AsyncConnection) -> None:
     machine = await _machine_and_nozzle(db)
     # Rows of this minute: past any aggregate's watermark (its policy stops a minute short).
     now = datetime.now(UTC)
@@ -111,7 +121,7 @@ async def test_a_machines_history_answers_its_minutes(api_url: str, db: AsyncCon
         (now, machine),
     )
     response = await _get(
-        api_url, f"/api/v1/machines/test/hall/l1/{machine}/signals/TempNozzle/history"
+        api, f"/api/v1/machines/test/hall/l1/{machine}/signals/TempNozzle/history"
     )
     assert response.status_code == 200, response.text
     body = response.json()

@@ -171,8 +171,10 @@ async def _get(http: httpx.AsyncClient, path: str, **params: Any) -> Any:
     return response.json()
 
 
-async def test_oee_of_a_machine_by_day_is_the_hand_computed_one(api_url: str, floor: Floor) -> None:
-    async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
+async def test_oee_of_a_machine_by_day_is_the_hand_computed_one(
+    api_url: str, floor: Floor, engineer_headers: dict[str, str]
+) -> None:
+    async with httpx.AsyncClient(base_url=api_url, timeout=30, headers=engineer_headers) as http:
         rows = await _get(http, OEE.format(A), bucket="day")
     assert len(rows) == 1
     row = rows[0]
@@ -210,9 +212,11 @@ async def test_oee_of_a_machine_by_day_is_the_hand_computed_one(api_url: str, fl
 
 
 async def test_tpm_convention_counts_the_micro_stop_as_production_time(
-    api_url: str, floor: Floor
+    api_url: str,
+    floor: Floor,
+    engineer_headers: dict[str, str],
 ) -> None:
-    async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=api_url, timeout=30, headers=engineer_headers) as http:
         (row,) = await _get(http, OEE.format(A), bucket="day", micro_stops="tpm")
         tree = await _get(http, f"/api/v1/performance/{A}/losses", micro_stops="tpm")
     # APT = 20,580 + the 120 s micro-stop = 20,700.
@@ -232,9 +236,11 @@ async def test_tpm_convention_counts_the_micro_stop_as_production_time(
 
 
 async def test_shift_buckets_split_the_shift_from_the_time_between_shifts(
-    api_url: str, floor: Floor
+    api_url: str,
+    floor: Floor,
+    engineer_headers: dict[str, str],
 ) -> None:
-    async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=api_url, timeout=30, headers=engineer_headers) as http:
         rows = await _get(http, OEE.format(A))  # bucket=shift is the default
     # By their first instant: the time between shifts begins at local midnight.
     assert [r["bucket"] for r in rows] == ["2026-11-24 (no shift)", "2026-11-24 morning"]
@@ -251,9 +257,11 @@ async def test_shift_buckets_split_the_shift_from_the_time_between_shifts(
 
 
 async def test_a_line_sums_its_machines_times_and_never_averages_ratios(
-    api_url: str, floor: Floor
+    api_url: str,
+    floor: Floor,
+    engineer_headers: dict[str, str],
 ) -> None:
-    async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=api_url, timeout=30, headers=engineer_headers) as http:
         machines = await _get(http, OEE.format(LINE), bucket="day", level="machine")
         (line,) = await _get(http, OEE.format(LINE), bucket="day")  # the line's own level
         (site,) = await _get(http, OEE.format("perf"), bucket="range")
@@ -282,8 +290,10 @@ async def test_a_line_sums_its_machines_times_and_never_averages_ratios(
     assert site["times"] == line["times"]  # the site is this one line
 
 
-async def test_losses_downtime_and_reliability(api_url: str, floor: Floor) -> None:
-    async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
+async def test_losses_downtime_and_reliability(
+    api_url: str, floor: Floor, engineer_headers: dict[str, str]
+) -> None:
+    async with httpx.AsyncClient(base_url=api_url, timeout=30, headers=engineer_headers) as http:
         tree = await _get(http, f"/api/v1/performance/{A}/losses")
         pareto = await _get(http, f"/api/v1/performance/{LINE}/downtime")
         reliability = await _get(http, f"/api/v1/performance/{LINE}/reliability")
@@ -346,9 +356,15 @@ async def test_losses_downtime_and_reliability(api_url: str, floor: Floor) -> No
     ],
 )
 async def test_bad_requests_are_404_or_422_with_a_detail(
-    api_url: str, floor: Floor, path: str, params: dict[str, str], status: int, words: str
+    api_url: str,
+    floor: Floor,
+    path: str,
+    params: dict[str, str],
+    status: int,
+    words: str,
+    engineer_headers: dict[str, str],
 ) -> None:
-    async with httpx.AsyncClient(base_url=api_url, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=api_url, timeout=30, headers=engineer_headers) as http:
         response = await http.get(path, params=params)
     assert response.status_code == status, response.text
     assert words in str(response.json()["detail"])
@@ -360,7 +376,10 @@ async def test_a_database_not_migrated_answers_503(database_server_url: str) -> 
     try:
         async with (
             serve_api(ApiSettings(database_url=url)) as api,
-            httpx.AsyncClient(base_url=api, timeout=30) as http,
+            # a session cookie: the session is looked up in the tables that are not there
+            httpx.AsyncClient(
+                base_url=api, timeout=30, headers={"Cookie": "moldlab_session=t"}
+            ) as http,
         ):
             response = await http.get(OEE.format("perf"), params=DAY)
         assert response.status_code == 503, response.text
@@ -386,19 +405,25 @@ def _figures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def test_the_rollup_task_fills_the_rollup_and_the_answers_stay_the_same(
-    database_url: str, floor: Floor, db: AsyncConnection
+    database_url: str,
+    floor: Floor,
+    db: AsyncConnection,
+    engineer_headers: dict[str, str],
 ) -> None:
     await db.execute("DELETE FROM performance_slice")  # a cache: any row may go
     params = {"bucket": "shift", "level": "machine"}
     async with (
         serve_api(ApiSettings(database_url=database_url)) as url,  # no pass in 30 s
-        httpx.AsyncClient(base_url=url, timeout=30) as http,
+        httpx.AsyncClient(base_url=url, timeout=30, headers=engineer_headers) as http,
     ):
         raw = await _get(http, OEE.format(LINE), **params)
     assert all(r["from_rollup"] == 0 for r in raw)
 
     settings = ApiSettings(database_url=database_url, api_performance_refresh_s=0.05)
-    async with serve_api(settings) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+    async with (
+        serve_api(settings) as url,
+        httpx.AsyncClient(base_url=url, timeout=30, headers=engineer_headers) as http,
+    ):
         rolled: list[dict[str, Any]] = []
 
         async def all_from_rollup() -> bool:
@@ -502,11 +527,15 @@ async def test_a_database_away_or_not_migrated_is_logged_once_and_waited_for(
 
 async def test_the_api_answers_while_its_rollup_task_cannot_reach_the_database(
     caplog: pytest.LogCaptureFixture,
+    engineer_headers: dict[str, str],
 ) -> None:
     caplog.set_level(logging.INFO, logger="dashboard_api.rollup")
     nowhere = "postgresql://moldlab@127.0.0.1:1/moldlab?connect_timeout=1"
     settings = ApiSettings(database_url=nowhere, api_performance_refresh_s=0.02)
-    async with serve_api(settings) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+    async with (
+        serve_api(settings) as url,
+        httpx.AsyncClient(base_url=url, timeout=10, headers=engineer_headers) as http,
+    ):
 
         async def away_logged() -> bool:
             return any("database is away" in r.getMessage() for r in caplog.records)
@@ -541,7 +570,7 @@ def test_openapi_states_the_definitions_and_describes_every_field() -> None:
             "at most 400 days",
         ):
             assert words in operation["description"], (what, words)
-        assert set(operation["responses"]) == {"200", "404", "422", "503"}
+        assert set(operation["responses"]) == {"200", "401", "404", "422", "503"}
         params = {p["name"]: p for p in operation["parameters"]}
         assert {"place", "from", "to", "micro_stops"} <= set(params)
         assert all(p.get("description") for p in params.values())
@@ -568,10 +597,15 @@ async def test_micro_stop_settings_are_validated() -> None:
         ApiSettings(database_url="postgresql://x@h/d", api_performance_refresh_s=-1)
 
 
-async def test_the_micro_stop_threshold_is_the_setting(database_url: str, floor: Floor) -> None:
+async def test_the_micro_stop_threshold_is_the_setting(
+    database_url: str, floor: Floor, engineer_headers: dict[str, str]
+) -> None:
     # With a threshold of 100 s, A's 120 s idle is a stop of its own, not a micro-stop.
     settings = ApiSettings(database_url=database_url, micro_stop_s=100)
-    async with serve_api(settings) as url, httpx.AsyncClient(base_url=url, timeout=30) as http:
+    async with (
+        serve_api(settings) as url,
+        httpx.AsyncClient(base_url=url, timeout=30, headers=engineer_headers) as http,
+    ):
         (row,) = await _get(http, OEE.format(A), bucket="day", micro_stops="tpm")
         pareto = await _get(http, f"/api/v1/performance/{A}/downtime")
     assert row["counts"]["micro_stops"] == 0

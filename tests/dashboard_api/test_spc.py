@@ -79,7 +79,7 @@ def test_openapi_states_the_definitions_and_describes_every_field() -> None:
     for words in ("6 sigma_within", "sample standard deviation (n - 1)", "limits_valid_from"):
         assert words in capability["description"], words
     for operation in (chart, capability):
-        assert set(operation["responses"]) == {"200", "404", "422", "503"}
+        assert set(operation["responses"]) == {"200", "401", "404", "422", "503"}
     schemas = spec["components"]["schemas"]
     for name in (
         "SpcSeries", "SpcPoint", "ChartLimits", "BaselinePeriod",
@@ -119,7 +119,10 @@ async def _machine(db: AsyncConnection, values: list[float], start: datetime) ->
 
 @pytest.mark.infra
 async def test_a_chart_with_its_baseline_limits_and_rules(
-    api_url: str, db: AsyncConnection, plant_loaded: None
+    api_url: str,
+    db: AsyncConnection,
+    plant_loaded: None,
+    engineer_headers: dict[str, str],
 ) -> None:
     start = datetime(2026, 11, 3, 8, tzinfo=UTC)
     # Baseline 10, 12, 11, 13, 12: mean 11.6, MR-bar 1.5, sigma 1.5 / 1.128, UCL 15.5893617;
@@ -132,7 +135,7 @@ async def test_a_chart_with_its_baseline_limits_and_rules(
         "baseline_from": start.isoformat(),
         "baseline_to": (start + 5 * MINUTE).isoformat(),
     }
-    async with httpx.AsyncClient(base_url=api_url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=api_url, timeout=10, headers=engineer_headers) as http:
         response = await http.get(SPC.format(place, "PartWeight"), params=params)
         assert response.status_code == 200, response.text
         body = response.json()
@@ -167,11 +170,14 @@ async def test_a_chart_with_its_baseline_limits_and_rules(
 
 @pytest.mark.infra
 async def test_the_default_range_is_the_last_day(
-    api_url: str, db: AsyncConnection, plant_loaded: None
+    api_url: str,
+    db: AsyncConnection,
+    plant_loaded: None,
+    engineer_headers: dict[str, str],
 ) -> None:
     start = (datetime.now(UTC) - timedelta(hours=2)).replace(microsecond=0)
     place = await _machine(db, [12.0, 12.2, 11.9], start)
-    async with httpx.AsyncClient(base_url=api_url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=api_url, timeout=10, headers=engineer_headers) as http:
         response = await http.get(SPC.format(place, "PartWeight"), params={"mould": "m-a"})
         assert response.status_code == 200, response.text
         body = response.json()
@@ -182,7 +188,10 @@ async def test_the_default_range_is_the_last_day(
 
 @pytest.mark.infra
 async def test_capability_against_the_plant_files_limits(
-    api_url: str, db: AsyncConnection, plant_loaded: None
+    api_url: str,
+    db: AsyncConnection,
+    plant_loaded: None,
+    engineer_headers: dict[str, str],
 ) -> None:
     start = datetime(2026, 11, 4, 8, tzinfo=UTC)
     # 11.5, 12.5 against LSL 11, USL 13: mean 12, MR-bar 1, sigma_within 1 / 1.128;
@@ -193,7 +202,7 @@ async def test_capability_against_the_plant_files_limits(
         "from": start.isoformat(),
         "to": (start + timedelta(hours=1)).isoformat(),
     }
-    async with httpx.AsyncClient(base_url=api_url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=api_url, timeout=10, headers=engineer_headers) as http:
         response = await http.get(CAPABILITY.format(place, "PartWeight"), params=params)
     assert response.status_code == 200, response.text
     body = response.json()
@@ -209,13 +218,16 @@ async def test_capability_against_the_plant_files_limits(
 
 @pytest.mark.infra
 async def test_bad_requests_answer_404_or_422_with_a_detail(
-    api_url: str, db: AsyncConnection, plant_loaded: None
+    api_url: str,
+    db: AsyncConnection,
+    plant_loaded: None,
+    engineer_headers: dict[str, str],
 ) -> None:
     start = datetime(2026, 11, 5, 8, tzinfo=UTC)
     place = await _machine(db, [12.0, 12.0, 12.0, 12.5], start)
     window = {"from": start.isoformat(), "to": (start + timedelta(hours=1)).isoformat()}
     ok = {"mould": "m-a", **window}
-    async with httpx.AsyncClient(base_url=api_url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=api_url, timeout=10, headers=engineer_headers) as http:
 
         async def detail(path: str, params: dict[str, Any], status: int) -> Any:
             response = await http.get(path, params=params)
@@ -254,7 +266,10 @@ async def test_bad_requests_answer_404_or_422_with_a_detail(
 
 @pytest.mark.infra
 async def test_more_points_than_the_cap_asks_for_a_narrower_range(
-    api_url: str, db: AsyncConnection, plant_loaded: None
+    api_url: str,
+    db: AsyncConnection,
+    plant_loaded: None,
+    engineer_headers: dict[str, str],
 ) -> None:
     start = datetime(2026, 11, 6, tzinfo=UTC)
     place = await _machine(db, [12.0, 12.5], start)
@@ -271,7 +286,7 @@ async def test_more_points_than_the_cap_asks_for_a_narrower_range(
         "from": start.isoformat(),
         "to": (start + timedelta(days=1)).isoformat(),
     }
-    async with httpx.AsyncClient(base_url=api_url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=api_url, timeout=10, headers=engineer_headers) as http:
         for path in (SPC, CAPABILITY):
             response = await http.get(path.format(place, "PartWeight"), params=params)
             assert response.status_code == 422, response.text

@@ -18,7 +18,12 @@ _PATHS = ["/api/v1/machines", "/api/v1/machines/test/hall/line-1/imm-01/signals/
 async def test_a_database_that_is_down_answers_503_within_the_timeout() -> None:
     nowhere = f"postgresql://moldlab@127.0.0.1:{free_port()}/moldlab?connect_timeout=1"
     settings = ApiSettings(database_url=nowhere, api_statement_timeout_s=0.5)
-    async with serve_api(settings) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+    # With a session cookie: an engineer's request (the history) must ask the database too.
+    cookie = {"Cookie": "moldlab_session=some-token"}
+    async with (
+        serve_api(settings) as url,
+        httpx.AsyncClient(base_url=url, timeout=10, headers=cookie) as http,
+    ):
         for path in _PATHS:
             started = time.monotonic()
             response = await http.get(path)
@@ -30,10 +35,15 @@ async def test_a_database_that_is_down_answers_503_within_the_timeout() -> None:
 
 @pytest.mark.infra
 async def test_a_query_longer_than_the_statement_timeout_answers_503(
-    database_url: str, db: AsyncConnection
+    database_url: str,
+    db: AsyncConnection,
+    engineer_headers: dict[str, str],
 ) -> None:
     settings = ApiSettings(database_url=database_url, api_statement_timeout_s=0.5)
-    async with serve_api(settings) as url, httpx.AsyncClient(base_url=url, timeout=10) as http:
+    async with (
+        serve_api(settings) as url,
+        httpx.AsyncClient(base_url=url, timeout=10, headers=engineer_headers) as http,
+    ):
         # The API's queries wait on a lock that is held for longer than the timeout.
         async with db.transaction():
             await db.execute("LOCK TABLE machine IN ACCESS EXCLUSIVE MODE")

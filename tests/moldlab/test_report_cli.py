@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from databases import migrated_database
+from logins import login_headers
 from performance import on_24_november, one_shift_plant
 from places import serve_api
 from psycopg import AsyncConnection
@@ -182,7 +183,7 @@ async def test_json_is_the_apis_json(seeded: str, capsys: pytest.CaptureFixture[
     base = "/api/v1/performance/rep"
     async with (
         serve_api(ApiSettings(database_url=seeded)) as url,
-        httpx.AsyncClient(base_url=url, timeout=30) as http,
+        httpx.AsyncClient(base_url=url, timeout=30, headers=login_headers(seeded)) as http,
     ):
         answers: dict[str, Any] = {}
         for name, path, extra in (

@@ -1,0 +1,76 @@
+"""Who may call what: every route of the OpenAPI document, called as an anonymous visitor, an
+engineer and an admin. A route that is not in the map below fails the test until someone
+decides who may call it."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from logins import login_headers
+
+from dashboard_api import ApiSettings, create_app
+
+pytestmark = pytest.mark.infra
+
+PUBLIC, ENGINEER, ANYONE_LOGGED_IN = "public", "engineer", "logged in"
+ACCESS = {
+    ("GET", "/api/v1/health"): PUBLIC,
+    ("GET", "/api/v1/machines"): PUBLIC,
+    ("GET", "/api/v1/machines/{site}/{area}/{line}/{machine}/signals/{signal}/history"): ENGINEER,
+    ("GET", "/api/v1/machines/{site}/{area}/{line}/{machine}/spc/{parameter}"): ENGINEER,
+    ("GET", "/api/v1/machines/{site}/{area}/{line}/{machine}/capability/{parameter}"): ENGINEER,
+    ("GET", "/api/v1/performance/{place}/oee"): ENGINEER,
+    ("GET", "/api/v1/performance/{place}/losses"): ENGINEER,
+    ("GET", "/api/v1/performance/{place}/downtime"): ENGINEER,
+    ("GET", "/api/v1/performance/{place}/reliability"): ENGINEER,
+    ("GET", "/api/v1/maintenance/predictions"): ENGINEER,
+    ("GET", "/api/v1/maintenance/alerts"): ENGINEER,
+    ("GET", "/api/v1/maintenance/model"): ENGINEER,
+    ("POST", "/api/v1/maintenance/alerts/{alert_id}/acknowledge"): ENGINEER,
+    ("POST", "/api/v1/auth/login"): PUBLIC,
+    ("GET", "/api/v1/auth/session"): ANYONE_LOGGED_IN,
+    ("POST", "/api/v1/auth/logout"): ANYONE_LOGGED_IN,
+}
+_VALUES = {"site": "demo", "area": "hall-a", "line": "line-1", "machine": "imm-01",
+           "signal": "TempNozzle", "parameter": "CushionStroke", "place": "demo",
+           "alert_id": "999999999"}  # fmt: skip
+
+
+def _routes() -> list[tuple[str, str]]:
+    spec = create_app(ApiSettings(database_url="postgresql://unused@127.0.0.1:1/none")).openapi()
+    return [(method.upper(), path) for path, ops in spec["paths"].items() for method in ops]
+
+
+def test_every_route_has_a_decided_access() -> None:
+    assert sorted(_routes()) == sorted(ACCESS)
+
+
+@pytest.mark.parametrize(("method", "path"), sorted(ACCESS))
+async def test_anonymous_engineer_and_admin_get_what_the_map_says(
+    api_url: str, database_url: str, method: str, path: str
+) -> None:
+    url = re.sub(r"\{(\w+)\}", lambda m: _VALUES[m.group(1)], path)
+    body = {"name": "nobody", "password": "not a password"} if path.endswith("/login") else None
+    kind = ACCESS[(method, path)]
+    async with httpx.AsyncClient(base_url=api_url, timeout=10) as http:
+        anonymous = await http.request(method, url, json=body)
+        as_role = {
+            role: await http.request(
+                method, url, json=body, headers=login_headers(database_url, role, csrf=True)
+            )
+            for role in ("engineer", "admin")
+        }
+    if kind == PUBLIC:
+        assert anonymous.status_code not in (403,), anonymous.text
+        if not path.endswith("/login"):  # a failed login is 401 for anyone
+            assert anonymous.status_code != 401, anonymous.text
+    else:
+        assert anonymous.status_code == 401, anonymous.text
+    for role, answer in as_role.items():
+        if path.endswith("/login"):
+            assert answer.status_code == 401, (role, answer.text)  # a wrong password
+        else:
+            assert answer.status_code not in (401, 403), (role, answer.status_code, answer.text)
+            assert answer.status_code < 500, (role, answer.text)
