@@ -256,7 +256,8 @@ def _run(data_dir: Path, cluster: Path, where: str, port: int, machines: int | N
         backend = upgrade(database_url)
         log.info(
             "database ready on port %d (storage: %s); other commands reach it with "
-            "MOLDLAB_DATABASE_URL=%s (e.g. moldlab plant show)",
+            "MOLDLAB_DATABASE_URL=%s (e.g. moldlab plant show; moldlab user add NAME --role admin "
+            "for the engineer workspace)",
             postgres.port, backend, database_url,
         )  # fmt: skip
         from moldlab.plant_cli import load_demo_plant
