@@ -2,7 +2,9 @@
 
 The pages run only moldlab's own files: a Content-Security-Policy without inline script or
 style, no framing by another site (clickjacking), no MIME sniffing, no referrer sent away.
-Login answers are never cached. The one exception is the interactive OpenAPI page (/docs),
+Login answers are never cached. A request body (only logins and acknowledgements have one)
+must say its length, at most MAX_BODY_BYTES: a client cannot make the API buffer megabytes.
+The one exception is the interactive OpenAPI page (/docs),
 which FastAPI builds from a CDN with an inline script: it gets a policy that allows exactly
 that, until its files are installed with moldlab (issue 15).
 """
@@ -30,6 +32,8 @@ DOCS_CSP = (
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
 )
 _DOCS = ("/docs", "/docs/oauth2-redirect", "/redoc")
+MAX_BODY_BYTES = 16 * 1024
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _COMMON = (
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
@@ -51,6 +55,7 @@ class SecurityHeaders:
             return
         path: str = scope.get("path", "")
         csp = (DOCS_CSP if path in _DOCS else CSP).encode()
+        refusal = _body_refusal(scope)
         no_store = path.startswith("/api/v1/auth/")
 
         async def send_with_headers(message: Message) -> None:
@@ -65,7 +70,36 @@ class SecurityHeaders:
                 message["headers"] = headers
             await send(message)
 
+        if refusal is not None:
+            status, detail = refusal
+            body = ('{"detail": "' + detail + '"}').encode()
+            await send_with_headers({
+                "type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())],
+            })  # fmt: skip
+            await send_with_headers({"type": "http.response.body", "body": body})
+            return
         await self.app(scope, receive, send_with_headers)
+
+
+def _body_refusal(scope: Scope) -> tuple[int, str] | None:
+    """(status, detail) for a request whose body is too long or of unknown length."""
+    if scope.get("method") not in _BODY_METHODS:
+        return None
+    lengths = [v for k, v in scope.get("headers", []) if k.lower() == b"content-length"]
+    if not lengths:
+        chunked = any(
+            k.lower() == b"transfer-encoding" for k, _ in scope.get("headers", [])
+        )  # fmt: skip
+        return (411, "give the body's Content-Length") if chunked else None
+    try:
+        length = int(lengths[0])
+    except ValueError:
+        return 400, "Content-Length is not a number"
+    if length > MAX_BODY_BYTES:
+        return 413, f"the body is longer than {MAX_BODY_BYTES} bytes"
+    return None
 
 
 _REPLACED = {name for name, _ in _COMMON} | {b"content-security-policy"}

@@ -63,6 +63,7 @@ def _limiter(request: Request) -> LoginLimiter:
     "with Retry-After.",
     responses={
         400: {"model": Problem, "description": "the body is not JSON"},
+        413: {"model": Problem, "description": "the body is longer than 16 KiB"},
         401: {"model": Problem, "description": "wrong name or password, or a disabled user"},
         429: {"model": Problem, "description": "too many failed logins: see Retry-After"},
         **UNAVAILABLE,

@@ -4,6 +4,7 @@ its files, errors; the OpenAPI page's own policy; login answers never cached."""
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -64,3 +65,25 @@ async def test_every_answer_carries_the_headers(api_url: str) -> None:
     assert '<script src="/static/app.js"' in page.text
     assert not re.search(r"<script(?![^>]*\bsrc=)", page.text), "an inline script"
     assert not re.search(r"<style|\sstyle=|\son[a-z]+=", page.text), "inline style or handler"
+
+
+async def test_a_body_must_be_short_and_say_its_length(api_url: str) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"name": "ada", '
+        yield b'"password": "x"}'
+
+    async with httpx.AsyncClient(base_url=api_url, timeout=10) as http:
+        huge = await http.post(
+            "/api/v1/auth/login", content=b'{"name": "' + b"a" * 10_000_000 + b'"}',
+            headers={"content-type": "application/json"},
+        )  # fmt: skip
+        chunked = await http.post(
+            "/api/v1/auth/login", content=chunks(), headers={"content-type": "application/json"}
+        )
+        small = await http.post("/api/v1/auth/login", json={"name": "ada", "password": "x"})
+    assert huge.status_code == 413
+    assert huge.json() == {"detail": "the body is longer than 16384 bytes"}
+    assert chunked.status_code == 411
+    assert small.status_code == 401
+    for r in (huge, chunked, small):
+        _check(r)
