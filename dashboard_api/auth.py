@@ -26,7 +26,7 @@ from store.users import Role, User
 
 COOKIE = "moldlab_session"
 CSRF_HEADER = "X-CSRF-Token"
-_TOKEN_MAX = 128  # a cookie longer than any token we make is not one of ours
+TOKEN_MAX = 128  # a cookie longer than any token we make is not one of ours
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _RANK: dict[Role, int] = {"engineer": 1, "admin": 2}
 
@@ -83,7 +83,7 @@ class LoginLimiter:
 async def current_session(request: Request, pool: Pool) -> Session | None:
     """The live session of the request's cookie, or None (no cookie, expired, user disabled)."""
     token = request.cookies.get(COOKIE)
-    if not token or len(token) > _TOKEN_MAX:
+    if not token or len(token) > TOKEN_MAX:
         return None
     async with pool.connection() as conn:
         return await find_session(conn, token_hash(token))

@@ -126,9 +126,13 @@ async def test_simulated_machines_reach_the_api_and_the_live_socket(
                             seen[update["place"]] = update["signals"]["TempNozzle"]["value"]
                 assert set(seen) == places
 
-                health = (await http.get("/api/v1/health")).json()
+                health = (await http.get("/api/v1/health")).json()  # as an engineer
                 assert health["status"] == "ok"
                 assert health["storage_backend"] in {"postgresql", "timescaledb"}
+                anonymous = {"Cookie": ""}  # the client's engineer cookie, left out
+                visitor = (await http.get("/api/v1/health", headers=anonymous)).json()
+                assert visitor == {"status": "ok", "database": "ok", "storage_backend": None,
+                                   "version": None}  # fmt: skip
                 history = await http.get(
                     f"/api/v1/machines/{machine['place']}/signals/TempNozzle/history",
                     params={"minutes": 10},

@@ -1,22 +1,36 @@
-"""GET /api/v1/health: is the API up, and can it reach its database?"""
+"""GET /api/v1/health: is the API up, and can it reach its database?
+
+A visitor learns only that: the version, the storage backend and why the database cannot be
+reached are for engineers and admins (a session), and the reason goes to the log.
+"""
 
 from __future__ import annotations
 
+import logging
 from importlib.metadata import version
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
+from dashboard_api.auth import COOKIE, TOKEN_MAX, token_hash
 from dashboard_api.deps import Pool
+from store.sessions import find_session
 
+log = logging.getLogger("moldlab.api.health")
 router = APIRouter(tags=["health"])
+_down: set[str] = set()  # "db" while the database is unreachable: one log line per outage
 
 
 class Health(BaseModel):
     status: str = Field(description="ok, or degraded when the database cannot be reached")
-    database: str = Field(description="ok, or why the database cannot be reached")
-    storage_backend: str | None = Field(description="timescaledb or postgresql")
-    version: str
+    database: str = Field(description="ok or unreachable (the reason is in the API's log)")
+    storage_backend: str | None = Field(
+        description="timescaledb or postgresql; engineers and admins only (null for a visitor "
+        "or when the database cannot be reached)"
+    )
+    version: str | None = Field(
+        description="moldlab's version; engineers and admins only (null for a visitor)"
+    )
 
 
 @router.get(
@@ -24,17 +38,28 @@ class Health(BaseModel):
     summary="Liveness and database reachability",
     responses={503: {"model": Health, "description": "the database cannot be reached"}},
 )
-async def health(pool: Pool, response: Response) -> Health:
+async def health(request: Request, pool: Pool, response: Response) -> Health:
+    token = request.cookies.get(COOKIE)
     try:
         async with pool.connection(timeout=2.0) as conn:
             cur = await conn.execute("SELECT value FROM storage_info WHERE key = 'backend'")
             row = await cur.fetchone()
+            engineer = (
+                bool(token and len(token) <= TOKEN_MAX)
+                and (await find_session(conn, token_hash(token or ""))) is not None
+            )
     except Exception as exc:  # any failure here is the answer, not an error of the API
+        if "db" not in _down:
+            _down.add("db")
+            log.warning("health: database unreachable: %s", " ".join(str(exc).split())[:300])
         response.status_code = 503
-        return Health(
-            status="degraded", database=f"unreachable: {exc}", storage_backend=None,
-            version=version("moldlab"),
-        )  # fmt: skip
+        return Health(status="degraded", database="unreachable", storage_backend=None,
+                      version=None)  # fmt: skip
+    if "db" in _down:
+        _down.discard("db")
+        log.info("health: database reachable again")
+    if not engineer:
+        return Health(status="ok", database="ok", storage_backend=None, version=None)
     return Health(
         status="ok", database="ok", storage_backend=row[0] if row else None,
         version=version("moldlab"),

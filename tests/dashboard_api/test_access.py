@@ -74,3 +74,14 @@ async def test_anonymous_engineer_and_admin_get_what_the_map_says(
         else:
             assert answer.status_code not in (401, 403), (role, answer.status_code, answer.text)
             assert answer.status_code < 500, (role, answer.text)
+
+
+async def test_health_tells_a_visitor_only_whether_it_is_up(
+    api_url: str, engineer_headers: dict[str, str]
+) -> None:
+    async with httpx.AsyncClient(base_url=api_url, timeout=10) as http:
+        visitor = (await http.get("/api/v1/health")).json()
+        engineer = (await http.get("/api/v1/health", headers=engineer_headers)).json()
+    assert visitor == {"status": "ok", "database": "ok", "storage_backend": None, "version": None}
+    assert engineer["storage_backend"] in ("postgresql", "timescaledb")
+    assert engineer["version"]
