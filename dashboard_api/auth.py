@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
+from psycopg import AsyncConnection
 
 from dashboard_api.deps import Pool
 from dashboard_api.problems import Problem
@@ -26,9 +27,17 @@ from store.users import Role, User
 
 COOKIE = "moldlab_session"
 CSRF_HEADER = "X-CSRF-Token"
-TOKEN_MAX = 128  # a cookie longer than any token we make is not one of ours
+_TOKEN_MAX = 128  # a cookie longer than any token we make is not one of ours
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _RANK: dict[Role, int] = {"engineer": 1, "admin": 2}
+CHALLENGE = {"WWW-Authenticate": 'Cookie realm="moldlab"'}
+# The answers of a route behind a login, for its OpenAPI document.
+UNAUTHORISED: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "not logged in, or the session expired"}
+}
+NO_CSRF: dict[int | str, dict[str, Any]] = {
+    403: {"model": Problem, "description": f"missing or wrong {CSRF_HEADER} header"}
+}
 
 
 def token_hash(token: str) -> bytes:
@@ -80,13 +89,24 @@ class LoginLimiter:
         return max(1, math.ceil(times[-limit] + self.window_s - now))
 
 
-async def current_session(request: Request, pool: Pool) -> Session | None:
-    """The live session of the request's cookie, or None (no cookie, expired, user disabled)."""
+def _token(request: Request) -> str | None:
+    """The session token of the request's cookie, if it can be one of ours."""
     token = request.cookies.get(COOKIE)
-    if not token or len(token) > TOKEN_MAX:
+    return token if token and len(token) <= _TOKEN_MAX else None
+
+
+async def session_of(request: Request, conn: AsyncConnection[Any]) -> Session | None:
+    """The live session of the request's cookie, or None (no cookie, expired, user disabled)."""
+    token = _token(request)
+    return None if token is None else await find_session(conn, token_hash(token))
+
+
+async def current_session(request: Request, pool: Pool) -> Session | None:
+    """session_of, as a dependency; no cookie asks nothing of the database."""
+    if _token(request) is None:
         return None
     async with pool.connection() as conn:
-        return await find_session(conn, token_hash(token))
+        return await session_of(request, conn)
 
 
 def require(role: Role) -> Callable[..., Coroutine[Any, Any, User]]:
@@ -101,7 +121,7 @@ def require(role: Role) -> Callable[..., Coroutine[Any, Any, User]]:
             raise HTTPException(
                 401,
                 "log in first (POST /api/v1/auth/login): no session, or it expired",
-                headers={"WWW-Authenticate": 'Cookie realm="moldlab"'},
+                headers=CHALLENGE,
             )
         if _RANK[session.user.role] < _RANK[role]:
             raise HTTPException(403, f"this needs the {role} role; {session.user.name} is "
@@ -120,13 +140,10 @@ def require(role: Role) -> Callable[..., Coroutine[Any, Any, User]]:
 
 
 Engineer = Annotated[User, Depends(require("engineer"))]
-Admin = Annotated[User, Depends(require("admin"))]
 
 # For a router or a route only engineers and admins may read: the check, and its answers in
 # the OpenAPI document.
 ENGINEER_ONLY: dict[str, Any] = {
     "dependencies": [Depends(require("engineer"))],
-    "responses": {
-        401: {"model": Problem, "description": "not logged in (engineers and admins only)"},
-    },
+    "responses": UNAUTHORISED,
 }

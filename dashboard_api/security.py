@@ -4,13 +4,14 @@ The pages run only moldlab's own files: a Content-Security-Policy without inline
 style, no framing by another site (clickjacking), no MIME sniffing, no referrer sent away.
 Login answers are never cached. A request body (only logins and acknowledgements have one)
 must say its length, at most MAX_BODY_BYTES: a client cannot make the API buffer megabytes.
-The one exception is the interactive OpenAPI page (/docs),
-which FastAPI builds from a CDN with an inline script: it gets a policy that allows exactly
-that, until its files are installed with moldlab (issue 15).
+The one exception to the policy is the interactive OpenAPI page (/docs), which FastAPI builds
+from a CDN with an inline script: it gets a policy that allows exactly that, until its files
+are installed with moldlab (issue 15).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -71,7 +72,7 @@ class SecurityHeaders:
 
         if refusal is not None:
             status, detail = refusal
-            body = ('{"detail": "' + detail + '"}').encode()
+            body = json.dumps({"detail": detail}).encode()
             await send_with_headers({
                 "type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"),

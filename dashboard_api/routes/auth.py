@@ -5,15 +5,18 @@ from __future__ import annotations
 import logging
 import secrets
 from datetime import datetime, timedelta
-from typing import Annotated, Any, cast
+from typing import Annotated, cast
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from pydantic import BaseModel, Field
 
 from dashboard_api.accounts import PASSWORD_MAX, authenticate
 from dashboard_api.auth import (
+    CHALLENGE,
     COOKIE,
     CSRF_HEADER,
+    NO_CSRF,
+    UNAUTHORISED,
     Engineer,
     LoginLimiter,
     current_session,
@@ -26,11 +29,6 @@ from store.users import Role
 
 log = logging.getLogger("moldlab.api.auth")
 router = APIRouter(tags=["auth"])
-
-_UNAUTHORISED: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem, "description": "no session, or it expired"}
-}
-_CHALLENGE = {"WWW-Authenticate": 'Cookie realm="moldlab"'}
 
 
 class LoginBody(BaseModel):
@@ -109,15 +107,13 @@ async def login(
     summary="Who is logged in",
     description="The session of the cookie: the user, their role and the CSRF token (for a "
     "page that was reloaded). 401 without a live session.",
-    responses={**_UNAUTHORISED, **UNAVAILABLE},
+    responses={**UNAUTHORISED, **UNAVAILABLE},
 )
 async def get_session(
     session: Annotated[Session | None, Depends(current_session)],
 ) -> SessionInfo:
     if session is None:
-        raise HTTPException(
-            401, "not logged in", headers={"WWW-Authenticate": 'Cookie realm="moldlab"'}
-        )
+        raise HTTPException(401, "not logged in", headers=CHALLENGE)
     user = session.user
     return SessionInfo(
         name=user.name, role=user.role, csrf_token=session.csrf_token, expires_at=session.expires_at
@@ -129,11 +125,7 @@ async def get_session(
     status_code=204,
     summary="Log out",
     description=f"Ends the session and clears its cookie; needs the {CSRF_HEADER} header.",
-    responses={
-        **_UNAUTHORISED,
-        403: {"model": Problem, "description": f"missing or wrong {CSRF_HEADER} header"},
-        **UNAVAILABLE,
-    },
+    responses={**UNAUTHORISED, **NO_CSRF, **UNAVAILABLE},
 )
 async def logout(user: Engineer, request: Request, pool: Pool) -> Response:
     async with pool.connection() as conn:

@@ -12,13 +12,17 @@ from importlib.metadata import version
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
-from dashboard_api.auth import COOKIE, TOKEN_MAX, token_hash
+from dashboard_api.auth import session_of
 from dashboard_api.deps import Pool
-from store.sessions import find_session
 
 log = logging.getLogger("moldlab.api.health")
 router = APIRouter(tags=["health"])
-_down: set[str] = set()  # "db" while the database is unreachable: one log line per outage
+
+
+class _Outage:
+    """Whether the last check found the database unreachable: one log line per outage."""
+
+    down = False
 
 
 class Health(BaseModel):
@@ -39,24 +43,20 @@ class Health(BaseModel):
     responses={503: {"model": Health, "description": "the database cannot be reached"}},
 )
 async def health(request: Request, pool: Pool, response: Response) -> Health:
-    token = request.cookies.get(COOKIE)
     try:
         async with pool.connection(timeout=2.0) as conn:
             cur = await conn.execute("SELECT value FROM storage_info WHERE key = 'backend'")
             row = await cur.fetchone()
-            engineer = (
-                bool(token and len(token) <= TOKEN_MAX)
-                and (await find_session(conn, token_hash(token or ""))) is not None
-            )
+            engineer = await session_of(request, conn) is not None
     except Exception as exc:  # any failure here is the answer, not an error of the API
-        if "db" not in _down:
-            _down.add("db")
+        if not _Outage.down:
+            _Outage.down = True
             log.warning("health: database unreachable: %s", " ".join(str(exc).split())[:300])
         response.status_code = 503
         return Health(status="degraded", database="unreachable", storage_backend=None,
                       version=None)  # fmt: skip
-    if "db" in _down:
-        _down.discard("db")
+    if _Outage.down:
+        _Outage.down = False
         log.info("health: database reachable again")
     if not engineer:
         return Health(status="ok", database="ok", storage_backend=None, version=None)

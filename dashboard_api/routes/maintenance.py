@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
-from dashboard_api.auth import ENGINEER_ONLY, Engineer
+from dashboard_api.auth import ENGINEER_ONLY, NO_CSRF, UNAUTHORISED, Engineer
 from dashboard_api.deps import Pool
 from dashboard_api.problems import UNAVAILABLE, Problem
 from dashboard_api.routes.performance import PLACE_PREFIX_PATTERN
@@ -212,8 +212,8 @@ def _alert(a: AlertRow) -> Alert:
     "their user name, `acknowledged_at` now. Needs a session (POST /api/v1/auth/login) and "
     "its X-CSRF-Token header. The same as `moldlab pdm ack ALERT_ID --by NAME`.",
     responses={
-        401: {"model": Problem, "description": "not logged in"},
-        403: {"model": Problem, "description": "missing or wrong X-CSRF-Token header"},
+        **UNAUTHORISED,
+        **NO_CSRF,
         404: {"model": Problem, "description": "no such alert"},
         409: {"model": Problem, "description": "the alert is acknowledged already, or closed"},
         **UNAVAILABLE,
