@@ -5,27 +5,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import logging
 from collections.abc import AsyncIterator
 from importlib.metadata import version
 from importlib.resources import files
 from typing import Any
 
-from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from dashboard_api.auth import LoginLimiter
+from dashboard_api import assets
+from dashboard_api.auth import LoginLimiter, session_of
 from dashboard_api.deps import StorageBackend
 from dashboard_api.errors import install_error_handlers
+from dashboard_api.kiosk import KioskFeed
 from dashboard_api.live import LiveHub
 from dashboard_api.rollup import PerformanceRollup
-from dashboard_api.routes import auth, health, live, machines, maintenance, performance, spc
+from dashboard_api.routes import auth, health, kiosk, live, machines, maintenance, performance, spc
 from dashboard_api.security import SecurityHeaders
 from dashboard_api.settings import ApiSettings
 
 _STATIC = files("dashboard_api") / "static"
+log = logging.getLogger("moldlab.api")
 
 
 def create_app(settings: ApiSettings) -> FastAPI:
@@ -53,6 +57,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
             max_signals=settings.api_max_signals_per_machine,
         )  # fmt: skip
         poller = asyncio.create_task(hub.run(), name="live-hub")
+        feed = KioskFeed(
+            pool, settings.kiosk_refresh_s, settings.performance(),
+            max_machines=settings.live_max_machines,
+        )  # fmt: skip
+        kiosk_task = asyncio.create_task(feed.run(), name="kiosk-feed")
         rollup = PerformanceRollup.start(
             settings.database_url, settings.api_performance_refresh_s, settings.micro_stop_s
         )
@@ -62,16 +71,19 @@ def create_app(settings: ApiSettings) -> FastAPI:
         try:
             yield {
                 "pool": pool, "hub": hub, "storage": StorageBackend(), "settings": settings,
-                "login_limiter": limiter,
+                "login_limiter": limiter, "kiosk": feed,
             }  # fmt: skip
         finally:
-            poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await poller
+            for task in (poller, kiosk_task):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await rollup.stop()
             await pool.close()
 
     app = FastAPI(
+        docs_url=None,  # served below from moldlab's own files, never a CDN
+        redoc_url=None,
         title="moldlab",
         version=version("moldlab"),
         summary="Live telemetry and production performance of an injection-moulding floor.",
@@ -85,7 +97,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
             "`MOLDLAB_API_MAX_SIGNALS_PER_MACHINE` signals (default 256, the first by name). "
             "When the database is down or a query takes longer than "
             "`MOLDLAB_API_STATEMENT_TIMEOUT_S` (default 5 s), a request answers 503 with a "
-            "`detail`. The visitor page is `/`."
+            "`detail`. The visitor kiosk is `/` (its API: `GET /api/v1/kiosk` and WebSocket "
+            "`/api/v1/kiosk/live`, public); the engineer workspace is `/engineer`, after a "
+            "login at `/login`."
         ),
         lifespan=lifespan,
     )
@@ -97,11 +111,39 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(performance.router, prefix="/api/v1")
     app.include_router(maintenance.router, prefix="/api/v1")
     app.include_router(live.router, prefix="/api/v1")
+    app.include_router(kiosk.router, prefix="/api/v1")
     app.include_router(auth.router, prefix="/api/v1")
     app.mount("/static", StaticFiles(directory=str(_STATIC)), name="static")
 
+    missing = assets.missing()
+    if missing:
+        log.warning(
+            "the pages' chart and /docs files are not installed (%s): run `moldlab assets`",
+            ", ".join(missing),
+        )
+
+    def page(name: str) -> FileResponse:
+        return FileResponse(str(_STATIC / name), headers={"Cache-Control": "no-cache"})
+
     @app.get("/", include_in_schema=False)
-    async def visitor_page() -> FileResponse:
-        return FileResponse(str(_STATIC / "index.html"))
+    async def kiosk_page() -> FileResponse:
+        return page("kiosk.html")
+
+    @app.get("/login", include_in_schema=False)
+    async def login_page() -> FileResponse:
+        return page("login.html")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs_page() -> FileResponse:
+        return page("docs.html")
+
+    @app.get("/engineer", include_in_schema=False, response_model=None)
+    async def engineer_page(request: Request) -> Response:
+        """The workspace's pages need a session: without one, the login page first."""
+        async with request.state.pool.connection() as conn:
+            session = await session_of(request, conn)
+        if session is None:
+            return RedirectResponse("/login?next=/engineer", status_code=303)
+        return page("engineer.html")
 
     return app

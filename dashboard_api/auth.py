@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
 from psycopg import AsyncConnection
+from starlette.requests import HTTPConnection
 
 from dashboard_api.deps import Pool
 from dashboard_api.problems import Problem
@@ -89,14 +90,15 @@ class LoginLimiter:
         return max(1, math.ceil(times[-limit] + self.window_s - now))
 
 
-def _token(request: Request) -> str | None:
+def _token(request: HTTPConnection) -> str | None:
     """The session token of the request's cookie, if it can be one of ours."""
     token = request.cookies.get(COOKIE)
     return token if token and len(token) <= _TOKEN_MAX else None
 
 
-async def session_of(request: Request, conn: AsyncConnection[Any]) -> Session | None:
-    """The live session of the request's cookie, or None (no cookie, expired, user disabled)."""
+async def session_of(request: HTTPConnection, conn: AsyncConnection[Any]) -> Session | None:
+    """The live session of the request's (or WebSocket's) cookie, or None (no cookie,
+    expired, user disabled)."""
     token = _token(request)
     return None if token is None else await find_session(conn, token_hash(token))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from typing import Any
 
@@ -42,18 +43,19 @@ class LiveHub:
         self._interval_s = interval_s
         self._max_machines = max_machines
         self._max_signals = max_signals
-        self._clients: set[asyncio.Queue[Update]] = set()
+        self._clients: set[asyncio.Queue[str]] = set()
         self._last: dict[str, Update] = {}
 
-    def subscribe(self) -> asyncio.Queue[Update]:
-        queue: asyncio.Queue[Update] = asyncio.Queue(maxsize=64)
+    def subscribe(self) -> asyncio.Queue[str]:
+        """A queue of JSON text frames, each serialised once for every client."""
+        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=64)
         self._clients.add(queue)
         return queue
 
-    def unsubscribe(self, queue: asyncio.Queue[Update]) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[str]) -> None:
         self._clients.discard(queue)
 
-    def is_subscribed(self, queue: asyncio.Queue[Update]) -> bool:
+    def is_subscribed(self, queue: asyncio.Queue[str]) -> bool:
         return queue in self._clients
 
     async def overview(self) -> list[MachineOverview]:
@@ -88,9 +90,10 @@ class LiveHub:
             await asyncio.sleep(self._interval_s)
 
     def _broadcast(self, update: Update) -> None:
+        text = json.dumps(update, separators=(",", ":"))
         for queue in list(self._clients):
             try:
-                queue.put_nowait(update)
+                queue.put_nowait(text)
             except asyncio.QueueFull:
                 # A client this far behind resyncs from /api/v1/machines when it reconnects.
                 log.info("dropping a live client that fell behind")

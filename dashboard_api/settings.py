@@ -52,6 +52,11 @@ class ApiSettings(PerformanceEnv):
     live_max_machines: int = Field(
         default=200, ge=1, le=10_000, description="machines the live socket follows, by place"
     )
+    kiosk_refresh_s: float = Field(
+        default=5.0, ge=0.5, le=300,
+        description="how often the visitor kiosk's picture of the floor is taken (while "
+        "someone looks)",
+    )  # fmt: skip
     api_session_hours: float = Field(
         default=12.0, gt=0, le=24 * 30,
         description="how long a login of the engineer workspace lasts (a shift and a half)",

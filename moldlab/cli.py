@@ -123,11 +123,14 @@ def _parser() -> argparse.ArgumentParser:
 
     api = sub.add_parser(
         "api",
-        help="serve the REST API, live WebSocket and visitor dashboard",
-        description="Serve /api/v1 (OpenAPI at /docs) and the visitor page at /. " + ENV_HELP,
+        help="serve the REST API, the live WebSockets, the visitor kiosk and the workspace",
+        description="Serve /api/v1 (OpenAPI at /docs), the visitor kiosk at / (public) and the "
+        "engineer workspace at /engineer (after a login at /login; users: `moldlab user add`). "
+        "The pages' chart and /docs files come from `moldlab assets`. " + ENV_HELP,
         epilog="Bounded whatever the database holds: GET /api/v1/machines answers in pages of "
         "at most 200 machines, each with at most MOLDLAB_API_MAX_SIGNALS_PER_MACHINE signals "
-        "(256); the live socket follows MOLDLAB_LIVE_MAX_MACHINES machines (200); a query "
+        "(256); the live socket follows MOLDLAB_LIVE_MAX_MACHINES machines (200); the kiosk's "
+        "picture is taken every MOLDLAB_KIOSK_REFRESH_S (5) while someone looks; a query "
         "that takes longer than MOLDLAB_API_STATEMENT_TIMEOUT_S (5) answers 503. OEE "
         "(/api/v1/performance): micro-stops are stops shorter than MOLDLAB_MICRO_STOP_S (300), "
         "counted by MOLDLAB_MICRO_STOP_CONVENTION (iso or tpm); a rollup pass every "
@@ -136,6 +139,16 @@ def _parser() -> argparse.ArgumentParser:
     api.add_argument("--database-url", help="postgresql://... (MOLDLAB_DATABASE_URL)")
     api.add_argument("--host", help="listen address (MOLDLAB_API_HOST, default 127.0.0.1)")
     api.add_argument("--port", type=int, help="listen port (MOLDLAB_API_PORT, default 8000)")
+
+    sub.add_parser(
+        "assets",
+        help="download the pages' chart and /docs files (checked against pinned checksums)",
+        description="Download uPlot (the charts) and Swagger UI (/docs) from the npm registry "
+        "(MOLDLAB_NPM_REGISTRY, default https://registry.npmjs.org), check each tarball "
+        "against its pinned sha512, and unpack the files the pages load into "
+        "dashboard_api/static/vendor/, from where the API serves them: the pages then need no "
+        "internet. scripts/demo and scripts/test run it; run it again after upgrading moldlab.",
+    )
 
     db = sub.add_parser("db", help="database schema", description="Manage the database schema.")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
@@ -255,6 +268,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         return pdm_cli.run(args)
     if args.command == "user":
         return user_cli.run(args)
+    if args.command == "assets":
+        from dashboard_api.assets import AssetError, install
+
+        try:
+            install()
+        except (AssetError, OSError) as exc:
+            print(f"moldlab assets: {exc}", file=sys.stderr)
+            return 1
+        return 0
     if args.command == "db":
         from ingest.settings import IngestSettings
         from store import upgrade
@@ -295,6 +317,9 @@ def _api(args: argparse.Namespace) -> int:
     config = uvicorn.Config(
         create_app(settings), host=settings.api_host, port=settings.api_port,
         log_config=None, ws="websockets-sansio",
+        # One picture, the same bytes for every kiosk: compressing it per connection would
+        # cost each client its own CPU. Clients send nothing worth more than 64 KiB.
+        ws_per_message_deflate=False, ws_max_size=64 * 1024,
     )  # fmt: skip
     uvicorn.Server(config).run()
     return 0

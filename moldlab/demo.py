@@ -139,15 +139,20 @@ def _holder(data_dir: Path) -> str:
     return ""
 
 
-def _services(data_dir: Path) -> list[FloorPart]:
-    """Ingest, the maintenance scorer and the API, beside the floor."""
-    # A free port, as the edge's: another demo, or an ingest, on this host may hold 9109.
+def _ingest() -> tuple[FloorPart, int]:
+    """Ingest, and the port of its metrics: a free one, as the edge's (another demo, or an
+    ingest, on this host may hold the default 9109)."""
     metrics = free_port()
-    ingest = FloorPart(
+    part = FloorPart(
         "ingest",
         ["ingest", "--metrics-port", str(metrics)],
         f"broker to database; metrics at http://127.0.0.1:{metrics}/metrics",
     )
+    return part, metrics
+
+
+def _services(data_dir: Path) -> list[FloorPart]:
+    """The maintenance scorer and the API, beside the floor."""
     # With no model in the data dir yet, the scorer first trains one (minutes, logged): the
     # rest of the demo runs meanwhile, and predictions appear once it scores.
     models = data_dir / "models"
@@ -157,7 +162,7 @@ def _services(data_dir: Path) -> list[FloorPart]:
          "--train-if-missing", str(data_dir / "pdm-export")],
         f"maintenance predictions and alerts, model from {models}",
     )  # fmt: skip
-    return [ingest, pdm, FloorPart("api", ["api"], "")]
+    return [pdm, FloorPart("api", ["api"], "")]
 
 
 # Children whose end the demo outlives: without maintenance predictions it is still a demo.
@@ -183,10 +188,11 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _wait_for_api(
-    port: int, children: list[Child], signals: _Signals, timeout_s: float = 60.0
-) -> None:
-    url = f"http://127.0.0.1:{port}/api/v1/health"
+def _wait_for(
+    url: str, ready: bytes, children: list[Child], signals: _Signals, timeout_s: float
+) -> bool:
+    """Until `url` answers 200 with `ready` in its body (True), a child dies (ServerError),
+    a signal comes, or `timeout_s` passes (False)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         signals.check()
@@ -194,10 +200,28 @@ def _wait_for_api(
             if child.exit_code() is not None:
                 raise ServerError(f"{child.name} exited with code {child.exit_code()}")
         with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as resp:
-            if resp.status == 200:
-                return
-        time.sleep(0.3)
-    raise ServerError(f"the API did not answer at {url} within {timeout_s:.0f} s")
+            if resp.status == 200 and ready in resp.read():
+                return True
+        time.sleep(0.2)
+    return False
+
+
+def _wait_for_ingest(
+    metrics: int, children: list[Child], signals: _Signals, timeout_s: float = 60.0
+) -> None:
+    """Until ingest has subscribed: what the machines send before would reach nobody (a
+    fresh broker keeps no messages for a subscriber it has not met yet)."""
+    url = f"http://127.0.0.1:{metrics}/metrics"
+    if not _wait_for(url, b"\nmoldlab_ingest_broker_connected 1.0", children, signals, timeout_s):
+        raise ServerError(f"ingest did not subscribe to the broker within {timeout_s:.0f} s")
+
+
+def _wait_for_api(
+    port: int, children: list[Child], signals: _Signals, timeout_s: float = 60.0
+) -> None:
+    url = f"http://127.0.0.1:{port}/api/v1/health"
+    if not _wait_for(url, b"", children, signals, timeout_s):
+        raise ServerError(f"the API did not answer at {url} within {timeout_s:.0f} s")
 
 
 def run_demo(data_dir: Path, *, port: int = 8000, machines: int | None = None) -> int:
@@ -273,6 +297,11 @@ def _run(data_dir: Path, cluster: Path, where: str, port: int, machines: int | N
             "MOLDLAB_API_HOST": "127.0.0.1",
             "MOLDLAB_API_PORT": str(port),
         }
+        # Ingest first: the machines' first messages (their state) go to nobody before it
+        # subscribes.
+        ingest, metrics = _ingest()
+        children.append(Child(ingest.name, ingest.args, env, ingest.role))
+        _wait_for_ingest(metrics, children, signals)
         for part in [*floor_parts(machines, data_dir / "edge", broker.url), *_services(data_dir)]:
             children.append(Child(part.name, part.args, env, part.role))
             gateways += [part.gateway] if part.gateway else []

@@ -35,3 +35,5 @@ fi
 .venv/bin/python -m pip install -q --upgrade 'pip>=25.1'
 .venv/bin/python -m pip install "${quiet[@]}" -e '.[all]' ${MOLDLAB_PIP_GROUP:+--group "$MOLDLAB_PIP_GROUP"}
 trap 'echo "==> interrupted: stopping" >&2; exit 130' INT
+# The charts' and /docs' files, from the npm registry, checked against pinned checksums.
+.venv/bin/moldlab assets

@@ -90,7 +90,9 @@ async def test_simulated_machines_reach_the_api_and_the_live_socket(
         )
         try:
             async with (
-                websockets.connect(f"ws://{api_url}/api/v1/live") as ws,
+                websockets.connect(
+                    f"ws://{api_url}/api/v1/live", additional_headers=engineer_headers
+                ) as ws,
                 httpx.AsyncClient(base_url=f"http://{api_url}", headers=engineer_headers) as http,
             ):
 

@@ -94,6 +94,7 @@ async def test_a_dead_gateways_machines_go_offline_once_and_come_back(
     machines: list[ModbusMachineServer],
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
+    engineer_headers: dict[str, str],
 ) -> None:
     site = f"gw-{uuid.uuid4().hex[:8]}"
     config = tmp_path / "gateway.yaml"
@@ -126,7 +127,7 @@ async def test_a_dead_gateways_machines_go_offline_once_and_come_back(
     async with (
         asyncio.TaskGroup() as tg,
         serve_api(api) as api_url,
-        httpx.AsyncClient(base_url=api_url, timeout=10) as http,
+        httpx.AsyncClient(base_url=api_url, timeout=10, headers=engineer_headers) as http,
     ):
         tg.create_task(run_ingest(ingest, stop))
 
@@ -140,7 +141,7 @@ async def test_a_dead_gateways_machines_go_offline_once_and_come_back(
             )
 
         try:
-            async with live_frames(api_url) as updates:
+            async with live_frames(api_url, engineer_headers) as updates:
                 await eventually(lambda: _subscribed(caplog, site), "ingest subscribed")
                 await gateway.start()
                 await eventually(lambda: shown("running", None), "both machines running")

@@ -84,7 +84,7 @@ async def test_the_same_machine_id_on_two_sites_is_two_machines_end_to_end(
     ):
         tg.create_task(run_ingest(settings, stop))
         try:
-            async with live_frames(api_url) as updates:
+            async with live_frames(api_url, engineer_headers) as updates:
                 sent = {
                     a: _messages(a, 210.0, MachineState.RUNNING),
                     b: _messages(b, 250.0, MachineState.FAULT),

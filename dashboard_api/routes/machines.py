@@ -22,7 +22,8 @@ from dashboard_api.names import (
 )
 from dashboard_api.problems import UNAVAILABLE, Problem
 
-router = APIRouter(tags=["machines"])
+# Every signal of every machine: the engineers' view (the kiosk has its own, GET /api/v1/kiosk).
+router = APIRouter(tags=["machines"], **ENGINEER_ONLY)
 
 MAX_PAGE = 200
 
@@ -72,14 +73,12 @@ async def list_machines(
         "the last 7 days)."
     ),
     responses={
-        **ENGINEER_ONLY["responses"],
         404: {
             "model": Problem,
             "description": "no such machine or signal, or no data in the window",
         },
         **UNAVAILABLE,
     },
-    dependencies=ENGINEER_ONLY["dependencies"],
 )
 async def history(
     pool: Pool,

@@ -1,4 +1,4 @@
-// moldlab visitor page: live tiles, one per injection-moulding machine.
+// moldlab engineer workspace, live floor: a tile per injection-moulding machine, every signal.
 // Plain ES2020, no dependencies: it must run on a factory network with no internet.
 'use strict';
 
@@ -12,8 +12,8 @@ const STALE_AFTER_S = 30;
 const BACKOFF_MIN_MS = 1000;
 const BACKOFF_MAX_MS = 30000;
 
-// What a visitor sees, in display order, with friendly labels. The engineering signals
-// (heater outputs, screw position, alarm word, mould counter...) stay off the visitor page.
+// What the tiles show, in display order, with friendly labels. The engineering signals
+// (heater outputs, screw position, alarm word, mould counter...) stay off the tiles.
 const LABELS = {
   TempZone2: 'Barrel zone 2', TempZone3: 'Barrel zone 3', TempZone4: 'Barrel zone 4',
   TempNozzle: 'Nozzle', TempMould: 'Mould', TempOil: 'Hydraulic oil',
@@ -243,6 +243,10 @@ async function fetchMachines() {
     url.searchParams.set('limit', String(Math.min(PAGE_SIZE, MAX_MACHINES - machines.length)));
     if (after) url.searchParams.set('after', after);
     const res = await fetch(url, { cache: 'no-store', headers: { Accept: 'application/json' } });
+    if (res.status === 401) { // the session ended: log in again, then come back here
+      location.assign(`/login?next=${encodeURIComponent(location.pathname)}`);
+      throw new Error('logged out');
+    }
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     const body = await res.json();
     machines.push(...(Array.isArray(body.machines) ? body.machines : []));
@@ -338,3 +342,16 @@ function tick() {
 setInterval(tick, 1000);
 tick();
 start();
+
+// Log out: the session's CSRF token first (GET /api/v1/auth/session), then the logout.
+$('logout').addEventListener('click', async () => {
+  try {
+    const res = await fetch('/api/v1/auth/session', { cache: 'no-store' });
+    if (res.ok) {
+      const session = await res.json();
+      await fetch('/api/v1/auth/logout', { method: 'POST', headers: { 'X-CSRF-Token': session.csrf_token } });
+    }
+  } finally {
+    location.assign('/');
+  }
+});

@@ -4,10 +4,12 @@ decides who may call it."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import httpx
 import pytest
+import websockets
 from logins import login_headers
 
 from dashboard_api import ApiSettings, create_app
@@ -17,7 +19,8 @@ pytestmark = pytest.mark.infra
 PUBLIC, ENGINEER, ANYONE_LOGGED_IN = "public", "engineer", "logged in"
 ACCESS = {
     ("GET", "/api/v1/health"): PUBLIC,
-    ("GET", "/api/v1/machines"): PUBLIC,
+    ("GET", "/api/v1/kiosk"): PUBLIC,
+    ("GET", "/api/v1/machines"): ENGINEER,
     ("GET", "/api/v1/machines/{site}/{area}/{line}/{machine}/signals/{signal}/history"): ENGINEER,
     ("GET", "/api/v1/machines/{site}/{area}/{line}/{machine}/spc/{parameter}"): ENGINEER,
     ("GET", "/api/v1/machines/{site}/{area}/{line}/{machine}/capability/{parameter}"): ENGINEER,
@@ -85,3 +88,30 @@ async def test_health_tells_a_visitor_only_whether_it_is_up(
     assert visitor == {"status": "ok", "database": "ok", "storage_backend": None, "version": None}
     assert engineer["storage_backend"] in ("postgresql", "timescaledb")
     assert engineer["version"]
+
+
+async def test_the_live_socket_of_every_signal_is_for_engineers_only(
+    api_url: str, engineer_headers: dict[str, str]
+) -> None:
+    url = api_url.replace("http://", "ws://") + "/api/v1/live"
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        async with websockets.connect(url):
+            pass
+    assert refused.value.response.status_code == 403
+    # A page of another site, even in a logged-in engineer's browser: refused too.
+    with pytest.raises(websockets.InvalidStatus):
+        async with websockets.connect(
+            url,
+            additional_headers=engineer_headers,
+            origin=websockets.Origin("http://evil.example"),
+        ):
+            pass
+    origin = websockets.Origin(api_url)
+    async with websockets.connect(url, additional_headers=engineer_headers, origin=origin) as ws:
+        await ws.ping()
+
+
+async def test_the_kiosk_socket_is_public(api_url: str) -> None:
+    async with websockets.connect(api_url.replace("http://", "ws://") + "/api/v1/kiosk/live") as ws:
+        frame = json.loads(await ws.recv(decode=True))
+    assert {"as_of", "floor", "machines", "maintenance"} <= set(frame)

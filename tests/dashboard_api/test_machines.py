@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -91,9 +92,9 @@ async def _page(http: httpx.AsyncClient, **params: Any) -> tuple[dict[str, Any],
 
 
 async def test_a_page_is_bounded_in_machines_signals_bytes_and_time(
-    api_url: str, floor: Floor
+    api_url: str, floor: Floor, engineer_headers: dict[str, str]
 ) -> None:
-    async with httpx.AsyncClient(base_url=api_url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=api_url, timeout=10, headers=engineer_headers) as http:
         body, size, _ = await _page(http)  # warm: the first request opens the pool
         assert len(body["machines"]) == 50  # the default page
         assert body["total"] >= MACHINES
@@ -116,11 +117,11 @@ async def test_a_page_is_bounded_in_machines_signals_bytes_and_time(
 
 
 async def test_paging_with_after_walks_every_machine_exactly_once(
-    api_url: str, floor: Floor
+    api_url: str, floor: Floor, engineer_headers: dict[str, str]
 ) -> None:
     seen: list[str] = []
     pages = 0
-    async with httpx.AsyncClient(base_url=api_url, timeout=10) as http:
+    async with httpx.AsyncClient(base_url=api_url, timeout=10, headers=engineer_headers) as http:
         # The floor's places follow its line's own, which sorts just before them.
         after: str | None = f"{floor.site}/hall/line-1/0"
         while after is not None:
@@ -139,8 +140,10 @@ async def test_paging_with_after_walks_every_machine_exactly_once(
     assert pages <= MACHINES // 200 + 1
 
 
-async def test_the_last_page_has_no_next(api_url: str, floor: Floor) -> None:
-    async with httpx.AsyncClient(base_url=api_url, timeout=10) as http:
+async def test_the_last_page_has_no_next(
+    api_url: str, floor: Floor, engineer_headers: dict[str, str]
+) -> None:
+    async with httpx.AsyncClient(base_url=api_url, timeout=10, headers=engineer_headers) as http:
         body, _, _ = await _page(http, limit=200, after="/".join(["z" * 64] * 4))
     assert body == {"machines": [], "total": body["total"], "next": None}
 
@@ -153,7 +156,7 @@ async def test_the_live_hub_follows_at_most_its_cap(database_url: str, floor: Fl
         queue = hub.subscribe()
         task = asyncio.create_task(hub.run())
         try:
-            frame = await asyncio.wait_for(queue.get(), 10)
+            frame = json.loads(await asyncio.wait_for(queue.get(), 10))
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

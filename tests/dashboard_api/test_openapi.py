@@ -18,6 +18,7 @@ def test_openapi_lists_the_endpoints_with_summaries() -> None:
     paths = spec["paths"]
     assert set(paths) == {
         "/api/v1/health",
+        "/api/v1/kiosk",
         "/api/v1/machines",
         "/api/v1/machines/{site}/{area}/{line}/{machine}/signals/{signal}/history",
         "/api/v1/machines/{site}/{area}/{line}/{machine}/spc/{parameter}",
@@ -38,6 +39,21 @@ def test_openapi_lists_the_endpoints_with_summaries() -> None:
         for op in path.values():
             assert op["summary"]
     assert "/api/v1/live" in spec["info"]["description"]
+    assert "/api/v1/kiosk/live" in spec["info"]["description"]
+
+
+def test_every_field_a_visitor_gets_is_described() -> None:
+    spec = _spec()
+    kiosk = spec["paths"]["/api/v1/kiosk"]["get"]
+    assert kiosk["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Floor"
+    }
+    schemas = spec["components"]["schemas"]
+    for name in ("Floor", "Output", "KioskMachine", "TimeShare", "PartCount", "TrendPoint",
+                 "Factors", "MaintenanceStory", "WarnedBreakdown"):  # fmt: skip
+        for field, schema in schemas[name]["properties"].items():
+            if field not in {"parts", "maintenance", "factors"}:
+                assert schema.get("description"), f"{name}.{field} has no description"
 
 
 def test_openapi_says_how_machines_are_paged_and_bounded() -> None:

@@ -47,6 +47,8 @@ async def test_every_answer_carries_the_headers(api_url: str) -> None:
         answers = [await http.request(method, path) for method, path in _paths()]
         answers += [
             await http.get("/"),
+            await http.get("/login"),
+            await http.get("/engineer"),
             await http.get("/static/app.js"),
             await http.get("/static/style.css"),
             await http.get("/static/nothing-here.js"),
@@ -61,10 +63,14 @@ async def test_every_answer_carries_the_headers(api_url: str) -> None:
         assert session.headers["cache-control"] == "no-store"
         docs = await http.get("/docs")
         _check(docs, DOCS_CSP)
-    page = answers[-7]
-    assert '<script src="/static/app.js"' in page.text
-    assert not re.search(r"<script(?![^>]*\bsrc=)", page.text), "an inline script"
-    assert not re.search(r"<style|\sstyle=|\son[a-z]+=", page.text), "inline style or handler"
+    kiosk, login, engineer = answers[-9:-6]
+    assert '<script src="/static/kiosk.js"' in kiosk.text
+    assert engineer.status_code == 303  # no session: to the login page first
+    assert engineer.headers["location"] == "/login?next=/engineer"
+    for page in (kiosk, login, docs):
+        assert not re.search(r"<script(?![^>]*\bsrc=)", page.text), "an inline script"
+        assert not re.search(r"<style|\sstyle=|\son[a-z]+=", page.text), "inline style or handler"
+        assert "http" not in page.text.replace("http-equiv", ""), "a file from elsewhere"
 
 
 async def test_a_body_must_be_short_and_say_its_length(api_url: str) -> None:

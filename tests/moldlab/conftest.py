@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import os
@@ -19,49 +20,85 @@ import pytest
 from websockets.sync.client import ClientConnection, connect
 
 
+class _Cdp:
+    """The DevTools connection: calls, and the URLs each tab asked for (from its events)."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self._ids = itertools.count(1)
+        self.requested: dict[str, list[str]] = {}  # session id -> URLs, in order
+
+    def call(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
+        call_id = next(self._ids)
+        message: dict[str, Any] = {"id": call_id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        self.ws.send(json.dumps(message))
+        while True:  # events arrive in between; the reply carries our id
+            reply = json.loads(self.ws.recv(timeout=30))
+            event = reply.get("method")
+            if event in ("Network.requestWillBeSent", "Network.webSocketCreated"):
+                asked = reply["params"].get("request", reply["params"])
+                self.requested.setdefault(reply.get("sessionId", ""), []).append(asked["url"])
+            if reply.get("id") == call_id:
+                if "error" in reply:
+                    raise AssertionError(f"{method} failed: {reply['error']}")
+                result: dict[str, Any] = reply["result"]
+                return result
+
+
 class Page:
     """One browser tab; `evaluate` runs JavaScript in it and returns the JSON value."""
 
-    def __init__(self, ws: ClientConnection, session_id: str, ids: Iterator[int]) -> None:
-        self._ws = ws
+    def __init__(self, cdp: _Cdp, session_id: str) -> None:
+        self._cdp = cdp
         self._session = session_id
-        self._ids = ids
 
     def evaluate(self, expression: str) -> Any:
-        reply = _call(self._ws, self._ids, "Runtime.evaluate", self._session,
-                      expression=expression, returnByValue=True)  # fmt: skip
+        reply = self._cdp.call("Runtime.evaluate", self._session, expression=expression,
+                               returnByValue=True, awaitPromise=True)  # fmt: skip
         if "exceptionDetails" in reply:
             raise AssertionError(f"page script failed: {reply['exceptionDetails']}")
         return reply["result"].get("value")
 
+    def navigate(self, url: str) -> None:
+        self._cdp.call("Page.navigate", self._session, url=url)
+
+    def screenshot(self, path: Path, width: int = 1600, height: int = 900) -> Path:
+        """A PNG of the page at `width` x `height` CSS pixels, written to `path`."""
+        self._cdp.call("Emulation.setDeviceMetricsOverride", self._session, width=width,
+                       height=height, deviceScaleFactor=1, mobile=width < 700)  # fmt: skip
+        shot = self._cdp.call("Page.captureScreenshot", self._session, format="png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(base64.b64decode(shot["data"]))
+        return path
+
+    def requests(self) -> list[str]:
+        """Every URL the tab asked for (pages, scripts, fetches, sockets), in order."""
+        self.evaluate("1")  # takes in the events sent so far
+        return list(self._cdp.requested.get(self._session, []))
+
 
 class Browser:
     def __init__(self, ws: ClientConnection) -> None:
-        self._ws = ws
-        self._ids = itertools.count(1)
+        self._cdp = _Cdp(ws)
 
     def open(self, url: str) -> Page:
-        target = _call(self._ws, self._ids, "Target.createTarget", None, url=url)
-        attached = _call(self._ws, self._ids, "Target.attachToTarget", None,
-                         targetId=target["targetId"], flatten=True)  # fmt: skip
-        return Page(self._ws, attached["sessionId"], self._ids)
+        """A new tab on `url`, its requests recorded from the first."""
+        target = self._cdp.call("Target.createTarget", url="about:blank")
+        attached = self._cdp.call("Target.attachToTarget", targetId=target["targetId"],
+                                  flatten=True)  # fmt: skip
+        page = Page(self._cdp, attached["sessionId"])
+        self._cdp.call("Network.enable", attached["sessionId"])
+        self._cdp.call("Page.enable", attached["sessionId"])
+        page.navigate(url)
+        return page
 
-
-def _call(
-    ws: ClientConnection, ids: Iterator[int], method: str, session: str | None, **params: Any
-) -> dict[str, Any]:
-    call_id = next(ids)
-    message: dict[str, Any] = {"id": call_id, "method": method, "params": params}
-    if session:
-        message["sessionId"] = session
-    ws.send(json.dumps(message))
-    while True:  # events arrive in between; the reply carries our id
-        reply = json.loads(ws.recv(timeout=30))
-        if reply.get("id") == call_id:
-            if "error" in reply:
-                raise AssertionError(f"{method} failed: {reply['error']}")
-            result: dict[str, Any] = reply["result"]
-            return result
+    def set_cookie(self, url: str, name: str, value: str) -> None:
+        """A cookie for `url`'s site, as a login would have set it (HTTP-only)."""
+        self._cdp.call("Storage.setCookies", cookies=[
+            {"name": name, "value": value, "url": url, "httpOnly": True, "sameSite": "Strict"}
+        ])  # fmt: skip
 
 
 @pytest.fixture
@@ -90,6 +127,19 @@ def browser() -> Iterator[Browser]:
         proc.terminate()
         proc.wait(10)
         shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def screenshots(request: pytest.FixtureRequest) -> Path:
+    """The folder for this test's screenshots, for a person to look at: test-screenshots/TEST
+    in the project (or under MOLDLAB_TEST_SCREENSHOTS), emptied first."""
+    root = Path(
+        os.environ.get("MOLDLAB_TEST_SCREENSHOTS") or request.config.rootpath / "test-screenshots"
+    )
+    folder = root / re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
 
 
 MoldlabCli = Callable[..., "subprocess.CompletedProcess[str]"]

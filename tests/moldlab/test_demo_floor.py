@@ -92,9 +92,9 @@ def test_sim_line_that_no_machine_is_on_is_a_clear_error(
 
 
 def test_the_demos_ingest_serves_its_metrics_on_a_free_port(tmp_path: Path) -> None:
-    ingest, pdm, api = demo._services(tmp_path)
+    (ingest, port), (pdm, api) = demo._ingest(), demo._services(tmp_path)
     assert (ingest.name, pdm.name, api.name) == ("ingest", "pdm", "api")
-    port = _parser().parse_args(ingest.args).metrics_port
+    assert _parser().parse_args(ingest.args).metrics_port == port
     assert port not in (None, 9109)  # the default, which another ingest on this host may hold
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", port))
@@ -104,7 +104,7 @@ def test_the_demos_ingest_serves_its_metrics_on_a_free_port(tmp_path: Path) -> N
 def test_the_demo_stops_machines_then_the_gateway_then_ingest_then_the_api(
     tmp_path: Path,
 ) -> None:
-    parts = [*demo._services(tmp_path), *floor_parts(None, tmp_path, BROKER)]  # in any order
+    parts = [demo._ingest()[0], *demo._services(tmp_path), *floor_parts(None, tmp_path, BROKER)]
     groups = demo._stop_groups(parts)
     assert [[p.name for p in group] for group, _ in groups] == [
         ["pdm", "sim-mqtt", "sim-modbus"], ["edge"], ["ingest"], ["api"],

@@ -51,10 +51,12 @@ async def all_machines(http: httpx.AsyncClient) -> list[dict[str, Any]]:
 
 
 @contextlib.asynccontextmanager
-async def live_frames(api_url: str) -> AsyncIterator[list[dict[str, Any]]]:
-    """Every machine update the live socket sends while the block runs, in order."""
+async def live_frames(api_url: str, headers: dict[str, str]) -> AsyncIterator[list[dict[str, Any]]]:
+    """Every machine update the live socket sends while the block runs, in order; `headers`:
+    an engineer's session cookie (the socket is the workspace's)."""
     updates: list[dict[str, Any]] = []
-    async with websockets.connect(api_url.replace("http://", "ws://") + "/api/v1/live") as ws:
+    url = api_url.replace("http://", "ws://") + "/api/v1/live"
+    async with websockets.connect(url, additional_headers=headers) as ws:
 
         async def read() -> None:
             async for frame in ws:

@@ -1,17 +1,21 @@
-"""The visitor page keys its tiles by place: two sites' imm-01 are two tiles, each kept live."""
+"""The engineers' live floor (/engineer) keys its tiles by place: two sites' imm-01 are two
+tiles, each kept live."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+from logins import login_headers
 from places import serve_api
 
 from dashboard_api import ApiSettings
+from dashboard_api.auth import COOKIE
 
 from .conftest import Browser
 
@@ -50,15 +54,17 @@ async def _tiles(page: Any, sites: list[str]) -> dict[str, dict[str, Any]]:
 
 
 async def test_two_sites_machines_of_one_id_are_two_tiles(
-    database_url: str, browser: Browser
+    database_url: str, browser: Browser, screenshots: Path
 ) -> None:
+    cookie = login_headers(database_url)["Cookie"].split("=", 1)[1]
     tag = uuid.uuid4().hex[:8]
     sites = [f"00-{tag}-a", f"00-{tag}-b"]  # first by place: on the page whatever else is there
     _seed(database_url, sites)
     places = [f"{site}/hall/line-1/imm-01" for site in sites]
     settings = ApiSettings(database_url=database_url, live_interval_s=0.2)
     async with serve_api(settings) as api_url:
-        page = await asyncio.to_thread(browser.open, f"{api_url}/")
+        await asyncio.to_thread(browser.set_cookie, api_url, COOKIE, cookie)
+        page = await asyncio.to_thread(browser.open, f"{api_url}/engineer")
         deadline = asyncio.get_running_loop().time() + 20
         while len(tiles := await _tiles(page, sites)) < 2 or not all(
             t["nozzle"] for t in tiles.values()
@@ -86,3 +92,4 @@ async def test_two_sites_machines_of_one_id_are_two_tiles(
             await asyncio.sleep(0.2)
         assert tiles[places[0]]["nozzle"] == "210.0"
         assert len(tiles) == 2
+        await asyncio.to_thread(page.screenshot, screenshots / "engineer-floor.png")
