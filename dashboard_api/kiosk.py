@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -84,6 +85,8 @@ class KioskFeed:
         self._watchers = 0
         self._asked_at = 0.0  # monotonic time of the last GET
         self._wake = asyncio.Event()
+        self._taking = asyncio.Lock()
+        self._taken_at = -math.inf  # monotonic time of the newest pass
         self._hours: dict[datetime, Figures] = {}  # whole past hours of the trend
         self._failing = False
 
@@ -91,12 +94,20 @@ class KioskFeed:
     def watchers(self) -> int:
         return self._watchers
 
+    def _idle(self) -> bool:
+        """Whether the feed has stopped taking pictures: nobody looked for IDLE_AFTER_S."""
+        return not self._watchers and time.monotonic() - self._asked_at >= IDLE_AFTER_S
+
     async def latest(self) -> str:
-        """The newest picture; taken now when there is none yet."""
+        """The newest picture; a fresh one first when the feed was idle (or has none yet).
+        Answered from the kept picture otherwise: a GET never makes the feed read more."""
+        idle = self._idle()
         self._asked_at = time.monotonic()
-        self._wake.set()
-        if self.text is None:
-            await self._take()
+        if idle or self.text is None:
+            async with self._taking:  # concurrent first requests share one picture
+                if self._taken_at < self._asked_at - self._interval_s:
+                    await self._take()
+            self._wake.set()  # and the feed goes on taking them
         assert self.text is not None
         return self.text
 
@@ -110,13 +121,18 @@ class KioskFeed:
                         log.warning("kiosk paused: reading the floor failed (%.200s)", exc)
                     self._failing = True
             self._wake.clear()
+            # While taking: every interval from the start of a pass, however long it took.
+            pause_s = self._interval_s
+            if self._watchers or time.monotonic() - self._asked_at < IDLE_AFTER_S:
+                pause_s = self._taken_at + self._interval_s - time.monotonic()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval_s)
+                await asyncio.wait_for(self._wake.wait(), max(0.05, pause_s))
 
     async def watch(self, send: Any) -> None:
         """Send every new picture to one visitor with `send(text)` until it fails."""
+        if self._idle():
+            self._wake.set()
         self._watchers += 1
-        self._wake.set()
         try:
             seen = -1
             while True:
@@ -139,6 +155,7 @@ class KioskFeed:
         return self._changed
 
     async def _take(self) -> None:
+        self._taken_at = time.monotonic()
         now = self._clock()
         async with self._pool.connection() as conn:
             floor = await self._floor(conn, now)

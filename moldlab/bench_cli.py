@@ -106,6 +106,37 @@ def add_parser(subparsers: Any) -> None:
     )
     _add_analytics(bench_sub)
     _add_pdm(bench_sub)
+    _add_api(bench_sub)
+
+
+def _add_api(bench_sub: Any) -> None:
+    bench = bench_sub.add_parser(
+        "api",
+        help="the API with 1,000 kiosks on the live socket and REST under load",
+        description="Load --machines presses of the demo plant over the last --days days into "
+        "a fresh database, start `moldlab api` as its own process (the kiosk's picture every "
+        "second), then measure two windows side by side: REST clients at a steady --rest-rate "
+        "only (baseline), and the same with --clients WebSocket clients on "
+        "/api/v1/kiosk/live. Report REST p50/p99, "
+        "the age of each picture when a client got it (p50/p99), the API's CPU and its memory "
+        "per connection.",
+    )
+    bench.add_argument("--json", action="store_true", help="print the figures as JSON")
+    bench.add_argument("--clients", type=int, default=1000, help="WebSocket clients (1000)")
+    bench.add_argument(
+        "--rest-clients", type=int, default=16, help="concurrent REST clients (default 16)"
+    )
+    bench.add_argument(
+        "--rest-rate", type=float, default=200.0,
+        help="REST requests a second, all clients together (default 200)",
+    )  # fmt: skip
+    bench.add_argument("--window-s", type=float, default=30.0, help="each window (default 30)")
+    bench.add_argument("--machines", type=int, default=20, help="presses (default 20)")
+    bench.add_argument("--days", type=float, default=2.0, help="days of data (default 2)")
+    bench.add_argument("--seed", type=int, default=1, help="random seed of the data (default 1)")
+    bench.add_argument(
+        "--database-url", help="a PostgreSQL server to use (a database is created and dropped)"
+    )
 
 
 def _add_pdm(bench_sub: Any) -> None:
@@ -215,6 +246,15 @@ def run(args: argparse.Namespace) -> int:
         return run_pdm_bench(
             machines=args.machines, passes=args.passes, interval_s=args.interval_s,
             model=args.model, models_dir=args.models_dir, seed=args.seed,
+            database_url=args.database_url, as_json=args.json,
+        )  # fmt: skip
+    if args.bench_command == "api":
+        from moldlab.bench_api import run_api_bench
+
+        return run_api_bench(
+            clients=args.clients, rest_clients=args.rest_clients, rest_rate=args.rest_rate,
+            window_s=args.window_s,
+            machines=args.machines, days=args.days, seed=args.seed,
             database_url=args.database_url, as_json=args.json,
         )  # fmt: skip
     if args.bench_command == "edge":
