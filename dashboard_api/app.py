@@ -137,13 +137,20 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def docs_page() -> FileResponse:
         return page("docs.html")
 
-    @app.get("/engineer", include_in_schema=False, response_model=None)
-    async def engineer_page(request: Request) -> Response:
+    workspace = {"": "engineer.html", "/performance": "performance.html",
+                 "/machine": "machine.html", "/maintenance": "maintenance.html"}  # fmt: skip
+
+    async def workspace_page(request: Request) -> Response:
         """The workspace's pages need a session: without one, the login page first."""
         async with request.state.pool.connection() as conn:
             session = await session_of(request, conn)
         if session is None:
-            return RedirectResponse("/login?next=/engineer", status_code=303)
-        return page("engineer.html")
+            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        return page(workspace[request.url.path.removeprefix("/engineer")])
+
+    for suffix in workspace:
+        app.add_api_route(
+            f"/engineer{suffix}", workspace_page, include_in_schema=False, response_model=None
+        )
 
     return app

@@ -10,6 +10,9 @@ function next() {
   return /^\/(?![/\\])/.test(asked) ? asked : '/engineer';
 }
 
+// Until this script runs, the form posts nowhere useful (never a GET: the password would land
+// in the address); from here on it logs in.
+form.dataset.ready = 'yes';
 form.addEventListener('submit', async (event) => {
   event.preventDefault();
   error.hidden = true;

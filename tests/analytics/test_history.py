@@ -148,7 +148,7 @@ def _rows_read(plan: dict[str, Any], relations: set[str]) -> int:
 
 
 async def _history_and_rows_read(
-    conn: AsyncConnection, backend: Backend, floor: Floor
+    conn: AsyncConnection, backend: Backend, floor: Floor, width: timedelta = timedelta(minutes=1)
 ) -> tuple[list[HistoryPoint], int, int]:
     """The history, and the raw and materialized rows its statements read (EXPLAIN ANALYZE)."""
     statements: list[tuple[str, Any]] = []
@@ -156,7 +156,7 @@ async def _history_and_rows_read(
     conn.cursor_factory = _recording(statements)
     try:
         points = await signal_history(
-            conn, backend, _place(floor.machine), floor.signal, floor.since
+            conn, backend, _place(floor.machine), floor.signal, floor.since, width=width
         )
     finally:
         conn.cursor_factory = plain
@@ -237,11 +237,41 @@ async def test_an_unknown_machine_or_signal_is_not_found(conn: AsyncConnection) 
         await signal_history(conn, backend, _place(floor.machine), "Nothing", floor.since)
 
 
+async def test_coarse_buckets_are_the_minutes_summed(conn: AsyncConnection) -> None:
+    """15-minute buckets over the window: on TimescaleDB summed from the aggregate's minutes
+    (and the newest hour's raw rows), equal to the raw rows' own figures."""
+    backend = await storage_backend(conn)
+    floor = await _floor(conn)
+    await _settle(conn, backend, floor)
+    width = timedelta(minutes=15)
+    points, raw_rows, _ = await _history_and_rows_read(conn, backend, floor, width)
+    start = first_bucket(floor.since, width)
+    buckets: dict[datetime, list[float]] = defaultdict(list)
+    origin = datetime(2000, 1, 1, tzinfo=UTC)
+    for ts, value in floor.rows:
+        if ts >= start:
+            buckets[ts - (ts - origin) % width].append(value)
+    expected = sorted(buckets.items())
+    assert [p.bucket for p in points] == [b for b, _ in expected]
+    for point, (_, values) in zip(points, expected, strict=True):
+        assert point.samples == len(values)
+        assert (point.min, point.max) == (min(values), max(values))
+        assert point.avg == pytest.approx(sum(values) / len(values), rel=1e-12)
+    window_rows = sum(ts >= start for ts, _ in floor.rows)
+    assert raw_rows <= 2 * window_rows, (raw_rows, window_rows)
+
+
 async def test_first_bucket_is_the_next_whole_minute() -> None:
     at = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
     assert first_bucket(at) == at
     assert first_bucket(at + timedelta(microseconds=1)) == at + timedelta(minutes=1)
     assert first_bucket(at.astimezone(timezone(timedelta(hours=2)))) == at
+    quarter = timedelta(minutes=15)
+    assert first_bucket(at + timedelta(minutes=7), quarter) == at + quarter
+    assert first_bucket(at + quarter, quarter) == at + quarter
+    assert first_bucket(at + timedelta(hours=1), timedelta(days=1)) == at.replace(
+        hour=0
+    ) + timedelta(days=1)
 
 
 async def _machine_and_signal(

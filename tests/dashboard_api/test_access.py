@@ -22,6 +22,7 @@ ACCESS = {
     ("GET", "/api/v1/kiosk"): PUBLIC,
     ("GET", "/api/v1/machines"): ENGINEER,
     ("GET", "/api/v1/machines/{site}/{area}/{line}/{machine}/signals/{signal}/history"): ENGINEER,
+    ("GET", "/api/v1/machines/{site}/{area}/{line}/{machine}/jobs"): ENGINEER,
     ("GET", "/api/v1/machines/{site}/{area}/{line}/{machine}/spc/{parameter}"): ENGINEER,
     ("GET", "/api/v1/machines/{site}/{area}/{line}/{machine}/capability/{parameter}"): ENGINEER,
     ("GET", "/api/v1/performance/{place}/oee"): ENGINEER,

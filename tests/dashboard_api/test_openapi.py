@@ -21,6 +21,7 @@ def test_openapi_lists_the_endpoints_with_summaries() -> None:
         "/api/v1/kiosk",
         "/api/v1/machines",
         "/api/v1/machines/{site}/{area}/{line}/{machine}/signals/{signal}/history",
+        "/api/v1/machines/{site}/{area}/{line}/{machine}/jobs",
         "/api/v1/machines/{site}/{area}/{line}/{machine}/spc/{parameter}",
         "/api/v1/machines/{site}/{area}/{line}/{machine}/capability/{parameter}",
         "/api/v1/performance/{place}/oee",

@@ -56,6 +56,11 @@ async def test_a_nul_in_a_path_answers_422_not_500(api: Api, path: str) -> None:
         ("/api/v1/machines/test/hall/l1/imm-01/signals/Temp-Nozzle/history", "signal"),
         ("/api/v1/machines/test/hall/l1/imm-01/signals/TempNozzle/history?minutes=0", "minutes"),
         ("/api/v1/machines/test/hall/l1/imm-01/signals/TempNozzle/history?minutes=%00", "minutes"),
+        (
+            "/api/v1/machines/test/hall/l1/imm-01/signals/TempNozzle/history?minutes=576001",
+            "minutes",
+        ),  # more than 400 days
+        ("/api/v1/machines/test/hall/l1/imm-01/signals/TempNozzle/history?bucket=0", "bucket"),
         ("/api/v1/machines?after=a%00b", "after"),
         ("/api/v1/machines?after=", "after"),
         ("/api/v1/machines?after=imm-01", "after"),  # a machine id alone is not a place
@@ -129,3 +134,15 @@ async def test_a_machines_history_answers_its_minutes(api: Api, db: AsyncConnect
     assert body["place"] == f"test/hall/l1/{machine}"
     [point] = body["points"]
     assert (point["min"], point["max"], point["samples"]) == (230, 232, 3)
+    assert body["bucket_minutes"] == 1
+    # Months: hour-wide buckets by themselves; one-minute buckets over a year are refused.
+    path = f"/api/v1/machines/test/hall/l1/{machine}/signals/TempNozzle/history"
+    month = (await _get(api, path + "?minutes=43200")).json()
+    assert month["bucket_minutes"] == 60
+    assert sum(p["samples"] for p in month["points"]) == 3
+    refused = await _get(api, path + "?minutes=525600&bucket=1")
+    assert refused.status_code == 422
+    assert "too many points" in refused.json()["detail"]
+    odd = await _get(api, path + "?bucket=7")
+    assert odd.status_code == 422
+    assert "give 1, 5, 15, 60, 360 or 1440" in odd.json()["detail"]

@@ -14,21 +14,18 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 from databases import migrated_database
+from lab_floor import seed_lab
 from performance import Floor as Machine
-from performance import every
 from places import serve_api
 from psycopg import AsyncConnection
 
 from dashboard_api import ApiSettings
-from plant import parse_plant
-from store.plant import write_plant
 
 from .conftest import Browser, Page
 
@@ -44,50 +41,10 @@ def database_url(database_server_url: str) -> Iterator[str]:
         yield url
 
 
-def _plant(now: datetime) -> str:
-    """The site in a time zone where it is about noon now (whenever the test runs), planned
-    around the clock: the last hours are all of today's production day."""
-    offset = 12 - now.hour  # UTC-11 .. UTC+12
-    zone = "Etc/GMT" if offset == 0 else f"Etc/GMT{'-' if offset > 0 else '+'}{abs(offset)}"
-    return f"""
-sites:
-  - id: {SITE}
-    name: The living lab
-    timezone: {zone}
-    calendar:
-      shifts: [{{name: early, start: "00:00", end: "12:00"}},
-               {{name: late, start: "12:00", end: "00:00"}}]
-"""
-
-
 @pytest.fixture(scope="module")
 async def presses(database_url: str) -> tuple[Machine, Machine]:
-    now = datetime.now(UTC).replace(microsecond=0)
-    start, broke, fixed = (
-        now - timedelta(hours=3),
-        now - timedelta(hours=2),
-        now - timedelta(hours=1),
-    )
     async with await AsyncConnection.connect(database_url, autocommit=True) as db:
-        await write_plant(db, parse_plant(_plant(now)), now - timedelta(days=30), "test")
-        a, b = await Machine.machine(db, SITE), await Machine.machine(db, SITE)
-        await a.states([(start, "running", None), (broke, "fault", "check_ring_failure"),
-                        (fixed, "running", None)])  # fmt: skip
-        shots = every(start, broke, 60, 60) + every(fixed, now, 60, 60)
-        await a.cycles(shots[10:], parts=2, job=None, cycle_s=60, kwh=0.12)
-        await a.cycles(shots[:10], parts=2, job=None, cycle_s=60, kwh=0.12, quality="bad",
-                       defect="short_shot")  # fmt: skip
-        await b.states(
-            [(start, "idle", None), (now - timedelta(minutes=30), "setup", "mould_change")]
-        )
-        await db.execute(
-            "INSERT INTO pdm_alert (machine_id, component, opened_at, status, closed_at,"
-            " close_reason, last_alarm_at, p_8h, p_24h, rul_h, evidence, model)"
-            " VALUES (%s, 'check_ring', %s, 'closed', %s, 'failed', %s, 0.7, 0.9, 9.5,"
-            " '[]', 'm')",
-            (a.id, broke - timedelta(hours=10), broke, broke),
-        )
-        return a, b
+        return await seed_lab(db, SITE)
 
 
 def _name(machine: Machine) -> str:

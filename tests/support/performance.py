@@ -80,9 +80,12 @@ class Floor:
         defect: str | None = None,
         cycle_s: float = 40.0,
         kwh: float | None = None,
+        values: Sequence[dict[str, float]] | None = None,
     ) -> None:
-        """One cycle ending at each of `times`, of `parts` parts (its active cavities)."""
+        """One cycle ending at each of `times`, of `parts` parts (its active cavities); with
+        `values`, each cycle's parameters (EUROMAP 77 names) beside CycleEnergy."""
         params = json.dumps({"CycleEnergy": kwh} if kwh is not None else {})
+        each = [json.dumps({**json.loads(params), **v}) for v in values] if values else None
         # COPY: one statement, so one staleness mark, however many cycles
         async with (
             self.conn.cursor() as cur,
@@ -91,10 +94,11 @@ class Floor:
                 " source, seq, job_name, defect) FROM STDIN"
             ) as copy,
         ):
-            for t in times:
+            for i, t in enumerate(times):
                 n = self._next()
+                row_params = each[i] if each else params
                 await copy.write_row(
-                    (t, self.id, n, quality, parts, cycle_s, params, "test", n, job, defect)
+                    (t, self.id, n, quality, parts, cycle_s, row_params, "test", n, job, defect)
                 )
 
     async def served_by(self, gateway: str) -> None:
