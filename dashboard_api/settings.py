@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from analytics.oee import MicroStops
 from analytics.report import PerformanceSettings
+from contracts.secrets import refuse_weak_password
 
 
 class PerformanceEnv(BaseSettings):
@@ -34,6 +35,12 @@ class ApiSettings(PerformanceEnv):
     model_config = SettingsConfigDict(env_prefix="MOLDLAB_", extra="ignore")
 
     database_url: str = Field(description="postgresql://user:password@host:port/dbname")
+
+    @field_validator("database_url")
+    @classmethod
+    def _strong(cls, value: str) -> str:
+        return refuse_weak_password(value, "MOLDLAB_DATABASE_URL")
+
     api_host: str = Field(default="127.0.0.1", description="address to listen on")
     api_port: int = Field(default=8000, ge=1, le=65535)
     api_statement_timeout_s: float = Field(

@@ -25,6 +25,7 @@ from contracts import BrokerUrl
 from contracts.broker import ClientOptions
 from contracts.configfile import field_path, located, problems
 from contracts.registers import RegisterMap
+from contracts.secrets import refuse, refuse_weak_password, weak_secret
 from contracts.topics import check_segment
 from edge.errors import ConfigError
 
@@ -105,7 +106,14 @@ class _Broker(_Model):
     @classmethod
     def _parses(cls, value: str) -> str:
         BrokerUrl.parse(value)
-        return value
+        return refuse_weak_password(value, "the broker url")
+
+    @model_validator(mode="after")
+    def _strong_password(self) -> _Broker:
+        if self.password is not None:
+            host = BrokerUrl.parse(self.url).host
+            refuse(weak_secret(host, self.password.get_secret_value()), "the broker password")
+        return self
 
     def endpoint(self) -> BrokerUrl:
         url = BrokerUrl.parse(self.url)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts.secrets import refuse_weak_password
+
 # An MQTT share name may hold no '/', '+' or '#'; a worker name becomes part of a client id.
 _NAME = r"^[A-Za-z0-9_.-]{1,64}$"
 
@@ -68,6 +70,11 @@ class IngestSettings(BaseSettings):
     ingest_metrics_port: int = Field(
         default=9109, ge=0, le=65535, description="Prometheus metrics port; 0: none"
     )
+
+    @field_validator("database_url", "mqtt_url")
+    @classmethod
+    def _strong(cls, value: str, info: ValidationInfo) -> str:
+        return refuse_weak_password(value, f"MOLDLAB_{(info.field_name or '').upper()}")
 
     @field_validator("ingest_worker")
     @classmethod

@@ -34,4 +34,11 @@ def database_url(given: str | None) -> str:
             f"the database URL (--database-url or MOLDLAB_DATABASE_URL) is not valid: {problem}; "
             "give postgresql://USER@HOST:PORT/DATABASE"
         ) from None
+    from contracts.secrets import weak_password
+
+    if (why := weak_password(url)) is not None:
+        raise UsageError(
+            f"{why}: the database on another host needs a strong password "
+            "(--database-url or MOLDLAB_DATABASE_URL)"
+        )
     return url
