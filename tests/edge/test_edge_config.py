@@ -17,7 +17,7 @@ site: demo
 area: hall-a
 line: line-1
 broker:
-  url: mqtt://user:s3cr3t-plant@broker:1884
+  url: mqtt://user:k7-plant@broker:1884
   password: other
 machines:
   - machine_id: imm-01
@@ -71,7 +71,7 @@ def test_defaults_and_broker_credentials(tmp_path: Path) -> None:
             ":12: machines[0].modbus.pol_interval_s: Extra inputs are not permitted",
         ),
         ("  - machine_id: imm-01\n", "  - machine_id: imm 01\n", ":9: machines[0].machine_id: "),
-        ("  url: mqtt://user:s3cr3t-plant@broker:1884\n", "  url: http://broker\n", ":6: broker.url: "),
+        ("  url: mqtt://user:k7-plant@broker:1884\n", "  url: http://broker\n", ":6: broker.url: "),
         ("site: demo\n", "", ":1: site: Field required"),
         (
             "      host: 10.0.0.5\n",
@@ -203,7 +203,7 @@ def test_sources_files_and_sections_are_checked_at_start_up(
 def test_an_mqtt_native_machine_tls_files_and_the_outbox(tmp_path: Path) -> None:
     (tmp_path / "plant-ca.pem").write_text("not read until connecting")
     text = (
-        GOOD.replace("mqtt://user:s3cr3t-plant@broker:1884", "mqtts://broker").replace(
+        GOOD.replace("mqtt://user:k7-plant@broker:1884", "mqtts://broker").replace(
             "  password: other\n", "  password: other\n  tls: {ca_file: plant-ca.pem}\n"
         )
         + "  - machine_id: imm-02\n"
