@@ -89,6 +89,7 @@ class KioskFeed:
         self._taken_at = -math.inf  # monotonic time of the newest pass
         self._hours: dict[datetime, Figures] = {}  # whole past hours of the trend
         self._failing = False
+        self.full = False  # the client limit was met (logged once until a client gets in)
 
     @property
     def watchers(self) -> int:

@@ -64,6 +64,11 @@ class ApiSettings(PerformanceEnv):
         description="how often the visitor kiosk's picture of the floor is taken (while "
         "someone looks)",
     )  # fmt: skip
+    kiosk_max_clients: int = Field(
+        default=2000, ge=1, le=100_000,
+        description="kiosk WebSocket clients at once (about 40 KiB each); one more is refused "
+        "until one leaves",
+    )  # fmt: skip
     api_session_hours: float = Field(
         default=12.0, gt=0, le=24 * 30,
         description="how long a login of the engineer workspace lasts (a shift and a half)",

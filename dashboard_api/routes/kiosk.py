@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import cast
 
 from fastapi import APIRouter, Request, WebSocket
@@ -12,8 +13,10 @@ from fastapi.responses import Response
 from dashboard_api.kiosk import KioskFeed
 from dashboard_api.kiosk_model import Floor
 from dashboard_api.problems import UNAVAILABLE
+from dashboard_api.settings import ApiSettings
 
 router = APIRouter(tags=["kiosk"])
+log = logging.getLogger("moldlab.api.kiosk")
 
 
 def _feed(request: Request | WebSocket) -> KioskFeed:
@@ -41,8 +44,20 @@ async def kiosk(request: Request) -> Response:
 @router.websocket("/kiosk/live")
 async def kiosk_live(websocket: WebSocket) -> None:
     """Text frames: the `GET /api/v1/kiosk` picture whenever it changes, and
-    {"type": "ping"} every 15 s when it does not."""
+    {"type": "ping"} every 15 s when it does not. Beyond MOLDLAB_KIOSK_MAX_CLIENTS clients
+    the handshake is refused (HTTP 403) until one leaves: nobody can open enough of them to
+    exhaust the API's memory."""
     feed = _feed(websocket)
+    settings = cast(ApiSettings, websocket.state.settings)
+    if feed.watchers >= settings.kiosk_max_clients:
+        if not feed.full:
+            log.warning(
+                "kiosk clients at the limit (%d): refusing more", settings.kiosk_max_clients
+            )
+        feed.full = True
+        await websocket.close(code=1013, reason="too many kiosks: try again later")
+        return
+    feed.full = False
     await websocket.accept()
 
     async def until_closed() -> None:

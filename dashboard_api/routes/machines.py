@@ -21,7 +21,7 @@ from dashboard_api.names import (
     SignalPath,
     SitePath,
 )
-from dashboard_api.problems import UNAVAILABLE, Problem
+from dashboard_api.problems import UNAVAILABLE, Problem, Unprocessable
 
 # Every signal of every machine: the engineers' view (the kiosk has its own, GET /api/v1/kiosk).
 router = APIRouter(tags=["machines"], **ENGINEER_ONLY)
@@ -98,6 +98,10 @@ async def list_machines(
         404: {
             "model": Problem,
             "description": "no such machine or signal, or no data in the window",
+        },
+        422: {
+            "model": Unprocessable,
+            "description": "invalid parameters, a bucket width not offered, or too many points",
         },
         **UNAVAILABLE,
     },

@@ -4,6 +4,7 @@ decides who may call it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 import websockets
 from logins import login_headers
+from places import serve_api
 
 from dashboard_api import ApiSettings, create_app
 
@@ -116,3 +118,26 @@ async def test_the_kiosk_socket_is_public(api_url: str) -> None:
     async with websockets.connect(api_url.replace("http://", "ws://") + "/api/v1/kiosk/live") as ws:
         frame = json.loads(await ws.recv(decode=True))
     assert {"as_of", "floor", "machines", "maintenance"} <= set(frame)
+
+
+async def test_kiosk_clients_beyond_the_limit_are_refused_until_one_leaves(
+    database_url: str,
+) -> None:
+    async with serve_api(ApiSettings(database_url=database_url, kiosk_max_clients=2)) as api:
+        url = api.replace("http://", "ws://") + "/api/v1/kiosk/live"
+        async with websockets.connect(url) as one, websockets.connect(url) as two:
+            await one.recv()
+            await two.recv()  # both watching
+            with pytest.raises(websockets.InvalidStatus) as refused:
+                async with websockets.connect(url):
+                    pass
+            assert refused.value.response.status_code == 403
+        deadline = asyncio.get_running_loop().time() + 10
+        while True:  # the two have gone: room again
+            try:
+                async with websockets.connect(url) as three:
+                    assert json.loads(await three.recv())["as_of"]
+                    break
+            except websockets.InvalidStatus:
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.1)
