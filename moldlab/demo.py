@@ -307,8 +307,11 @@ def _run(data_dir: Path, cluster: Path, where: str, port: int, machines: int | N
             gateways += [part.gateway] if part.gateway else []
             signals.check()
         _wait_for_api(port, children, signals)
-        print(f"\nmoldlab demo is running: open http://127.0.0.1:{port}", flush=True)
-        print("(API docs at /docs; Ctrl-C stops everything)\n", flush=True)
+        print(f"\nmoldlab demo is running: open http://127.0.0.1:{port} (the visitor kiosk)",
+              flush=True)  # fmt: skip
+        print(f"engineers: http://127.0.0.1:{port}/engineer, after `moldlab user add NAME "
+              "--role admin` with the MOLDLAB_DATABASE_URL above; API docs at /docs; Ctrl-C "
+              "stops everything\n", flush=True)  # fmt: skip
         while True:
             signals.check()
             for child in list(children):
