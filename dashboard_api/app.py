@@ -48,6 +48,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
         pool = AsyncConnectionPool(
             settings.database_url, min_size=1, max_size=8, open=False,
             timeout=settings.api_statement_timeout_s, configure=configure,
+            # A connection a database restart killed is found and replaced before a request
+            # gets it (one round trip each time): else the first requests after the restart
+            # answered 503, or 500 (AdminShutdown).
+            check=AsyncConnectionPool.check_connection,
         )  # fmt: skip
         # Not waiting: the API starts (and /health says why) while the database is down.
         await pool.open(wait=False)
