@@ -80,6 +80,7 @@ class KioskFeed:
         self._max_machines = max_machines
         self._clock = clock
         self.text: str | None = None  # the newest picture, serialised once
+        self._floor_seen: Floor | None = None  # the newest picture itself
         self.version = 0
         self._changed: asyncio.Future[None] | None = None  # see _next
         self._watchers = 0
@@ -163,9 +164,9 @@ class KioskFeed:
         if self._failing:
             log.info("kiosk resumed")
             self._failing = False
-        text = floor.model_dump_json()
-        before, self.text = self.text, text
-        if before is not None and _without_time(before) == _without_time(text):
+        before, self._floor_seen = self._floor_seen, floor
+        self.text = floor.model_dump_json()
+        if before is not None and before.model_copy(update={"as_of": floor.as_of}) == floor:
             return  # nothing new for the pages; a GET gets the newer as_of
         self.version += 1
         if self._changed is not None and not self._changed.done():
@@ -266,8 +267,3 @@ async def _story(conn: AsyncConnection[Any], now: datetime) -> MaintenanceStory:
             for (place, at), lead in recent[:STORY_RECENT]
         ],
     )
-
-
-def _without_time(text: str) -> str:
-    """The picture less its `as_of` (the first field): what tells a change."""
-    return text.split(",", 1)[1] if "," in text else text

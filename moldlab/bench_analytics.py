@@ -57,7 +57,7 @@ from analytics.report import (
 )
 from analytics.rollup import refresh
 from analytics.slices import CalendarVersion, slices
-from moldlab.bench import BenchError, _met, announce, machine
+from moldlab.bench import BenchError, Machine, _met, announce, machine
 from moldlab.bench_analytics_rows import DAY_S, PARAMETERS, demo_plant, load
 from moldlab.progress import ProgressBar
 from moldlab.servers import LocalPostgres, create_database, drop_database
@@ -333,6 +333,23 @@ def _database(database_url: str | None, tmp: Path) -> Iterator[tuple[str, str]]:
         yield url, where
 
 
+@contextmanager
+def bench_database(
+    database_url: str | None, command: str, host: Machine, *, quiet: bool
+) -> Iterator[tuple[str, Server, Path]]:
+    """A fresh, migrated database for a benchmark (on a local PostgreSQL unless a server URL
+    is given), its server, and a scratch folder; unless `quiet`, the benchmark's first lines:
+    its command, the machine and the database."""
+    with tempfile.TemporaryDirectory(prefix="moldlab-bench-", dir="/tmp") as tmp:
+        Path(tmp).chmod(0o755)  # PostgreSQL runs as `postgres` when we are root
+        with _database(database_url, Path(tmp)) as (url, where):
+            server = _server(url, where)
+            if not quiet:
+                announce(command, host)
+                print(f"database: {server.label}", flush=True)
+            yield url, server, Path(tmp)
+
+
 def _server(url: str, where: str) -> Server:
     """What the database runs on, as its first migration recorded it and the server says."""
     backend = database_backend(url)
@@ -551,14 +568,8 @@ def run_analytics_bench(
                       micro_stop_s, gc_freeze, as_json)  # fmt: skip
     host = machine()
     try:
-        with tempfile.TemporaryDirectory(prefix="moldlab-bench-", dir="/tmp") as tmp:
-            Path(tmp).chmod(0o755)  # PostgreSQL runs as `postgres` when we are root
-            with _database(database_url, Path(tmp)) as (url, where):
-                server = _server(url, where)
-                if not as_json:
-                    announce(command, host)
-                    print(f"database: {server.label}", flush=True)
-                figures = asyncio.run(_run(url, options))
+        with bench_database(database_url, command, host, quiet=as_json) as (url, server, _):
+            figures = asyncio.run(_run(url, options))
     except BenchError as exc:
         print(f"moldlab bench analytics: {exc}", file=sys.stderr)
         return 1

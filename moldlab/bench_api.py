@@ -26,7 +26,6 @@ import logging
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -38,8 +37,8 @@ import psycopg
 import websockets
 
 from analytics.rollup import refresh
-from moldlab.bench import announce, machine
-from moldlab.bench_analytics import _database, _server
+from moldlab.bench import machine
+from moldlab.bench_analytics import bench_database
 from moldlab.bench_analytics_rows import DAY_S, demo_plant, load
 from moldlab.progress import ProgressBar
 from moldlab.servers.process import free_port
@@ -312,14 +311,8 @@ def run_api_bench(
     o = Options(clients, rest_clients, rest_rate, window_s, machines, days, seed, as_json)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
     host = machine()
-    with tempfile.TemporaryDirectory(prefix="moldlab-bench-", dir="/tmp") as tmp:
-        Path(tmp).chmod(0o755)  # PostgreSQL runs as `postgres` when we are root
-        with _database(database_url, Path(tmp)) as (url, where):
-            server = _server(url, where)
-            if not as_json:
-                announce(command, host)
-                print(f"database: {server.label}", flush=True)
-            figures = asyncio.run(_run(url, o, Path(tmp)))
+    with bench_database(database_url, command, host, quiet=as_json) as (url, server, tmp):
+        figures = asyncio.run(_run(url, o, tmp))
     figures |= {"command": command, "machine": asdict(host), "database": server.label}
     if as_json:
         print(json.dumps(figures, indent=1))

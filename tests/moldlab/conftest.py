@@ -61,6 +61,24 @@ class Page:
             raise AssertionError(f"page script failed: {reply['exceptionDetails']}")
         return reply["result"].get("value")
 
+    def until(
+        self, expression: str, ok: Callable[[Any], bool] = bool, timeout_s: float = 20
+    ) -> Any:
+        """The value of `expression` once `ok(value)`, tried every 0.2 s; the page may still be
+        loading meanwhile (its script failing then is a try, not an error)."""
+        deadline = time.monotonic() + timeout_s
+        value = None
+        while True:
+            try:
+                value = self.evaluate(expression)
+            except AssertionError as exc:  # still loading
+                value = f"(loading: {exc})"
+            else:
+                if ok(value):
+                    return value
+            assert time.monotonic() < deadline, f"{expression} -> {str(value)[:3000]}"
+            time.sleep(0.2)
+
     def navigate(self, url: str) -> None:
         self._cdp.call("Page.navigate", self._session, url=url)
 

@@ -10,7 +10,6 @@ waited, and is setting up since 30 minutes ago.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Iterator
@@ -72,17 +71,11 @@ _STATE = """JSON.stringify({
 
 
 def _until(page: Page, ok: Any, timeout_s: float = 20) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            state: dict[str, Any] = json.loads(page.evaluate(_STATE))
-        except AssertionError as exc:  # the page is still loading
-            state = {"loading": str(exc)}
-        else:
-            if ok(state):
-                return state
-        assert time.monotonic() < deadline, json.dumps(state)[:3000]
-        time.sleep(0.2)
+    """The page's state (`_STATE`) once `ok(state)`."""
+    state: dict[str, Any] = json.loads(
+        page.until(_STATE, lambda text: ok(json.loads(text)), timeout_s)
+    )
+    return state
 
 
 def _show(page: Page, view: str) -> dict[str, Any]:
@@ -179,13 +172,7 @@ async def test_the_kiosk_rotates_by_itself_and_a_visitor_cannot_reach_the_engine
         assert {"time", "parts"} <= set(views)
         # The engineers' pages: without a session, the login page instead.
         engineer = await asyncio.to_thread(browser.open, f"{api_url}/engineer")
-        deadline = time.monotonic() + 10
-        where = ""
-        while where != "/login":
-            assert time.monotonic() < deadline, where
-            with contextlib.suppress(AssertionError):  # still loading
-                where = await asyncio.to_thread(engineer.evaluate, "location.pathname")
-            await asyncio.sleep(0.2)
+        await asyncio.to_thread(engineer.until, "location.pathname", lambda p: p == "/login")
         await asyncio.to_thread(engineer.screenshot, screenshots / "login.png")
         assert await asyncio.to_thread(_outside, engineer, api_url) == []
         with psycopg.connect(database_url) as conn:  # and nothing a visitor did made a user

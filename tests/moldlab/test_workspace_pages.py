@@ -7,13 +7,10 @@ pages ask nothing outside moldlab. Screenshots go to test-screenshots/TEST_NAME.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
@@ -47,19 +44,6 @@ async def presses(database_url: str) -> tuple[Machine, Machine]:
         return await seed_lab(db, SITE)
 
 
-def _until(page: Page, expression: str, ok: Any = bool, timeout_s: float = 20) -> Any:
-    """The value of `expression` in the page once `ok(value)`; the page may still load."""
-    deadline = time.monotonic() + timeout_s
-    value = None
-    while True:
-        with contextlib.suppress(AssertionError):
-            value = page.evaluate(expression)
-            if ok(value):
-                return value
-        assert time.monotonic() < deadline, f"{expression} -> {value!r}"
-        time.sleep(0.2)
-
-
 _BELOW = """JSON.stringify([...document.querySelectorAll('[data-table=below] tbody tr')]
   .map(r => r.textContent))"""
 _LOSSES = "JSON.stringify([...document.querySelectorAll('[data-loss]')].map(n => n.dataset.loss))"
@@ -76,41 +60,41 @@ def _the_engineers_day(
     page: Page, api_url: str, a: Machine, name: str, password: str, screenshots: Path
 ) -> None:
     # The login page first: the workspace needs a session.
-    _until(page, "location.pathname", lambda p: p == "/login")
-    _until(page, "(document.getElementById('login') || {dataset: {}}).dataset.ready === 'yes'")
+    page.until("location.pathname", lambda p: p == "/login")
+    page.until("(document.getElementById('login') || {dataset: {}}).dataset.ready === 'yes'")
     page.evaluate(
         f"document.getElementById('name').value = {json.dumps(name)};"
         f"document.getElementById('password').value = {json.dumps(password)};"
         "document.getElementById('login').requestSubmit()"
     )
-    _until(page, "location.pathname", lambda p: p == "/engineer/performance")
+    page.until("location.pathname", lambda p: p == "/engineer/performance")
     # The site's OEE, then drill: site -> area -> line -> machine.
     site, area, line, machine = a.place.split("/")
-    _until(page, "document.body.dataset.place", lambda p: p == site)
+    page.until("document.body.dataset.place", lambda p: p == site)
     for step, into in ((area, f"{site}/{area}"), (line, f"{site}/{area}/{line}"),
                        (machine, a.place)):  # fmt: skip
-        _until(page, _BELOW, lambda rows, step=step: any(step in r for r in json.loads(rows)))
+        page.until(_BELOW, lambda rows, step=step: any(step in r for r in json.loads(rows)))
         _click_row(page, step)
-        _until(page, "document.body.dataset.place", lambda p, into=into: p == into)
-        _until(page, "document.body.dataset.loading", lambda v: v == "no")
-    losses = json.loads(_until(page, _LOSSES, lambda v: "fault/check_ring_failure" in v))
+        page.until("document.body.dataset.place", lambda p, into=into: p == into)
+        page.until("document.body.dataset.loading", lambda v: v == "no")
+    losses = json.loads(page.until(_LOSSES, lambda v: "fault/check_ring_failure" in v))
     assert {"availability loss", "speed loss", "quality loss", "valuable time"} <= set(losses)
     assert "scrap/short_shot" in losses
-    assert _until(page, "document.getElementById('error').hidden")
+    assert page.until("document.getElementById('error').hidden")
     csv = page.evaluate("document.querySelector('[data-table=below]')._csv()")
     header, row = csv.splitlines()[:2]
     assert header.startswith("machine,OEE,Availability,Performance,Quality")
     assert row.startswith(f"{machine},")
-    assert _until(page, "document.querySelectorAll('#trend canvas').length") > 0
+    assert page.until("document.querySelectorAll('#trend canvas').length") > 0
     page.screenshot(screenshots / "performance-machine.png", 1600, 1400)
 
     # Maintenance: the open alert, acknowledged from the page.
     page.navigate(f"{api_url}/engineer/maintenance")
-    _until(page, "document.body.dataset.loaded", lambda v: v == "yes")
+    page.until("document.body.dataset.loaded", lambda v: v == "yes")
     assert "hydraulic pressure ripple" in page.evaluate("document.body.textContent")
     page.screenshot(screenshots / "maintenance-before.png", 1600, 1000)
     page.evaluate("document.querySelector('[data-ack]').click()")
-    acked = _until(page, "(document.querySelector('[data-acked-by]') || {}).textContent || ''")
+    acked = page.until("(document.querySelector('[data-acked-by]') || {}).textContent || ''")
     assert acked.startswith(f"{name}, ")
     page.screenshot(screenshots / "maintenance-acknowledged.png", 1600, 1000)
 
@@ -140,7 +124,7 @@ async def test_an_engineer_logs_in_drills_to_a_machines_losses_and_acknowledges_
 
 
 def _machine_page(page: Page, a: Machine, screenshots: Path) -> None:
-    _until(page, "document.body.dataset.loaded || document.getElementById('error').textContent",
+    page.until("document.body.dataset.loaded || document.getElementById('error').textContent",
            lambda v: v == a.place)  # fmt: skip
     body = page.evaluate("JSON.stringify(document.body.dataset)")
     shown = json.loads(body)
@@ -155,10 +139,10 @@ def _machine_page(page: Page, a: Machine, screenshots: Path) -> None:
     # Zoomed out to a month: hour-wide buckets, from the aggregates on TimescaleDB.
     page.evaluate("const m = document.getElementById('minutes'); m.value = '43200';"
                   "m.dispatchEvent(new Event('change'))")  # fmt: skip
-    caption = _until(page, "document.getElementById('history-caption').textContent",
+    caption = page.until("document.getElementById('history-caption').textContent",
                      lambda c: c.startswith("60-minute"))  # fmt: skip
     assert "buckets" in caption
-    assert int(_until(page, "document.body.dataset.historyPoints", lambda n: int(n) <= 3)) >= 2
+    assert int(page.until("document.body.dataset.historyPoints", lambda n: int(n) <= 3)) >= 2
     jobs = page.evaluate("document.querySelector('[data-table=jobs]')._csv()")
     assert jobs.splitlines()[0] == "Time,Job,Mould,Status,Cavities,Order parts,Material"
     page.screenshot(screenshots / "machine.png", 1600, 1500)
@@ -185,6 +169,6 @@ async def test_a_visitor_cannot_reach_the_workspace(
                      "/engineer/maintenance"):  # fmt: skip
             page = await asyncio.to_thread(browser.open, f"{api_url}{path}")
             where = await asyncio.to_thread(
-                _until, page, "location.pathname + location.search", lambda p: "login" in p
+                page.until, "location.pathname + location.search", lambda p: "login" in p
             )
             assert where == f"/login?next={path}"
