@@ -1,4 +1,5 @@
-"""The FastAPI app factory: REST, the live WebSocket and the visitor page."""
+"""The FastAPI app factory: REST, the live WebSockets, the visitor kiosk and the engineer
+workspace's pages."""
 
 from __future__ import annotations
 
