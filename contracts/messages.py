@@ -56,11 +56,12 @@ _TS_SCHEMA_PATTERN: Final = TS_PATTERN.replace("^[0-9]{4}", "^(19[7-9][0-9]|20[0
 
 ID_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 SIGNAL_PATTERN: Final = r"^[A-Za-z][A-Za-z0-9_.]{0,63}$"
+SOURCE_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 MachineId = Annotated[str, Field(pattern=ID_PATTERN, description="machine id, as in the topic")]
 SourceId = Annotated[
     str,
     Field(
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$",
+        pattern=SOURCE_PATTERN,
         description="the publisher whose sequence numbers these are (edge gateway, simulator)",
     ),
 ]

@@ -51,6 +51,7 @@ def open_outbox(config: GatewayConfig) -> Outbox:
             topic_of,
             max_bytes=int(config.outbox.max_mb * 1_000_000),
             synchronous=config.outbox.synchronous,
+            keep_until=config.outbox.keep_until,
         )
     except (OSError, sqlite3.Error) as exc:
         raise EdgeError(f"outbox {config.outbox.path}: cannot open: {exc}") from exc
@@ -97,8 +98,10 @@ async def _run(config: GatewayConfig, outbox: Outbox, stop: asyncio.Event) -> No
             )
 
     pymodbus_log = logging.getLogger("pymodbus")
-    if pymodbus_log.level == logging.NOTSET:  # unless configured: it logs every failed attempt,
-        pymodbus_log.setLevel(logging.CRITICAL)  # the pollers log each machine's outage once
+    # pymodbus warns of every failed attempt to reconnect; the pollers log each machine's
+    # outage once. Its lines are kept only for someone debugging it.
+    if not pymodbus_log.isEnabledFor(logging.DEBUG):
+        pymodbus_log.setLevel(logging.CRITICAL)
     _log.info(
         "edge gateway %s starting: %d machines, outbox %s",
         config.gateway_id,
@@ -195,7 +198,14 @@ def _metrics(
         "moldlab_edge_messages_queued", "messages made and put in the outbox", lambda: outbox.queued
     )
     m.counter_fn(
-        "moldlab_edge_messages_sent", "messages the broker acknowledged", lambda: outbox.sent
+        "moldlab_edge_messages_sent",
+        "messages the broker acknowledged (one sent again counts again)",
+        lambda: outbox.sent,
+    )
+    m.counter_fn(
+        "moldlab_edge_messages_confirmed",
+        "messages ingest confirmed the database has, and the outbox let go",
+        lambda: outbox.confirmed,
     )
     m.counter_fn(
         "moldlab_edge_messages_dropped",

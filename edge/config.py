@@ -187,7 +187,7 @@ class BrokerConfig(_Broker):
 
 
 class OutboxConfig(_Model):
-    """The durable queue of messages the broker has not acknowledged yet (SQLite, WAL)."""
+    """The durable queue of messages the database has not committed yet (SQLite, WAL)."""
 
     path: Path = Path("outbox.sqlite")  # relative to the working directory
     max_mb: float = Field(default=1024, gt=0, description="past this, the oldest are dropped")
@@ -197,6 +197,16 @@ class OutboxConfig(_Model):
     # full: a power cut loses nothing committed; normal: fewer SD card writes, a power cut may
     # lose the last second (a killed process still loses nothing).
     synchronous: Literal["full", "normal"] = "full"
+    # committed: a message leaves when moldlab's ingest confirms the database has it;
+    # acknowledged: when the broker has it (a broker read by something else than ingest).
+    keep_until: Literal["committed", "acknowledged"] = "committed"
+    resend_after_s: float = Field(
+        default=30,
+        ge=1,
+        le=3600,
+        description="a message the broker took but the database has not confirmed in this"
+        " long is sent again (sooner when an ingest worker subscribes)",
+    )
 
 
 class MetricsConfig(_Model):

@@ -1,4 +1,5 @@
-"""The gateway's MQTT session: birth and death, the outbox sent at QoS 1, reconnection."""
+"""The gateway's MQTT session: birth and death, the outbox sent at QoS 1, confirmations of
+what the database committed, what stays unconfirmed sent again, reconnection."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from datetime import UTC, datetime
 import aiomqtt
 
 from contracts import EdgeStatus, MessageKind, Place, Topic, encode
+from contracts.commits import SUBSCRIBED_TOPIC, CommitError, commit_topic, decode_commits
 from edge.backoff import backoff
 from edge.config import GatewayConfig
 from edge.outbox import Outbox, Queued
@@ -21,6 +23,8 @@ _log = logging.getLogger(__name__)
 _WINDOW = 20  # publishes awaiting their PUBACK at once (mosquitto's default in-flight limit)
 _READ = 100  # messages read from the outbox at a time
 _PUBLISH_TIMEOUT_S = 10.0
+_RECONNECT_MAX_S = 4.0  # the longest wait between two attempts to reach the broker
+_RESEND_MAX_S = 600.0  # while nothing is confirmed, resending backs off up to this
 
 
 class MqttPublisher:
@@ -34,7 +38,13 @@ class MqttPublisher:
 
     Two lanes share the session: live messages (made since it began) go at once; the
     backlog (what waited when it began) goes oldest first at `drain_rate_per_s`. Each lane
-    keeps the order the messages were made in; a message leaves the outbox on its PUBACK.
+    keeps the order the messages were made in.
+
+    A message leaves the outbox when ingest confirms that the database committed it
+    (contracts.commits), or on its PUBACK with keep_until="acknowledged". What the broker
+    acknowledged but nobody confirmed is sent again, at the backlog's rate, when an ingest
+    worker says it has (re)subscribed and after `resend_after_s`, backing off while nothing
+    is confirmed.
     """
 
     def __init__(
@@ -57,17 +67,24 @@ class MqttPublisher:
             str(Place(config.site, config.area, config.line, m.machine_id)) for m in config.machines
         ]
         self.drain_rate_per_s = config.outbox.drain_rate_per_s
+        self.resend_after_s = config.outbox.resend_after_s
+        self.commit_topic = commit_topic(config.site, config.area, config.line, config.gateway_id)
+        self._own_sources = (config.gateway_id, f"{config.gateway_id}:")
+        self.resent = 0  # messages sent again because they were not confirmed
         self.shutdown_timeout_s = shutdown_timeout_s
         self.connected = False
         self._outbox = outbox
         self._rng = rng
         self._window = asyncio.Semaphore(_WINDOW)
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._ingest_back = asyncio.Event()  # an ingest worker said it has subscribed
+        self._bad_commit_told = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Send until `stop` is set; then send what is left for up to shutdown_timeout_s."""
         reserved: list[int] | None = None  # kept until a session uses it
         reported_unreachable = False
-        delays = backoff(rng=self._rng)
+        delays = backoff(max_s=_RECONNECT_MAX_S, rng=self._rng)
         while True:
             reserved = reserved or self._outbox.reserve(self.gateway_id, 2)
             birth_seq, death_seq = reserved
@@ -80,7 +97,7 @@ class MqttPublisher:
                     await client.publish(self.topic, birth, qos=1, retain=True)
                     in_session, reported_unreachable, self.connected = True, False, True
                     _log.info("connected to broker %s as %s", self.broker, self.client_id)
-                    delays = backoff(rng=self._rng)
+                    delays = backoff(max_s=_RECONNECT_MAX_S, rng=self._rng)
                     await self._send(client, stop)
                     death = self._status(death_seq, online=False, detail="shut down")
                     await client.publish(self.topic, death, qos=1, retain=True)
@@ -116,15 +133,32 @@ class MqttPublisher:
                 backlog,
                 self.drain_rate_per_s,
             )
+        confirming = self._outbox.keep_until == "committed"
+        if confirming:
+            await self._subscribe_commits(client)
         try:
             async with asyncio.timeout(None) as deadline, asyncio.TaskGroup() as tasks:
-                tasks.create_task(
+                draining = tasks.create_task(
                     self._lane(client, tasks, 0, boundary, self.drain_rate_per_s, stop)
                 )
-                tasks.create_task(self._lane(client, tasks, boundary, None, None, stop))
+                lanes = [
+                    draining,
+                    tasks.create_task(self._lane(client, tasks, boundary, None, None, stop)),
+                ]
+                helpers: list[asyncio.Task[None]] = []
+                if confirming:
+                    helpers = [
+                        tasks.create_task(self._confirmations(client)),
+                        tasks.create_task(self._resend(client, tasks, draining)),
+                    ]
                 # The grace counts from the stop, whatever the lanes are waiting for then.
                 await stop.wait()
                 deadline.reschedule(asyncio.get_running_loop().time() + self.shutdown_timeout_s)
+                await asyncio.wait(lanes)
+                while self._inflight:  # the PUBACKs of what was published
+                    await asyncio.wait(self._inflight)
+                for helper in helpers:
+                    helper.cancel()
         except TimeoutError:
             _log.warning(
                 "shutting down: %d messages not sent in %g s stay in the outbox",
@@ -169,7 +203,7 @@ class MqttPublisher:
                         max(0.0, began + (sent - 1) / rate_per_s - time.monotonic())
                     )
                 await self._window.acquire()
-                tasks.create_task(self._publish(client, row))
+                self._track(tasks.create_task(self._publish(client, row)))
                 last = row.id
 
     async def _publish(self, client: aiomqtt.Client, row: Queued) -> None:
@@ -181,6 +215,84 @@ class MqttPublisher:
         finally:
             self._window.release()
         self._outbox.ack(row)
+
+    def _track(self, task: asyncio.Task[None]) -> None:
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _subscribe_commits(self, client: aiomqtt.Client) -> None:
+        """Subscribe to this gateway's commit confirmations and to ingest's hellos."""
+        for topic in (self.commit_topic, SUBSCRIBED_TOPIC):
+            codes = await client.subscribe(topic, qos=1)
+            if any(getattr(code, "value", code) >= 0x80 for code in codes):
+                _log.error(
+                    "the broker refused the subscription %s: nothing will be confirmed, and "
+                    "the outbox keeps every message until it is full (check the broker's ACL)",
+                    topic,
+                )
+
+    async def _confirmations(self, client: aiomqtt.Client) -> None:
+        """Let go of what ingest confirms; note when an ingest worker (re)subscribes."""
+        async for message in client.messages:
+            if str(message.topic) == SUBSCRIBED_TOPIC:
+                self._ingest_back.set()
+                continue
+            payload = message.payload if isinstance(message.payload, bytes) else b""
+            try:
+                committed = decode_commits(payload)
+            except CommitError as exc:
+                if not self._bad_commit_told:  # once per run: a broken publisher repeats
+                    _log.warning("ignoring a commit message on %s: %s", message.topic, exc)
+                    self._bad_commit_told = True
+                continue
+            # Only this gateway's sources: a confirmation cannot delete another's messages.
+            mine = {s: r for s, r in committed.items() if s.startswith(self._own_sources)}
+            self._outbox.confirm(mine)
+
+    async def _resend(
+        self, client: aiomqtt.Client, tasks: asyncio.TaskGroup, backlog: asyncio.Task[None]
+    ) -> None:
+        """Send again, in order, what the broker acknowledged but nobody confirmed: all of
+        it when ingest says it has (re)subscribed, else what waited `resend_after_s`."""
+        await asyncio.wait([backlog])  # the backlog lane sends what waited from before
+        wait_s, seen = self.resend_after_s, self._outbox.confirmed
+        while True:
+            hello = False
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_s):
+                    await self._ingest_back.wait()
+                    hello = True
+            self._ingest_back.clear()
+            now = time.time()
+            acked_by = now if hello else now - self.resend_after_s
+            count = await self._resend_round(client, tasks, acked_by)
+            if count:
+                _log.info(
+                    "sent again %d messages the database had not confirmed (%s)",
+                    count,
+                    "an ingest worker subscribed" if hello else f"after {wait_s:.0f} s",
+                )
+            nothing_confirmed = self._outbox.confirmed == seen
+            seen = self._outbox.confirmed
+            backing_off = count and nothing_confirmed and not hello
+            wait_s = min(wait_s * 2, _RESEND_MAX_S) if backing_off else self.resend_after_s
+
+    async def _resend_round(
+        self, client: aiomqtt.Client, tasks: asyncio.TaskGroup, acked_by: float
+    ) -> int:
+        last, sent, began = 0, 0, time.monotonic()
+        upto = self._outbox.last_id
+        while rows := self._outbox.due(last, upto, acked_by, _READ):
+            for row in rows:
+                sent += 1
+                await asyncio.sleep(
+                    max(0.0, began + (sent - 1) / self.drain_rate_per_s - time.monotonic())
+                )
+                await self._window.acquire()
+                self._track(tasks.create_task(self._publish(client, row)))
+                last = row.id
+        self.resent += sent
+        return sent
 
     def _outbox_state(self) -> str:
         waiting = len(self._outbox)

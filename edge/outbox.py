@@ -1,7 +1,12 @@
-"""The durable outbox: every message is on disk before it is sent, and leaves when acknowledged.
+"""The durable outbox: every message is on disk before it is sent, and leaves once committed.
 
-One SQLite file in WAL mode holds the messages the broker has not acknowledged yet, in the
-order they were made, and each source's next sequence number. A message made in this event
+One SQLite file in WAL mode holds the messages the database has not committed yet, in the
+order they were made, and each source's next sequence number. A message leaves when ingest
+confirms that the database has it (contracts.commits), not when the broker acknowledges it:
+a broker may lose what it acknowledged (a restart without shared subscriptions, a lost
+disk). The time of its last acknowledgement is kept with it, so that what stays
+unconfirmed is sent again. With `keep_until="acknowledged"` (a consumer that is not
+moldlab's ingest), the broker's acknowledgement is enough. A message made in this event
 loop turn is committed with the others of the turn (one fsync for all), so a SIGKILL or a
 power cut loses at most what had not reached the disk, and never leaves a gap in a sequence:
 a number is stored only together with its message.
@@ -35,12 +40,24 @@ CREATE TABLE IF NOT EXISTS message (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- the order made; never reused
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
-    made REAL NOT NULL                     -- unix time it was queued
+    made REAL NOT NULL,                    -- unix time it was queued
+    source TEXT,                           -- the message's (source, seq): how ingest confirms it
+    seq INTEGER,
+    acked REAL                             -- unix time the broker last acknowledged it
 );
 CREATE TABLE IF NOT EXISTS source (name TEXT PRIMARY KEY, next_seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
-_ACK_DELAY_S = 0.5  # acknowledged messages are deleted in one transaction per this
+# Files made before confirmations get the columns, filled from the payloads.
+_UPGRADE = """
+ALTER TABLE message ADD COLUMN source TEXT;
+ALTER TABLE message ADD COLUMN seq INTEGER;
+ALTER TABLE message ADD COLUMN acked REAL;
+UPDATE message SET source = json_extract(CAST(payload AS TEXT), '$.source'),
+                   seq = json_extract(CAST(payload AS TEXT), '$.seq');
+"""
+_INDEX = "CREATE INDEX IF NOT EXISTS message_source_seq ON message (source, seq)"
+_ACK_DELAY_S = 0.5  # acknowledgements and confirmations are stored in one transaction per this
 _RETAINED = frozenset({MessageKind.JOB})  # kinds the broker keeps the newest of, per topic
 _NEWEST = "newest:"  # meta key prefix: the id of the newest retained message of a topic
 
@@ -53,8 +70,11 @@ class Queued(NamedTuple):
     retain: bool = False  # send retained: the newest message of a retained kind on its topic
 
 
+KeepUntil = Literal["committed", "acknowledged"]
+
+
 class Outbox:
-    """Messages waiting for the broker, on disk, oldest first; when full the oldest go."""
+    """Messages waiting for the database, on disk, oldest first; when full the oldest go."""
 
     def __init__(
         self,
@@ -63,16 +83,18 @@ class Outbox:
         *,
         max_bytes: int = 1 << 30,
         synchronous: Literal["full", "normal"] = "full",
+        keep_until: KeepUntil = "committed",
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.path = Path(path)
         self.max_bytes = max_bytes
+        self.keep_until = keep_until
         self._topic_of = topic_of
         self._clock = clock
         self._db = _open(self.path, synchronous)
         self._seqs: dict[str, int] = dict(self._db.execute("SELECT name, next_seq FROM source"))
         self._dirty_seqs: set[str] = set()
-        self._made: list[tuple[str, bytes, float]] = []
+        self._made: list[tuple[str, bytes, float, str, int]] = []
         self._shots: dict[str, int] = {}
         self._retained_made: set[str] = set()  # topics of retained messages not yet flushed
         self._newest: dict[str, int] = {
@@ -81,7 +103,9 @@ class Outbox:
                 "SELECT key, value FROM meta WHERE key LIKE ?", (f"{_NEWEST}%",)
             )
         }
-        self._acked: list[int] = []
+        self._acked: list[int] = []  # ids the broker acknowledged since the last flush
+        self._acked_at: float = 0.0  # when the last of them was
+        self._confirmed: list[tuple[str, int, int]] = []  # (source, first, last) to delete
         self._flush_scheduled = False
         self._ack_scheduled = False
         self._changed = asyncio.Event()
@@ -96,7 +120,8 @@ class Outbox:
             0
         ]
         self.queued = 0  # put since start
-        self.sent = 0  # acknowledged since start
+        self.sent = 0  # acknowledged by the broker since start (a message sent again counts again)
+        self.confirmed = 0  # deleted as committed since start
         if count:
             _log.info("outbox %s: %d messages from before wait for the broker", self.path, count)
 
@@ -122,7 +147,7 @@ class Outbox:
     def put(self, message: AnyMessage) -> None:
         """Queue `message`; it is on disk at the end of this event loop turn (or at flush())."""
         topic = self._topic_of(message)
-        self._made.append((topic, encode(message), self._clock()))
+        self._made.append((topic, encode(message), self._clock(), message.source, message.seq))
         if message.kind in _RETAINED:
             self._retained_made.add(topic)
         self.queued += 1
@@ -140,16 +165,22 @@ class Outbox:
     def flush(self) -> None:
         """Commit what was made and acknowledged so far."""
         self._flush_scheduled = False
-        if not (self._made or self._acked or self._dirty_seqs or self._shots):
+        if not (self._made or self._acked or self._confirmed or self._dirty_seqs or self._shots):
             return
         made, self._made = self._made, []
         acked, self._acked = self._acked, []
+        confirmed, self._confirmed = self._confirmed, []
+        left = bool(confirmed or (acked and self.keep_until == "acknowledged"))
         with self._db:  # one transaction
             if acked:
-                self._delete(acked)
+                self._store_acks(acked)
+            if confirmed:
+                self._delete_confirmed(confirmed)
             if made:
                 self._db.executemany(
-                    "INSERT INTO message (topic, payload, made) VALUES (?, ?, ?)", made
+                    "INSERT INTO message (topic, payload, made, source, seq)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    made,
                 )
                 self.last_id = self._db.execute("SELECT last_insert_rowid()").fetchone()[0]
                 for topic in self._retained_made:
@@ -159,7 +190,7 @@ class Outbox:
                 self._set_meta({f"{_NEWEST}{t}": self._newest[t] for t in self._retained_made})
                 self._retained_made.clear()
                 self._count += len(made)
-                self._bytes += sum(len(payload) for _, payload, _ in made)
+                self._bytes += sum(len(m[1]) for m in made)
             self._db.executemany(
                 "INSERT INTO source (name, next_seq) VALUES (?, ?)"
                 " ON CONFLICT (name) DO UPDATE SET next_seq = excluded.next_seq",
@@ -172,7 +203,7 @@ class Outbox:
                 self._drop_oldest()
         if made:
             self._changed.set()
-        if acked and self._count == 0:
+        if left and self._count == 0:
             self._db.execute("PRAGMA incremental_vacuum")  # give a drained backlog's space back
 
     # --- sending them ----------------------------------------------------------------------
@@ -213,13 +244,35 @@ class Outbox:
             self._changed.clear()
             await self._changed.wait()
 
+    def due(self, last_id: int, upto: int, acked_by: float, limit: int) -> list[Queued]:
+        """Up to `limit` messages after `last_id` (up to `upto`) that the broker acknowledged
+        at `acked_by` (unix time) or before and that are not confirmed yet."""
+        self.flush()
+        rows = self._db.execute(
+            "SELECT id, topic, payload, made FROM message WHERE id > ? AND id <= ?"
+            " AND acked <= ? ORDER BY id LIMIT ?",
+            (last_id, upto, acked_by, limit),
+        )
+        newest = self._newest
+        return [
+            Queued(row_id, topic, payload, made, newest.get(topic) == row_id)
+            for row_id, topic, payload, made in rows
+        ]
+
     def ack(self, item: Queued) -> None:
-        """The broker has `item`: it is deleted soon (resent after a crash before that)."""
+        """The broker has `item`: with keep_until="acknowledged" it is deleted soon (sent
+        again after a crash before that); else its time is kept, and it waits for ingest."""
         self._acked.append(item.id)
+        self._acked_at = self._clock()
         self.sent += 1
-        if not self._ack_scheduled:
-            self._ack_scheduled = True
-            asyncio.get_running_loop().call_later(_ACK_DELAY_S, self._flush_acks)
+        self._schedule_store()
+
+    def confirm(self, committed: dict[str, list[tuple[int, int]]]) -> None:
+        """The database has committed these (source, seq ranges): they are deleted soon."""
+        self._confirmed += [
+            (s, first, last) for s, spans in committed.items() for first, last in spans
+        ]
+        self._schedule_store()
 
     def close(self) -> None:
         """Commit what is pending and close the file."""
@@ -241,14 +294,41 @@ class Outbox:
         self._flush_scheduled = True
         loop.call_soon(self.flush)
 
+    def _schedule_store(self) -> None:
+        if not self._ack_scheduled:
+            self._ack_scheduled = True
+            asyncio.get_running_loop().call_later(_ACK_DELAY_S, self._flush_acks)
+
     def _flush_acks(self) -> None:
         self._ack_scheduled = False
         if not self._closed:  # else the acks are lost and those messages sent again
             self.flush()
 
+    def _store_acks(self, ids: list[int]) -> None:
+        if self.keep_until == "acknowledged":
+            self._delete(ids)
+            return
+        for chunk in _chunks(ids):
+            marks = ",".join("?" * len(chunk))
+            self._db.execute(
+                f"UPDATE message SET acked = ? WHERE id IN ({marks})", [self._acked_at, *chunk]
+            )
+
+    def _delete_confirmed(self, spans: list[tuple[str, int, int]]) -> None:
+        for source, first, last in spans:
+            sizes = self._db.execute(
+                "DELETE FROM message WHERE source = ? AND seq BETWEEN ? AND ?"
+                " RETURNING length(payload)",
+                (source, first, last),
+            ).fetchall()
+            self._count -= len(sizes)
+            self._bytes -= sum(size for (size,) in sizes)
+            self.confirmed += len(sizes)
+        if self._count == 0:
+            self._dropping = False
+
     def _delete(self, ids: list[int]) -> None:
-        for start in range(0, len(ids), 500):  # SQLite's limit on bound parameters
-            chunk = ids[start : start + 500]
+        for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
             count, size = self._db.execute(
                 "SELECT count(*), coalesce(sum(length(payload)), 0) FROM message"
@@ -294,6 +374,10 @@ class Outbox:
         )
 
 
+def _chunks(ids: list[int]) -> list[list[int]]:
+    return [ids[start : start + 500] for start in range(0, len(ids), 500)]  # SQLite's limit
+
+
 def _open(path: Path, synchronous: str) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -317,6 +401,10 @@ def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute(f"PRAGMA synchronous = {synchronous.upper()}")
         db.executescript(_SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(message)")}
+        if "acked" not in columns:
+            db.executescript(f"BEGIN; {_UPGRADE} COMMIT;")
+        db.execute(_INDEX)
     except sqlite3.DatabaseError:
         db.close()
         raise

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import psycopg
 
@@ -19,12 +19,18 @@ from store.backoff import Backoff
 
 log = logging.getLogger(__name__)
 
+_RECONNECT_MAX_S = 4.0  # a database back from an outage is written to within seconds
+
 
 class Database:
     """`connections` connections, each with its Writer, reconnected with backoff when they
     break. As many batches can be written at once, one per connection (ingest uses two, so
     that PostgreSQL has one to work on while another's commit waits). The writers share the
     ids of machines and signals.
+
+    Each connection backs off on its own (0.5 s doubling to 4 s), and one that reconnects
+    wakes the others: a batch waiting on a sleeping connection would hold up every ack
+    behind it.
     """
 
     def __init__(
@@ -49,7 +55,7 @@ class Database:
         self._slots = [_Slot() for _ in range(connections)]
         for slot in self._slots:
             self._free.put_nowait(slot)
-        self._backoff = Backoff()
+        self._back = asyncio.Event()  # set when a connection is made: the others try at once
         self._connected_once = False
         self._down_since: float | None = None  # monotonic; logged once per outage
 
@@ -93,9 +99,10 @@ class Database:
                     log.debug("database still unavailable (%s)", str(exc).strip())
                 await slot.close()
                 self._metrics.database_connected.set(0)
-                await self._backoff.wait(stop)
+                self._back.clear()
+                await slot.backoff.wait(stop, self._back)
                 continue
-            self._backoff.reset()
+            slot.backoff.reset()
             return result
         return None
 
@@ -106,6 +113,7 @@ class Database:
             hand = None if self._latest is None else self._latest.offer
             slot.writer = Writer(conn, self._limits, hand, self.dimensions, self._reject_log)
             self._metrics.database_connected.set(1)
+            self._back.set()
             if self._down_since is not None:
                 away_s = time.monotonic() - self._down_since
                 log.info("connected to the database again after %.0f s", away_s)
@@ -127,6 +135,7 @@ class _Slot:
     """One connection's writer, or None while it is to be (re)connected."""
 
     writer: Writer | None = None
+    backoff: Backoff = field(default_factory=lambda: Backoff(max_s=_RECONNECT_MAX_S))
 
     async def close(self) -> None:
         if self.writer is not None:

@@ -2,6 +2,9 @@
 
 A message is acknowledged to the broker only after its rows are committed, so a crash at
 any moment loses nothing: the broker redelivers, and message_log drops what was written.
+Then its gateway is told (contracts.commits) and deletes it from its outbox: what a broker
+loses after acknowledging it (a restart without shared subscriptions, a lost disk) the
+gateway still has and sends again, when ingest says it has subscribed and on a timer.
 With a shared group, several workers split the messages between them (an MQTT v5 shared
 subscription, `$share/<group>/...`), each with a persistent session of its own; message_log
 keeps every message exactly once across them. The broker side of the session is in
@@ -21,7 +24,9 @@ from datetime import UTC, datetime, timedelta
 import aiomqtt
 
 from contracts import BrokerUrl
+from contracts.commits import SUBSCRIBED_TOPIC
 from ingest import session
+from ingest.commits import confirmations
 from ingest.database import Database
 from ingest.errors import IngestError
 from ingest.latest import LatestValues
@@ -35,6 +40,7 @@ from store.backoff import Backoff
 log = logging.getLogger(__name__)
 
 _REPORT_EVERY_S = 60.0
+_RECONNECT_MAX_S = 4.0  # the longest wait between two attempts to reach the broker
 # Sessions dropped this soon after connecting, this many times in a row: another process is
 # most likely connecting with the same client id, each taking the session from the other.
 _FLAP_S = 5.0
@@ -125,7 +131,8 @@ async def _consume(
     leave: bool,
 ) -> bool:
     """Run the session, reconnecting with backoff; True once `leave` has emptied it."""
-    backoff = Backoff()
+    # A broker back from an outage is tried again within seconds, whatever its length.
+    backoff = Backoff(max_s=_RECONNECT_MAX_S)
     lost_since: float | None = None  # monotonic; the broker's outages are logged once each
     shared = settings.ingest_shared_group is not None
     connected_at = 0.0
@@ -149,6 +156,8 @@ async def _consume(
                     )  # fmt: skip
                 else:
                     session.check_granted(await client.subscribe(subscription, qos=1), subscription)
+                    # Gateways send again what the broker took while nobody was subscribed.
+                    await client.publish(SUBSCRIBED_TOPIC, session.hello(settings), qos=1)
                     log.info(
                         "subscribed to %s on %s (%s)%s",
                         subscription, broker, session.describe(settings), away,
@@ -226,9 +235,13 @@ class _Batch:
         result: BatchResult,
         committed_at: datetime,
     ) -> None:
-        """Acknowledge this batch's messages to the broker (its rows are committed); count it."""
+        """Acknowledge this batch's messages to the broker and confirm them to their gateways
+        (their rows are committed); count it."""
         for m in self.messages:
             client._client.ack(m.mid, m.qos)
+        # Then the gateways may let these go: not lost if the broker drops it (they send again).
+        for topic, payload in confirmations(self.prepared).items():
+            client._client.publish(topic, payload, qos=1)
         topics = [i.topic for i in self.inbound]
         metrics.batch_committed(topics, self.prepared, result, committed_at)
 

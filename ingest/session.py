@@ -7,6 +7,8 @@ never expires.
 
 from __future__ import annotations
 
+import json
+
 import aiomqtt
 from aiomqtt.exceptions import MqttCodeError
 from paho.mqtt.packettypes import PacketTypes
@@ -49,6 +51,11 @@ def client(settings: IngestSettings, broker: BrokerUrl, *, clean: bool = False) 
         clean_start=clean,
         properties=properties,
     )
+
+
+def hello(settings: IngestSettings) -> bytes:
+    """What a worker publishes on contracts.commits.SUBSCRIBED_TOPIC once subscribed."""
+    return json.dumps({"client_id": settings.mqtt_client_id}).encode()
 
 
 def describe(settings: IngestSettings) -> str:

@@ -298,7 +298,8 @@ def _gateway_yaml(path: Path, broker_url: str, machines: dict[str, int], tmp: Pa
         "line": "line1",
         "broker": {"url": broker_url},
         "telemetry_interval_s": POLL_INTERVAL_S,
-        "outbox": {"path": str(tmp / "outbox.sqlite")},
+        # No ingest reads this broker to confirm commits: messages leave on the PUBACK.
+        "outbox": {"path": str(tmp / "outbox.sqlite"), "keep_until": "acknowledged"},
         "metrics": {"port": 0},  # on, as deployed, on any free port
         "machines": [
             {"machine_id": machine_id,

@@ -42,8 +42,12 @@ class LocalMosquitto(_Broker):
         log_path: Path | None = None,
         max_inflight_messages: int = 100,
         tls: tuple[Path, Path] | None = None,
+        persistence: bool = True,
     ) -> None:
         super().__init__(data_dir, port=port, log_path=log_path)
+        # False: a restart forgets every session and queued message (tests of a broker that
+        # loses what it acknowledged).
+        self.persistence = persistence
         # Unacknowledged messages per client; ingest's batches can be no larger (production: 1000).
         self.max_inflight_messages = max_inflight_messages
         self.tls = tls  # (certificate, key): the listener speaks TLS only
@@ -69,7 +73,7 @@ class LocalMosquitto(_Broker):
             f"listener {self.port} 127.0.0.1\n"
             f"{tls}"
             "allow_anonymous true\n"
-            "persistence true\n"
+            f"persistence {'true' if self.persistence else 'false'}\n"
             f"persistence_location {self.data_dir}/\n"
             "autosave_interval 10\n"
             # Ingest may be down for a while; the broker holds the backlog for it.

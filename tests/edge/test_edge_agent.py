@@ -23,7 +23,7 @@ from typing import IO, Protocol, TypeVar
 import aiomqtt
 import pytest
 import yaml
-from gateway_config import gateway_config
+from gateway_config import broker_only_config as gateway_config
 from pymodbus.transaction import TransactionManager
 from watch import until, watch
 
@@ -150,6 +150,32 @@ async def test_a_machine_that_goes_away_is_reported_once_and_back_once(
     logged = [r.getMessage() for r in caplog.records if r.name == "edge.modbus"]
     assert sum("offline" in line for line in logged) == 1
     assert sum(" back " in line for line in logged) == 1
+
+
+async def test_a_machine_outage_is_one_line_in_the_agent_process_log(
+    mqtt_url: str, machine: ModbusMachineServer, tmp_path: Path
+) -> None:
+    # Issue 16: `moldlab edge` logged every failed reconnect (pymodbus.logging: Failed to
+    # connect), 28 lines in one outage: its logging set pymodbus to WARNING, which the agent
+    # took for a choice of the operator's.
+    config = gateway_config(mqtt_url, machine.port, tmp_path)
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    log_path = tmp_path / "agent.log"
+    with log_path.open("ab") as log:
+        async with watch(mqtt_url, f"moldlab/v1/{config.site}/#") as received:
+            agent = await _agent_process(path, log)
+            await until(lambda: len(_of(TelemetryBatch, received)) >= 1, 20)
+            await machine.stop()
+            await until(lambda: len(_of(StateChange, received)) == 2)
+            await asyncio.sleep(4.0)  # failed reconnects meanwhile, at about 1, 2 and 4 s
+            await machine.start()
+            await until(lambda: len(_of(StateChange, received)) == 3, 15)
+            agent.terminate()
+            assert await asyncio.wait_for(agent.wait(), 15) == 0
+    lines = log_path.read_text().splitlines()
+    assert not [line for line in lines if "pymodbus" in line]
+    assert sum("machine imm-01 offline" in line for line in lines) == 1
 
 
 # --- store and forward ----------------------------------------------------------------------

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from gateway_config import gateway_config
+from gateway_config import broker_only_config as gateway_config
 from watch import until, watch
 
 from contracts import (

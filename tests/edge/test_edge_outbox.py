@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -71,7 +72,8 @@ def test_a_new_source_starts_from_the_wall_clock(tmp_path: Path) -> None:
 
 
 async def test_acknowledged_messages_leave_and_do_not_come_back(tmp_path: Path) -> None:
-    outbox = Outbox(tmp_path / "outbox.sqlite", _topic)
+    # keep_until="acknowledged": a broker that no ingest reads; its PUBACK is enough.
+    outbox = Outbox(tmp_path / "outbox.sqlite", _topic, keep_until="acknowledged")
     for _ in range(4):
         outbox.put(_state(outbox))
     outbox.flush()
@@ -85,6 +87,70 @@ async def test_acknowledged_messages_leave_and_do_not_come_back(tmp_path: Path) 
     assert again.after(0, 10) == rows[3:]
     assert len(again) == 1
     assert again.sent == 0
+
+
+async def test_a_message_leaves_when_the_database_confirms_it_not_on_the_pubacks(
+    tmp_path: Path,
+) -> None:
+    clock = [1000.0]
+    outbox = Outbox(tmp_path / "outbox.sqlite", _topic, clock=lambda: clock[0])
+    other = "pi-1:imm-02"
+    for _ in range(5):
+        outbox.put(_state(outbox))
+    outbox.put(_state(outbox, source=other))
+    outbox.flush()
+    rows = outbox.after(0, 10)
+    seqs = _seqs(outbox)
+    for row in rows[:4]:
+        outbox.ack(row)
+    outbox.close()  # stores the acknowledgements' time
+
+    again = Outbox(tmp_path / "outbox.sqlite", _topic, clock=lambda: clock[0])
+    assert again.after(0, 10) == rows  # the broker's PUBACK lets nothing go
+    # What the broker acknowledged by a time, and nothing else, is due to be sent again.
+    assert again.due(0, again.last_id, 999.0, 10) == []
+    assert again.due(0, again.last_id, 1000.0, 10) == rows[:4]
+    assert again.due(rows[0].id, rows[2].id, 1000.0, 10) == rows[1:3]
+    # Ingest confirms seqs 0-1 and 3 of the first source, and a seq of its that was never made.
+    again.confirm({SOURCE: [(seqs[0], seqs[1]), (seqs[3], seqs[3]), (seqs[4] + 9, seqs[4] + 9)]})
+    again.flush()
+    assert again.after(0, 10) == [rows[2], rows[4], rows[5]]
+    assert (len(again), again.confirmed) == (3, 3)
+    assert again.size_bytes == sum(len(r.payload) for r in (rows[2], rows[4], rows[5]))
+    # A confirmation of another source's seqs deletes nothing of this one's.
+    again.confirm({other: [(seqs[2], seqs[2])]})
+    again.flush()
+    assert len(again) == 3
+    again.confirm({SOURCE: [(0, 2**63 - 1)], other: [(0, 2**63 - 1)]})
+    again.flush()
+    assert (len(again), again.size_bytes, again.confirmed) == (0, 0, 6)
+
+
+async def test_an_outbox_from_before_confirmations_gets_its_messages_numbers(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "outbox.sqlite"
+    payload = (
+        b'{"schema_version":3,"machine_id":"imm-01","ts":"2026-12-03T05:27:09Z",'
+        b'"source":"pi-1:imm-01","seq":41,"kind":"state","state":"running","reason":null}'
+    )
+    with sqlite3.connect(path) as db:  # the schema of the last release
+        db.executescript(
+            "CREATE TABLE message (id INTEGER PRIMARY KEY AUTOINCREMENT, topic TEXT NOT NULL,"
+            " payload BLOB NOT NULL, made REAL NOT NULL);"
+            "CREATE TABLE source (name TEXT PRIMARY KEY, next_seq INTEGER NOT NULL);"
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);"
+        )
+        db.execute(
+            "INSERT INTO message (topic, payload, made) VALUES (?, ?, 1.0)",
+            ("moldlab/v1/s/a/l/imm-01/state", payload),
+        )
+    db.close()
+    outbox = Outbox(path, _topic)
+    assert len(outbox) == 1
+    outbox.confirm({SOURCE: [(41, 41)]})
+    outbox.flush()
+    assert len(outbox) == 0
 
 
 async def test_a_message_is_on_disk_at_the_end_of_the_loop_turn(tmp_path: Path) -> None:
@@ -219,7 +285,7 @@ def _retained(outbox: Outbox) -> list[tuple[str, str, bool]]:
 async def test_only_the_newest_job_of_a_machine_goes_retained_backlog_or_not(
     tmp_path: Path,
 ) -> None:
-    outbox = Outbox(tmp_path / "outbox.sqlite", _topic)
+    outbox = Outbox(tmp_path / "outbox.sqlite", _topic, keep_until="acknowledged")
     outbox.put(_job(outbox, "imm-01", "PO-1"))
     outbox.put(_state(outbox))
     outbox.put(_job(outbox, "imm-02", "PO-7"))
@@ -237,7 +303,7 @@ async def test_only_the_newest_job_of_a_machine_goes_retained_backlog_or_not(
     newest = outbox.after(3, 1)[0]
     outbox.ack(newest)
     outbox.close()
-    again = Outbox(tmp_path / "outbox.sqlite", _topic)
+    again = Outbox(tmp_path / "outbox.sqlite", _topic, keep_until="acknowledged")
     assert _retained(again) == [
         ("imm-01", "PO-1", False),
         ("imm-01", "-", False),

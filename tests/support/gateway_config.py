@@ -30,3 +30,13 @@ def gateway_config(
         **overrides,
     }
     return GatewayConfig.model_validate(data)
+
+
+def broker_only_config(
+    mqtt_url: str, port: int, outbox_dir: Path, **overrides: object
+) -> GatewayConfig:
+    """The same for a gateway whose broker no ingest reads: a message leaves the outbox on
+    the broker's acknowledgement (keep_until: acknowledged), as nobody confirms commits."""
+    config = gateway_config(mqtt_url, port, outbox_dir, **overrides)
+    outbox = config.outbox.model_copy(update={"keep_until": "acknowledged"})
+    return config.model_copy(update={"outbox": outbox})

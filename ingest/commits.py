@@ -1,0 +1,58 @@
+"""What a committed batch confirms to the edge gateways (contracts.commits), by topic."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+from contracts import Topic, TopicError
+from contracts.commits import commit_topic, encode_commits, gateway_of, is_source
+from ingest.writer import Prepared
+
+_SEQ_END = 2**63
+
+
+def confirmations(prepared: Prepared) -> dict[str, bytes]:
+    """The commit payload for each gateway that sent messages of this committed batch.
+
+    Every message the batch made durable is confirmed: written now, written before (a
+    redelivery), or recorded as rejected, lest the gateway send a rejected one for ever.
+    A reject whose topic or (source, seq) cannot be read is confirmed to nobody.
+    """
+    seqs: defaultdict[str, defaultdict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for (source, seq), (topic, _, _) in prepared.valid.items():
+        _add(seqs, topic, source, seq)
+    for topic_text, payload, _ in prepared.rejected:
+        key = _source_seq(payload)
+        if key is None:
+            continue
+        try:
+            topic = Topic.parse(topic_text)
+        except TopicError:
+            continue
+        _add(seqs, topic, *key)
+    return {target: encode_commits(by_source) for target, by_source in seqs.items()}
+
+
+def _add(
+    seqs: defaultdict[str, defaultdict[str, list[int]]], topic: Topic, source: str, seq: int
+) -> None:
+    try:
+        target = commit_topic(topic.site, topic.area, topic.line, gateway_of(source))
+    except TopicError:  # a source that no gateway of ours numbers
+        return
+    seqs[target][source].append(seq)
+
+
+def _source_seq(payload: bytes) -> tuple[str, int] | None:
+    """The (source, seq) a rejected payload claims, if it is JSON that has them."""
+    try:
+        data = json.loads(payload)
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    source, seq = data.get("source"), data.get("seq")
+    if isinstance(source, str) and is_source(source) and type(seq) is int and 0 <= seq < _SEQ_END:
+        return source, seq
+    return None
