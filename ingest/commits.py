@@ -12,8 +12,13 @@ from ingest.writer import Prepared
 _SEQ_END = 2**63
 
 
-def confirmations(prepared: Prepared) -> dict[str, bytes]:
-    """The commit payload for each gateway that sent messages of this committed batch.
+_SOURCES_PER_MESSAGE = 1_000  # well within what a gateway reads (contracts.commits)
+_SEQS_PER_MESSAGE = 10_000
+
+
+def confirmations(prepared: Prepared) -> list[tuple[str, bytes]]:
+    """(topic, payload) of the commit messages for the gateways that sent this committed
+    batch: one per gateway, or several when it names many sources or seqs.
 
     Every message the batch made durable is confirmed: written now, written before (a
     redelivery), or recorded as rejected, lest the gateway send a rejected one for ever.
@@ -31,7 +36,27 @@ def confirmations(prepared: Prepared) -> dict[str, bytes]:
         except TopicError:
             continue
         _add(seqs, topic, *key)
-    return {target: encode_commits(by_source) for target, by_source in seqs.items()}
+    return [
+        (target, encode_commits(part))
+        for target, by_source in seqs.items()
+        for part in _parts(by_source)
+    ]
+
+
+def _parts(by_source: dict[str, list[int]]) -> list[dict[str, list[int]]]:
+    """`by_source` cut into pieces of at most _SOURCES_PER_MESSAGE sources and about
+    _SEQS_PER_MESSAGE seqs (a source's seqs are not split)."""
+    parts: list[dict[str, list[int]]] = [{}]
+    count = 0
+    for source, seqs in by_source.items():
+        if parts[-1] and (
+            len(parts[-1]) >= _SOURCES_PER_MESSAGE or count + len(seqs) > _SEQS_PER_MESSAGE
+        ):
+            parts.append({})
+            count = 0
+        parts[-1][source] = seqs
+        count += len(seqs)
+    return parts
 
 
 def _add(

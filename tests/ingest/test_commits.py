@@ -36,8 +36,7 @@ def test_each_gateway_is_told_its_written_duplicate_and_rejected_messages() -> N
         Inbound("not/a/topic", late.payload, datetime.now(UTC)),
     ]
     told = {
-        topic: decode_commits(payload)
-        for topic, payload in confirmations(prepare(batch, Limits())).items()
+        topic: decode_commits(payload) for topic, payload in confirmations(prepare(batch, Limits()))
     }
     assert told == {
         "moldlab/commit/v1/s/hall/l1/pi-1": {"pi-1:imm-01": [(1, 2), (9, 9)]},
@@ -45,3 +44,17 @@ def test_each_gateway_is_told_its_written_duplicate_and_rejected_messages() -> N
         "moldlab/commit/v1/s/hall/l2/sim-9": {"sim-9": [(3, 3)]},
     }
     assert Topic.parse(batch[0].topic).line == "l1"
+
+
+def test_a_batch_of_many_sources_is_confirmed_in_messages_a_gateway_reads_whole() -> None:
+    # 50,000 sources under one gateway's name (a flood, or a forger): confirmations the
+    # gateway would refuse as too large would hold up the confirmation of its own.
+    batch = [_state("s", "l1", f"pi-1:m{n}", n) for n in range(50_000)]
+    limits = Limits(max_machines=100_000, max_machines_per_site=100_000)
+    sent = confirmations(prepare(batch, limits))
+    assert len(sent) == 50
+    seen: dict[str, list[tuple[int, int]]] = {}
+    for topic, payload in sent:
+        assert topic == "moldlab/commit/v1/s/hall/l1/pi-1"
+        seen |= decode_commits(payload)  # CommitError if a gateway would refuse it
+    assert seen == {f"pi-1:m{n}": [(n, n)] for n in range(50_000)}
