@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING, Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.exposition import start_http_server
 
+from ingest.clocks import Clocks
+
 if TYPE_CHECKING:
     from ingest.writer import BatchResult, Prepared
 
@@ -77,7 +79,7 @@ def reject_reason(reason: str) -> str:
 class IngestMetrics:
     """The metrics of one ingest process, in a registry of their own (no global state)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_clock_skew_s: float = 10.0) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.info = Info(
@@ -121,6 +123,20 @@ class IngestMetrics:
         self.latest_written = Counter(
             "moldlab_ingest_latest_values_written",
             "newest signal values written to latest_value (at most once a second per signal)",
+            registry=r,
+        )
+        self.clock_ahead = Gauge(
+            "moldlab_ingest_clock_ahead_seconds",
+            "how far a publisher's clock is ahead of ingest's (negative: behind), from its "
+            "freshest message of the last minute (ingest.clocks)",
+            ["publisher"],
+            registry=r,
+        )
+        self.clocks = Clocks(self.clock_ahead, max_clock_skew_s)
+        self.sequence_gaps = Gauge(
+            "moldlab_ingest_sequence_gap_messages",
+            "messages missing in the gateways' sequences of the last minutes, for over a "
+            "minute (set by the one worker that watches; ingest.gaps)",
             registry=r,
         )
         self.inflight_batches = Gauge(
@@ -167,6 +183,7 @@ class IngestMetrics:
         observe = self.lag_seconds.observe
         for _topic, message, _samples in prepared.valid.values():
             observe(max(0.0, (committed_at - message.ts).total_seconds()))
+        self.clocks.observe(prepared.ahead_s)
 
 
 @contextlib.asynccontextmanager

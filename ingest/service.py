@@ -29,6 +29,7 @@ from ingest import session
 from ingest.commits import confirmations
 from ingest.database import Database
 from ingest.errors import IngestError
+from ingest.gaps import GapWatch, run_gap_watch
 from ingest.latest import LatestValues
 from ingest.metrics import IngestMetrics, serve_metrics
 from ingest.retention import run_pruning
@@ -62,7 +63,7 @@ async def run_ingest(settings: IngestSettings, stop: asyncio.Event, *, leave: bo
     nothing more), write and acknowledge what the session still holds, end the session.
     """
     broker = BrokerUrl.parse(settings.mqtt_url)
-    metrics = IngestMetrics()
+    metrics = IngestMetrics(max_clock_skew_s=settings.ingest_max_clock_skew_s)
     limits = Limits(
         max_payload_bytes=settings.ingest_max_payload_bytes,
         max_machines=settings.ingest_max_machines,
@@ -92,6 +93,14 @@ async def run_ingest(settings: IngestSettings, stop: asyncio.Event, *, leave: bo
                 name="ingest-prune",
             )
         )
+        watching_gaps = (
+            None
+            if leave
+            else asyncio.create_task(
+                run_gap_watch(settings.database_url, GapWatch(metrics.sequence_gaps), stop),
+                name="ingest-gaps",
+            )
+        )
         writing_latest = asyncio.create_task(latest.run(consumed), name="ingest-latest")
         try:
             drained = await _consume(settings, broker, subscription, database, metrics, stop, leave)
@@ -99,10 +108,11 @@ async def run_ingest(settings: IngestSettings, stop: asyncio.Event, *, leave: bo
             consumed.set()
             metrics.broker_connected.set(0)
             await database.close()
-            if pruning is not None:
-                pruning.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await pruning
+            for task in (pruning, watching_gaps):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             try:
                 await asyncio.wait_for(writing_latest, _LATEST_LAST_WRITE_S)
             except TimeoutError:
@@ -240,7 +250,7 @@ class _Batch:
         for m in self.messages:
             client._client.ack(m.mid, m.qos)
         # Then the gateways may let these go: not lost if the broker drops it (they send again).
-        for topic, payload in confirmations(self.prepared).items():
+        for topic, payload in confirmations(self.prepared):
             client._client.publish(topic, payload, qos=1)
         topics = [i.topic for i in self.inbound]
         metrics.batch_committed(topics, self.prepared, result, committed_at)

@@ -66,6 +66,11 @@ class IngestSettings(BaseSettings):
         description="this worker's name in its shared group, stable across restarts and "
         "unique in the group: its session is <client id>-<worker>",
     )
+    ingest_max_clock_skew_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="a gateway whose clock is further than this from ingest's is logged",
+    )
     ingest_metrics_host: str = Field(default="127.0.0.1", description="metrics listen address")
     ingest_metrics_port: int = Field(
         default=9109, ge=0, le=65535, description="Prometheus metrics port; 0: none"

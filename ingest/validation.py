@@ -68,12 +68,17 @@ def validate(inbound: Inbound, limits: Limits) -> tuple[Topic, AnyMessage, list[
                 f"machines: {foreign!r} contradicts topic line {line!r}"
                 " (a gateway serves the machines of its own line)"
             )
-    newest = message.ts + timedelta(milliseconds=_last_offset_ms(message, samples))
+    newest = newest_time(message, samples)
     if newest > inbound.received_at + limits.max_future:
         raise RejectedMessage(f"timestamp {newest.isoformat()} is in the future")
     if message.ts < inbound.received_at - limits.max_age:
         raise RejectedMessage(f"timestamp {message.ts.isoformat()} is older than {limits.max_age}")
     return topic, message, samples
+
+
+def newest_time(message: AnyMessage, samples: list[Sample] | None) -> datetime:
+    """The time of the message's newest reading (its ts but for telemetry)."""
+    return message.ts + timedelta(milliseconds=_last_offset_ms(message, samples))
 
 
 def _last_offset_ms(message: AnyMessage, samples: list[Sample] | None) -> int:

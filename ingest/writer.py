@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from ingest.dimensions import Dimensions, resolve
 from ingest.gateways import log_lost, record_statuses
 from ingest.latest import Latest, update_last_seen, upsert_latest
 from ingest.rejects import INSERT_REJECTED, RejectLog, printable, rejected_row
-from ingest.validation import Inbound, Limits, RejectedMessage, validate
+from ingest.validation import Inbound, Limits, RejectedMessage, newest_time, validate
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class Prepared:
     segments: dict[tuple[str, int], tuple[bytes, int, int]] = field(default_factory=dict)
     payloads: dict[tuple[str, int], tuple[str, bytes]] = field(default_factory=dict)  # as came
     latest: Latest = field(default_factory=dict)  # pg us
+    # By publisher (a source's part before ":"): the largest newest reading - arrival, in s.
+    ahead_s: dict[str, float] = field(default_factory=dict)
 
 
 def prepare(
@@ -86,6 +89,10 @@ def prepare(
             reason = f"ingest could not check it ({type(exc).__name__}); kept for a look"
             prepared.rejected.append((inbound.topic, inbound.payload, reason))
             continue
+        ahead = (newest_time(message, samples) - inbound.received_at).total_seconds()
+        publisher = message.source.split(":", 1)[0]
+        if ahead > prepared.ahead_s.get(publisher, -math.inf):
+            prepared.ahead_s[publisher] = ahead
         key = (message.source, message.seq)
         if key in prepared.valid:
             prepared.duplicates += 1
@@ -139,6 +146,8 @@ class _Rows:
     telemetry: bytearray = field(default_factory=bytearray)  # binary COPY tuples
     readings: int = 0
     latest: Latest = field(default_factory=dict)  # pg us
+    # By publisher (a source's part before ":"): the largest newest reading - arrival, in s.
+    ahead_s: dict[str, float] = field(default_factory=dict)
     cycles: list[tuple[object, ...]] = field(default_factory=list)
     jobs: list[tuple[object, ...]] = field(default_factory=list)
     states: list[tuple[object, ...]] = field(default_factory=list)
