@@ -1,11 +1,15 @@
-"""The MQTT broker address every deployable is given: mqtt://[user[:password]@]host[:port]."""
+"""The MQTT broker address every deployable is given: mqtt://[user[:password]@]host[:port].
+
+mqtts:// speaks TLS, trusting the system's CAs or, with `?ca=/path/ca.crt`, the plant's
+private CA only (deploy/tls/make-certs.sh makes one).
+"""
 
 from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass
 from typing import TypedDict
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from contracts.errors import ContractError
 
@@ -27,6 +31,7 @@ class BrokerUrl:
     tls: bool = False
     username: str | None = None
     password: str | None = None
+    ca_file: str | None = None  # the CA that signed the broker's certificate (mqtts only)
 
     @classmethod
     def parse(cls, url: str) -> BrokerUrl:
@@ -39,13 +44,31 @@ class BrokerUrl:
             port = parts.port or (8883 if tls else 1883)
         except ValueError as exc:
             raise ContractError(f"broker URL {url!r} has a bad port") from exc
+        query = parse_qs(parts.query, keep_blank_values=True)
+        unknown = sorted(set(query) - {"ca"})
+        if unknown:
+            raise ContractError(f"broker URL {cls._shown(url)}: unknown parameter {unknown[0]!r}")
+        ca_file = query.get("ca", [None])[-1]
+        if ca_file is not None and not tls:
+            raise ContractError(f"broker URL {cls._shown(url)}: ?ca= needs mqtts://")
+        if ca_file == "":
+            raise ContractError(f"broker URL {cls._shown(url)}: ?ca= names no file")
         return cls(
             host=parts.hostname,
             port=port,
             tls=tls,
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
+            ca_file=ca_file,
         )
+
+    @staticmethod
+    def _shown(url: str) -> str:
+        """`url` with its password hidden, for an error message."""
+        parts = urlsplit(url)
+        if parts.password:
+            url = url.replace(f":{parts.password}@", ":***@", 1)
+        return repr(url[:200])
 
     def client_options(self) -> ClientOptions:
         """Keywords for aiomqtt.Client: `aiomqtt.Client(**url.client_options(), ...)`."""
@@ -54,9 +77,20 @@ class BrokerUrl:
             port=self.port,
             username=self.username,
             password=self.password,
-            tls_context=ssl.create_default_context() if self.tls else None,
+            tls_context=self.tls_context(),
         )
+
+    def tls_context(self) -> ssl.SSLContext | None:
+        """The TLS context of an mqtts:// URL (its CA's, if it names one); ContractError if
+        that CA file cannot be read."""
+        if not self.tls:
+            return None
+        try:
+            return ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise ContractError(f"broker CA file {self.ca_file!r} cannot be read: {exc}") from None
 
     def __str__(self) -> str:
         user = f"{self.username}:***@" if self.username else ""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}"
+        ca = f"?ca={self.ca_file}" if self.ca_file else ""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{user}{self.host}:{self.port}{ca}"

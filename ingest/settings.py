@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts import BrokerUrl
 from contracts.secrets import refuse_weak_password
 
 # An MQTT share name may hold no '/', '+' or '#'; a worker name becomes part of a client id.
@@ -80,6 +81,12 @@ class IngestSettings(BaseSettings):
     @classmethod
     def _strong(cls, value: str, info: ValidationInfo) -> str:
         return refuse_weak_password(value, f"MOLDLAB_{(info.field_name or '').upper()}")
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _broker(cls, value: str) -> str:
+        BrokerUrl.parse(value).tls_context()  # a bad URL or an unreadable CA file: now
+        return value
 
     @field_validator("ingest_worker")
     @classmethod

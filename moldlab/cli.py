@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from moldlab import bench_cli, pdm_cli, plant_cli, report_cli, sim_cli, user_cli
+from moldlab import bench_cli, broker_cli, pdm_cli, plant_cli, report_cli, sim_cli, user_cli
 from moldlab.runner import ENV_HELP, run_until_signalled, setup_logging
 
 
@@ -66,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Run the edge gateway agent described by a YAML file (site, machines with "
         "their Modbus TCP connection or MQTT-native source, the plant broker, the outbox, the "
         "metrics endpoint). Every message is stored in the outbox (SQLite) before it is sent "
-        "and kept there until the broker has it. See deploy/edge/gateway.example.yaml.",
+        "and kept there until ingest confirms the database has it. See "
+        "deploy/edge/gateway.example.yaml.",
     )
     edge.add_argument("--config", type=Path, required=True, help="the gateway's YAML file")
     edge.add_argument(
@@ -160,7 +161,24 @@ def _parser() -> argparse.ArgumentParser:
         "PostgreSQL otherwise. " + ENV_HELP,
     )
     upgrade.add_argument("--database-url", help="postgresql://... (MOLDLAB_DATABASE_URL)")
+    roles = db_sub.add_parser(
+        "roles",
+        help="make the services' database roles and grant each its tables",
+        description="Make (or set the password of) moldlab_ingest, moldlab_api and "
+        "moldlab_scorer, and grant each what its job needs: all may read; ingest writes what "
+        "arrives, the API only users' sessions, alert acknowledgements and its performance "
+        "rollup, the scorer maintenance predictions and alerts. None is a superuser or owns "
+        "the schema. Each role's password is read from PASSWORDS/ROLE, or made and written "
+        "there (mode 600) when the file is missing. Run it as the schema's owner after "
+        "`moldlab db upgrade`, and again after each upgrade. " + ENV_HELP,
+    )
+    roles.add_argument("--database-url", help="postgresql://... (MOLDLAB_DATABASE_URL)")
+    roles.add_argument(
+        "--passwords", type=Path, default=Path("db-roles"), metavar="PASSWORDS",
+        help="the directory of the roles' password files (default ./db-roles)",
+    )  # fmt: skip
     plant_cli.add_parser(sub)
+    broker_cli.add_parser(sub)
     report_cli.add_parser(sub)
     pdm_cli.add_parser(sub)
     user_cli.add_parser(sub)
@@ -262,6 +280,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _api(args)
     if args.command == "plant":
         return plant_cli.run(args)
+    if args.command == "broker":
+        return broker_cli.run(args)
     if args.command == "report":
         return report_cli.run(args)
     if args.command == "pdm":
@@ -282,10 +302,46 @@ def _dispatch(args: argparse.Namespace) -> int:
         from store import upgrade
 
         db_settings = IngestSettings(**_overrides(args, database_url="database_url"))  # type: ignore[arg-type]  # as above
+        if args.db_command == "roles":
+            return _db_roles(db_settings.database_url, args.passwords)
         backend = upgrade(db_settings.database_url)
         print(f"database is at the newest schema (storage: {backend})")
         return 0
     raise AssertionError(args.command)
+
+
+def _db_roles(database_url: str, directory: Path) -> int:
+    import secrets
+
+    import psycopg
+
+    from store.roles import ROLES, grant_roles
+
+    passwords: dict[str, str] = {}
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for role in ROLES:
+            path = directory / role
+            if path.exists():
+                passwords[role] = path.read_text().strip()
+                print(f"{role}: password from {path}")
+                continue
+            passwords[role] = secrets.token_urlsafe(24)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(passwords[role] + "\n")
+            print(f"{role}: new password in {path}")
+    except OSError as exc:
+        print(f"moldlab db roles: {exc}", file=sys.stderr)
+        return 2
+    try:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            grant_roles(conn, passwords)
+    except psycopg.Error as exc:
+        print(f"moldlab db roles: {str(exc).strip()[:300]}", file=sys.stderr)
+        return 1
+    print(f"granted {', '.join(ROLES)}")
+    return 0
 
 
 def _edge(args: argparse.Namespace) -> int:

@@ -51,6 +51,7 @@ MAX_BREAKS = 10  # a shift
 MAX_HOLIDAYS = 2_000  # a site
 MAX_MOULDS = 10_000
 MAX_MACHINES = 2_000
+MAX_GATEWAYS = 2_000
 MAX_PROBLEMS = 20  # shown of a bad file; the rest are counted
 # A load may take effect at most this far ahead: until then nothing it holds can be changed.
 MAX_AHEAD = timedelta(days=366)
@@ -260,6 +261,16 @@ class Machine(_Model):
         return (self.site, self.area, self.line, self.id)
 
 
+class Gateway(_Model):
+    """An edge gateway: the line it serves, whose topics it alone may publish under (the
+    broker's ACL, `moldlab broker acl`)."""
+
+    id: _Segment
+    site: _Segment
+    area: _Segment
+    line: _Segment
+
+
 class Plant(_Model):
     effective_from: _Instant | None = Field(
         default=None,
@@ -269,6 +280,7 @@ class Plant(_Model):
     sites: list[Site] = Field(min_length=1, max_length=MAX_SITES)
     moulds: list[Mould] = Field(default=[], max_length=MAX_MOULDS)
     machines: list[Machine] = Field(default=[], max_length=MAX_MACHINES)
+    gateways: list[Gateway] = Field(default=[], max_length=MAX_GATEWAYS)
 
     def site(self, site_id: str) -> Site | None:
         return next((s for s in self.sites if s.id == site_id), None)
@@ -383,6 +395,11 @@ def check_references(plant: Plant) -> list[tuple[Where, str]]:
                     f"no site {machine.site!r} in this file; sites: {', '.join(sorted(sites))}",
                 )
             )
+    for i, gateway in enumerate(plant.gateways):
+        if gateway.site not in sites:
+            found.append((("gateways", i, "site"), f"no site {gateway.site!r} in this file"))
+    for i in _duplicates([g.id for g in plant.gateways]):
+        found.append((("gateways", i, "id"), f"gateway {plant.gateways[i].id!r} is listed twice"))
     for i in _duplicates([m.place for m in plant.machines]):
         found.append(
             (("machines", i, "id"), f"machine {'/'.join(plant.machines[i].place)} is listed twice")

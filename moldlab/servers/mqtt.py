@@ -43,11 +43,13 @@ class LocalMosquitto(_Broker):
         max_inflight_messages: int = 100,
         tls: tuple[Path, Path] | None = None,
         persistence: bool = True,
+        auth: tuple[Path, Path] | None = None,
     ) -> None:
         super().__init__(data_dir, port=port, log_path=log_path)
         # False: a restart forgets every session and queued message (tests of a broker that
         # loses what it acknowledged).
         self.persistence = persistence
+        self.auth = auth  # (password file, ACL file): no anonymous clients, each user its ACL
         # Unacknowledged messages per client; ingest's batches can be no larger (production: 1000).
         self.max_inflight_messages = max_inflight_messages
         self.tls = tls  # (certificate, key): the listener speaks TLS only
@@ -69,10 +71,15 @@ class LocalMosquitto(_Broker):
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "mosquitto.conf"
         tls = f"certfile {self.tls[0]}\nkeyfile {self.tls[1]}\n" if self.tls else ""
+        access = (
+            f"allow_anonymous false\npassword_file {self.auth[0]}\nacl_file {self.auth[1]}\n"
+            if self.auth
+            else "allow_anonymous true\n"
+        )
         conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
             f"{tls}"
-            "allow_anonymous true\n"
+            f"{access}"
             f"persistence {'true' if self.persistence else 'false'}\n"
             f"persistence_location {self.data_dir}/\n"
             "autosave_interval 10\n"
