@@ -60,7 +60,8 @@ EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 BOUNDS = (
     f"A plant file has at most {MAX_FILE_BYTES >> 20} MiB, {MAX_SITES} sites, {MAX_SHIFTS} "
     f"shifts and {MAX_HOLIDAYS:,} holidays a site, {MAX_BREAKS} breaks a shift, "
-    f"{MAX_MOULDS:,} moulds and {MAX_MACHINES:,} machines; it takes effect no earlier than "
+    f"{MAX_MOULDS:,} moulds, {MAX_MACHINES:,} machines and {MAX_GATEWAYS:,} gateways; it "
+    "takes effect no earlier than "
     f"1970 and at most {MAX_AHEAD.days} days ahead of now."
 )
 

@@ -100,7 +100,7 @@ def test_an_endless_file_exits_2_without_being_read_whole(tmp_path: Path) -> Non
 def test_the_help_states_the_bounds() -> None:
     text = " ".join(_moldlab("plant", "load", "--help").stdout.split())
     assert "at most 1 MiB, 100 sites, 50 shifts and 2,000 holidays a site" in text
-    assert "10,000 moulds and 2,000 machines" in text
+    assert "10,000 moulds, 2,000 machines and 2,000 gateways" in text
     assert "(the first 20, then how many more)" in text
 
 

@@ -195,6 +195,23 @@ BAD = [
         id="yaml-syntax",
     ),
     pytest.param("moulds: []\n", "p.yaml:1: sites: Field required", id="no-sites"),
+    pytest.param(
+        GOOD + "gateways:\n  - {id: pi-1, site: south, area: hall-a, line: line-1}\n",
+        "p.yaml:33: gateways[0].site: no site 'south' in this file",
+        id="gateway-at-an-unknown-site",
+    ),
+    pytest.param(
+        GOOD
+        + "gateways:\n  - {id: pi-1, site: north, area: hall-a, line: line-1}\n"
+        + "  - {id: pi-1, site: north, area: hall-a, line: line-2}\n",
+        "p.yaml:34: gateways[1].id: gateway 'pi-1' is listed twice",
+        id="duplicate-gateway",
+    ),
+    pytest.param(
+        GOOD + "gateways:\n  - {id: pi/1, site: north, area: hall-a, line: line-1}\n",
+        "p.yaml:33: gateways[0].id: id 'pi/1' is not a valid topic segment",
+        id="gateway-id-not-a-topic-segment",
+    ),
 ]
 
 
