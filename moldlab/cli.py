@@ -10,7 +10,16 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from moldlab import bench_cli, broker_cli, pdm_cli, plant_cli, report_cli, sim_cli, user_cli
+from moldlab import (
+    bench_cli,
+    broker_cli,
+    chaos_cli,
+    pdm_cli,
+    plant_cli,
+    report_cli,
+    sim_cli,
+    user_cli,
+)
 from moldlab.runner import ENV_HELP, run_until_signalled, setup_logging
 
 
@@ -179,6 +188,7 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     plant_cli.add_parser(sub)
     broker_cli.add_parser(sub)
+    chaos_cli.add_parser(sub)
     report_cli.add_parser(sub)
     pdm_cli.add_parser(sub)
     user_cli.add_parser(sub)
@@ -282,6 +292,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return plant_cli.run(args)
     if args.command == "broker":
         return broker_cli.run(args)
+    if args.command == "chaos":
+        return chaos_cli.run(args)
     if args.command == "report":
         return report_cli.run(args)
     if args.command == "pdm":

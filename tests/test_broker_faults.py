@@ -110,7 +110,7 @@ async def _floor(
     broker.start()
     try:
         async with ModbusMachineServer(load_register_map(), port=0) as machine:
-            machine.update(dict.fromkeys(SIGNALS, 1.0), MachineState.RUNNING)
+            machine.update({s.name: 1.0 for s in SIGNALS}, MachineState.RUNNING)
             # A gateway of its own: message_log is shared by the tests of this database.
             gateway = f"pi-{uuid.uuid4().hex[:8]}"
             config = gateway_config(broker.url, machine.port, tmp_path, gateway_id=gateway)

@@ -81,7 +81,7 @@ async def test_a_gateway_and_two_workers_through_a_broker_with_tls_users_and_acl
     certs = _certs(tmp_path / "certs")
     machine = ModbusMachineServer(load_register_map(), port=0)
     await machine.start()
-    machine.update(dict.fromkeys(SIGNALS, 1.0), MachineState.RUNNING)
+    machine.update({s.name: 1.0 for s in SIGNALS}, MachineState.RUNNING)
     config = gateway_config("mqtt://127.0.0.1", machine.port, tmp_path, gateway_id="pi-a")
     plant = load_plant(_plant(tmp_path / "plant.yaml", config.site, "pi-a"))
     made = write_broker_files(plant, tmp_path / "broker")

@@ -41,6 +41,7 @@ from contracts import (
 from contracts.codec import AnyMessage
 from edge import GatewayConfig, run_edge
 from moldlab.servers import LocalMosquitto
+from moldlab.servers.cable import Cable
 from simulators.modbus import ModbusMachineServer, load_register_map
 from simulators.model import CycleDone
 
@@ -518,69 +519,13 @@ async def test_health_and_counters_are_served_and_the_birth_tells_of_drops(
     )
 
 
-class _Cable:
-    """A TCP link to the broker that can be cut as a network is: bytes vanish, nobody is told.
-
-    While cut, what either side sends is dropped and new connections hang unanswered; when
-    it is mended, the connections of before are dead (as after a real outage) and new ones
-    go through.
-    """
-
-    def __init__(self, broker_port: int) -> None:
-        self.broker_port = broker_port
-        self.cut = False
-        self._writers: list[asyncio.StreamWriter] = []
-        self._server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> _Cable:
-        self._server = await asyncio.start_server(self._connect, "127.0.0.1", 0)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self._server is not None
-        self._server.close()
-        self.mend()
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None
-        return f"mqtt://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-
-    def mend(self) -> None:
-        self.cut = False
-        for writer in self._writers:
-            writer.close()
-        self._writers.clear()
-
-    async def _connect(
-        self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter
-    ) -> None:
-        self._writers.append(client_w)
-        while self.cut:  # no answer to a connection attempt during the cut
-            if client_w.is_closing():
-                return
-            await asyncio.sleep(0.1)
-        broker_r, broker_w = await asyncio.open_connection("127.0.0.1", self.broker_port)
-        self._writers.append(broker_w)
-        await asyncio.gather(
-            self._pump(client_r, broker_w), self._pump(broker_r, client_w), return_exceptions=True
-        )
-
-    async def _pump(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while data := await reader.read(65536):
-            if not self.cut:
-                writer.write(data)
-                await writer.drain()
-        writer.close()
-
-
 async def test_a_network_cut_is_noticed_and_loses_nothing(
     mqtt_url: str, machine: ModbusMachineServer, caplog: pytest.LogCaptureFixture, tmp_path: Path
 ) -> None:
     caplog.set_level(logging.INFO, logger="edge")
     source = "pi-test:imm-01"
     stop = asyncio.Event()
-    async with _Cable(BrokerUrl.parse(mqtt_url).port) as cable:
+    async with Cable(BrokerUrl.parse(mqtt_url).port) as cable:
         config = gateway_config(cable.url, machine.port, tmp_path)
         async with _subscribed(mqtt_url, config.site) as received:
             agent = asyncio.create_task(run_edge(config, stop))
@@ -708,7 +653,7 @@ async def test_a_broker_that_stops_answering_does_not_hold_up_a_stop(
     caplog.set_level(logging.INFO, logger="edge")
     source = "pi-test:imm-01"
     stop = asyncio.Event()
-    async with _Cable(BrokerUrl.parse(mqtt_url).port) as cable:
+    async with Cable(BrokerUrl.parse(mqtt_url).port) as cable:
         config = gateway_config(cable.url, machine.port, tmp_path)
         async with _subscribed(mqtt_url, config.site) as received:
             agent = asyncio.create_task(run_edge(config, stop))
