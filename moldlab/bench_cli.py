@@ -1,8 +1,9 @@
-"""`moldlab bench sim|ingest|edge|analytics|pdm`: benchmarks printing figures and their command."""
+"""`moldlab bench ...`: benchmarks printing their figures and the command that made them."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,25 @@ def add_parser(subparsers: Any) -> None:
     bench_ingest.add_argument(
         "--quick", action="store_true", help="allow windows under 30 s (smoke tests)"
     )
+    scaleout = bench_sub.add_parser(
+        "scaleout",
+        help="1, 2 and 4 ingest workers in one shared group: committed readings/s side by side",
+        description="Start PostgreSQL and mosquitto (unless URLs are given) and, for each count "
+        "of --workers, a fresh shared group of that many `moldlab ingest` processes under the "
+        "same saturating load; after a warm-up, report committed readings/s over a window and "
+        "the workers' CPU, side by side. Everything runs on this machine's cores.",
+    )
+    scaleout.add_argument(
+        "--workers", default="1,2,4", help="worker counts, comma separated (default 1,2,4)"
+    )
+    scaleout.add_argument("--seconds", type=float, default=30.0, help="window (default 30)")
+    scaleout.add_argument(
+        "--rate", type=float, default=130_000.0, help="readings/s offered (default 130000)"
+    )
+    scaleout.add_argument("--machines", type=int, default=50, help="machines (default 50)")
+    scaleout.add_argument("--signals", type=int, default=200, help="readings a message (200)")
+    scaleout.add_argument("--database-url", help="a PostgreSQL server to use")
+    scaleout.add_argument("--mqtt-url", help="a broker to use instead of a local mosquitto")
     bench_edge = bench_sub.add_parser(
         "edge",
         help="the edge agent: CPU and memory polling 10 machines at 1 Hz, against a bare poller",
@@ -221,6 +241,20 @@ def _add_analytics(bench_sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.bench_command == "scaleout":
+        from moldlab.bench_scaleout import run_scaleout_bench
+
+        try:
+            counts = [int(n) for n in args.workers.split(",")]
+        except ValueError:
+            print(
+                f"moldlab bench scaleout: --workers {args.workers!r} is not 1,2,4", file=sys.stderr
+            )
+            return 2
+        return run_scaleout_bench(
+            workers=counts, seconds=args.seconds, rate=args.rate, machines=args.machines,
+            signals=args.signals, database_url=args.database_url, mqtt_url=args.mqtt_url,
+        )  # fmt: skip
     if args.bench_command == "ingest":
         from moldlab.bench_ingest import run_ingest_bench
 

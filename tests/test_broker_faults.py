@@ -103,6 +103,7 @@ async def _floor(
     *,
     persistence: bool = True,
     shared_group: str | None = None,
+    keep_until: str = "committed",
 ) -> AsyncIterator[_Floor]:
     broker = LocalMosquitto(
         Path(tempfile.mkdtemp(dir=scratch_dir)) / "mosquitto", persistence=persistence
@@ -113,7 +114,10 @@ async def _floor(
             machine.update({s.name: 1.0 for s in SIGNALS}, MachineState.RUNNING)
             # A gateway of its own: message_log is shared by the tests of this database.
             gateway = f"pi-{uuid.uuid4().hex[:8]}"
-            config = gateway_config(broker.url, machine.port, tmp_path, gateway_id=gateway)
+            outbox = {"path": str(tmp_path / "outbox.sqlite"), "keep_until": keep_until}
+            config = gateway_config(
+                broker.url, machine.port, tmp_path, gateway_id=gateway, outbox=outbox
+            )
             ingest = IngestSettings(
                 database_url=database_url,
                 mqtt_url=broker.url,
@@ -170,6 +174,38 @@ async def test_a_broker_restart_while_ingest_is_away_loses_nothing(
             await floor.wait_complete(before + taken, 30)
             await _eventually(lambda: _outbox_rows(path) <= 3, 20, "the outbox confirmed")
     assert floor.complete()
+
+
+async def test_the_same_restart_loses_messages_when_the_pubacks_are_trusted(
+    database_url: str, scratch_dir: Path, tmp_path: Path
+) -> None:
+    # The behaviour before the confirmations (keep_until: acknowledged, a message leaves on
+    # its PUBACK): the restart above really drops what the broker acknowledged.
+    async with _floor(
+        database_url, scratch_dir, tmp_path, shared_group="g1", keep_until="acknowledged"
+    ) as floor:
+        async with running_ingest(floor.ingest):
+            await floor.wait_complete(3, 20)
+        floor.broker.stop()
+        floor.broker.start()
+        path = floor.config.outbox.path
+        before = len(floor.committed())
+        await _eventually(
+            lambda: _outbox_rows(path) == 0 and _made(path) > max(floor.committed()) + 5,
+            40,
+            "the restarted broker acknowledged messages, and the outbox let them go",
+        )
+        async with running_ingest(floor.ingest):
+            await _eventually(lambda: len(floor.committed()) > before + 5, 20, "live data")
+    seqs = floor.committed()
+    assert seqs != list(range(seqs[0], seqs[-1] + 1)), "no message was lost: a vacuous test"
+
+
+def _made(path: Path) -> int:
+    """The last number the gateway's machine source has made."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        row = db.execute("SELECT next_seq FROM source WHERE name LIKE '%:imm-01'").fetchone()
+    return int(row[0]) - 1 if row else 0
 
 
 async def test_data_flows_within_seconds_of_a_broker_outage_ending(
