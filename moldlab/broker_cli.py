@@ -25,7 +25,8 @@ def add_parser(subparsers: Any) -> None:
         "and publish confirmations), `passwd` (mosquitto's password_file, PBKDF2-SHA512) and "
         "`credentials/USER`, the password of each user made now (mode 600: give it to that "
         "gateway's YAML, `broker.password`, or to ingest's MOLDLAB_MQTT_URL, then delete it). "
-        "Users: moldlab-ingest, each gateway, and with --sim moldlab-sim (the demo's simulated "
+        "Users: moldlab-ingest, moldlab-monitor (reads the broker's $SYS statistics for "
+        "Prometheus), each gateway, and with --sim moldlab-sim (the demo's simulated "
         "MQTT-native machines). Run it again when the plant file changes: kept users keep "
         "their passwords; mosquitto reads the files again on SIGHUP.",
     )

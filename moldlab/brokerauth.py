@@ -28,6 +28,7 @@ from plant.plantfile import Plant
 
 INGEST_USER = "moldlab-ingest"
 SIM_USER = "moldlab-sim"
+MONITOR_USER = "moldlab-monitor"  # the broker's own statistics ($SYS), for its exporter
 _ITERATIONS = 101  # mosquitto_passwd's; the passwords are random, 192 bits
 _SALT_BYTES = 12
 
@@ -63,6 +64,7 @@ def acl_text(plant: Plant, *, sim: bool = False) -> str:
         f"topic read {PREFIX}/#",
         f"topic write {COMMIT_PREFIX}/#",
     ]
+    lines += ["", f"user {MONITOR_USER}", "topic read $SYS/#"]
     if sim:
         lines += ["", f"user {SIM_USER}", f"topic write {PREFIX}/#"]
     for g in plant.gateways:
@@ -79,11 +81,12 @@ def acl_text(plant: Plant, *, sim: bool = False) -> str:
 
 def users(plant: Plant, *, sim: bool = False) -> list[str]:
     """The broker's users for `plant`; BrokerAuthError if a gateway takes a reserved name."""
-    reserved = {INGEST_USER, SIM_USER}
+    reserved = {INGEST_USER, SIM_USER, MONITOR_USER}
     taken = [g.id for g in plant.gateways if g.id in reserved]
     if taken:
         raise BrokerAuthError(f"gateway id {taken[0]!r} is the broker user of a moldlab service")
-    return [INGEST_USER, *([SIM_USER] if sim else []), *(g.id for g in plant.gateways)]
+    sims = [SIM_USER] if sim else []
+    return [INGEST_USER, MONITOR_USER, *sims, *(g.id for g in plant.gateways)]
 
 
 def write_broker_files(plant: Plant, out: Path, *, sim: bool = False) -> Made:

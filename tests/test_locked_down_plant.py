@@ -85,7 +85,7 @@ async def test_a_gateway_and_two_workers_through_a_broker_with_tls_users_and_acl
     config = gateway_config("mqtt://127.0.0.1", machine.port, tmp_path, gateway_id="pi-a")
     plant = load_plant(_plant(tmp_path / "plant.yaml", config.site, "pi-a"))
     made = write_broker_files(plant, tmp_path / "broker")
-    assert made.created == [INGEST_USER, "pi-a"]
+    assert made.created == [INGEST_USER, "moldlab-monitor", "pi-a"]
     password = {u: (tmp_path / "broker/credentials" / u).read_text().strip() for u in made.created}
     broker = LocalMosquitto(
         Path(tempfile.mkdtemp(dir=scratch_dir)) / "mosquitto",

@@ -146,7 +146,7 @@ def test_a_second_run_keeps_passwords_adds_and_removes_users(tmp_path: Path) -> 
     assert "pi-b: removed" in second.stdout
     assert (out / "credentials" / "pi-a").read_text() == password
     users = [line.split(":")[0] for line in (out / "passwd").read_text().splitlines()]
-    assert users == [INGEST_USER, "moldlab-sim", "pi-a", "pi-c"]
+    assert users == [INGEST_USER, "moldlab-monitor", "moldlab-sim", "pi-a", "pi-c"]
     data["gateways"].append({**data["gateways"][0], "id": INGEST_USER})
     plant.write_text(yaml.safe_dump(data))
     refused = _acl(plant, out)
@@ -203,9 +203,10 @@ async def test_a_gateway_publishes_under_its_own_line_only_and_reads_nothing_els
 
 
 @pytest.fixture
-def deployed(tmp_path: Path) -> Iterator[tuple[int, Path, Path]]:
+def deployed(tmp_path: Path) -> Iterator[tuple[int, int, Path, Path]]:
     """mosquitto 2 with deploy/mosquitto/mosquitto.conf as shipped (its paths and port made
-    this test's), the files `moldlab broker acl` and make-certs.sh wrote: (port, auth, certs)."""
+    this test's), the files `moldlab broker acl` and make-certs.sh wrote: (TLS port, the
+    exporter's inside port, auth, certs)."""
     auth, certs, data = tmp_path / "broker", tmp_path / "tls", tmp_path / "data"
     made = _acl(_plant(tmp_path / "plant.yaml"), auth)
     assert made.returncode == 0, made.stderr
@@ -214,11 +215,13 @@ def deployed(tmp_path: Path) -> Iterator[tuple[int, Path, Path]]:
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
     data.mkdir()
-    port = free_port()
+    port, inside = free_port(), free_port()
     conf = (ROOT / "deploy/mosquitto/mosquitto.conf").read_text()
     assert "listener 8883\n" in conf
+    assert "listener 1884\n" in conf
     conf = (
         conf.replace("listener 8883\n", f"listener {port} 127.0.0.1\n")
+        .replace("listener 1884\n", f"listener {inside} 127.0.0.1\n")
         .replace("/mosquitto/certs/", f"{certs}/")
         .replace("/mosquitto/auth/", f"{auth}/")
         .replace("/mosquitto/data/", f"{data}/")
@@ -234,16 +237,16 @@ def deployed(tmp_path: Path) -> Iterator[tuple[int, Path, Path]]:
             assert process.poll() is None, (tmp_path / "mosquitto.log").read_text()
             assert time.monotonic() < deadline, "mosquitto did not listen"
             time.sleep(0.05)
-        yield port, auth, certs
+        yield port, inside, auth, certs
     finally:
         process.terminate()
         process.wait(10)
 
 
 async def test_the_shipped_broker_config_takes_tls_users_only_and_bounds_a_message(
-    deployed: tuple[int, Path, Path],
+    deployed: tuple[int, int, Path, Path],
 ) -> None:
-    port, auth, certs = deployed
+    port, inside, auth, certs = deployed
     trusted = ssl.create_default_context(cafile=str(certs / "ca.crt"))
 
     def client(user: str | None) -> aiomqtt.Client:
@@ -267,3 +270,19 @@ async def test_the_shipped_broker_config_takes_tls_users_only_and_bounds_a_messa
             async for message in ingest.messages:
                 assert message.payload == b"small"
                 break
+    # The exporter's plain listener: its user reads the broker's statistics, and only those.
+    monitor = (auth / "credentials" / "moldlab-monitor").read_text().strip()
+    async with aiomqtt.Client(
+        "127.0.0.1", inside, username="moldlab-monitor", password=monitor
+    ) as exporter:
+        await exporter.subscribe("$SYS/broker/uptime", qos=0)
+        await exporter.subscribe("moldlab/#", qos=1)
+        async with client("pi-a") as pi_a:
+            await pi_a.publish(topic, b"not for the exporter", qos=1)
+        async with asyncio.timeout(20):  # mosquitto publishes $SYS every 10 s
+            async for message in exporter.messages:
+                assert str(message.topic) == "$SYS/broker/uptime"
+                break
+    with pytest.raises(MqttCodeError, match=r"[Nn]ot authori[sz]ed"):
+        async with aiomqtt.Client("127.0.0.1", inside):
+            pass
