@@ -56,6 +56,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
         )  # fmt: skip
         # Not waiting: the API starts (and /health says why) while the database is down.
         await pool.open(wait=False)
+        writer = pool
+        if settings.api_writer_database_url is not None:
+            writer = AsyncConnectionPool(
+                settings.api_writer_database_url, min_size=1, max_size=2, open=False,
+                timeout=settings.api_statement_timeout_s, configure=configure,
+                check=AsyncConnectionPool.check_connection,
+            )  # fmt: skip
+            await writer.open(wait=False)
         hub = LiveHub(
             pool, settings.live_interval_s,
             max_machines=settings.live_max_machines,
@@ -68,14 +76,16 @@ def create_app(settings: ApiSettings) -> FastAPI:
         )  # fmt: skip
         kiosk_task = asyncio.create_task(feed.run(), name="kiosk-feed")
         rollup = PerformanceRollup.start(
-            settings.database_url, settings.api_performance_refresh_s, settings.micro_stop_s
-        )
+            settings.writer_database_url, settings.api_performance_refresh_s,
+            settings.micro_stop_s,
+        )  # fmt: skip
         # What start-up allocated lives as long as the process: full garbage collections
         # need not walk it again (they cost 45 ms a request in `moldlab bench analytics`).
         gc.freeze()
         try:
             yield {
-                "pool": pool, "hub": hub, "storage": StorageBackend(), "settings": settings,
+                "pool": pool, "writer": writer, "hub": hub, "storage": StorageBackend(),
+                "settings": settings,
                 "login_limiter": limiter, "kiosk": feed,
             }  # fmt: skip
         finally:
@@ -84,6 +94,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await rollup.stop()
+            if writer is not pool:
+                await writer.close()
             await pool.close()
 
     app = FastAPI(

@@ -28,6 +28,10 @@ def _pool(request: Request) -> AsyncConnectionPool:
     return cast(AsyncConnectionPool, request.state.pool)
 
 
+def _writer(request: Request) -> AsyncConnectionPool:
+    return cast(AsyncConnectionPool, request.state.writer)
+
+
 def _storage(request: Request) -> StorageBackend:
     return cast(StorageBackend, request.state.storage)
 
@@ -37,5 +41,7 @@ def _settings(request: Request) -> ApiSettings:
 
 
 Pool = Annotated[AsyncConnectionPool, Depends(_pool)]
+# The workspace's own writes: logins and sessions, alert acknowledgements (ApiSettings).
+Writer = Annotated[AsyncConnectionPool, Depends(_writer)]
 Storage = Annotated[StorageBackend, Depends(_storage)]
 Settings = Annotated[ApiSettings, Depends(_settings)]

@@ -36,10 +36,29 @@ class ApiSettings(PerformanceEnv):
 
     database_url: str = Field(description="postgresql://user:password@host:port/dbname")
 
+    api_writer_database_url: str | None = Field(
+        default=None,
+        description="the database role of the workspace's own writes (logins and sessions, "
+        "alert acknowledgements, the performance rollup), so that MOLDLAB_DATABASE_URL's may "
+        "only read; default: MOLDLAB_DATABASE_URL",
+    )
+
     @field_validator("database_url")
     @classmethod
     def _strong(cls, value: str) -> str:
         return refuse_weak_password(value, "MOLDLAB_DATABASE_URL")
+
+    @field_validator("api_writer_database_url")
+    @classmethod
+    def _strong_writer(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return refuse_weak_password(value, "MOLDLAB_API_WRITER_DATABASE_URL")
+
+    @property
+    def writer_database_url(self) -> str:
+        """Where the workspace writes: its own role, or the reading one."""
+        return self.api_writer_database_url or self.database_url
 
     api_host: str = Field(default="127.0.0.1", description="address to listen on")
     api_port: int = Field(default=8000, ge=1, le=65535)

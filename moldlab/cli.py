@@ -173,10 +173,12 @@ def _parser() -> argparse.ArgumentParser:
     roles = db_sub.add_parser(
         "roles",
         help="make the services' database roles and grant each its tables",
-        description="Make (or set the password of) moldlab_ingest, moldlab_api and "
-        "moldlab_scorer, and grant each what its job needs: all may read; ingest writes what "
-        "arrives, the API only users' sessions, alert acknowledgements and its performance "
-        "rollup, the scorer maintenance predictions and alerts. None is a superuser or owns "
+        description="Make (or set the password of) moldlab_ingest, moldlab_api, "
+        "moldlab_workspace and moldlab_scorer, and grant each what its job needs: all may "
+        "read; ingest writes what arrives; the API reads with moldlab_api, which may only "
+        "read, and writes the workspace's own (users' sessions, alert acknowledgements, its "
+        "performance rollup) with moldlab_workspace; the scorer writes maintenance "
+        "predictions and alerts. None is a superuser or owns "
         "the schema. Each role's password is read from PASSWORDS/ROLE, or made and written "
         "there (mode 600) when the file is missing. Run it as the schema's owner after "
         "`moldlab db upgrade`, and again after each upgrade. " + ENV_HELP,

@@ -7,8 +7,10 @@ a superuser.
 
 - moldlab_ingest writes what arrives: readings, cycles, states, jobs, gateway statuses, the
   message log and rejects, latest values, machines and signals, stale performance marks.
-- moldlab_api writes only what the workspace does: users' logins and sessions, alert
-  acknowledgements, and the performance rollup it keeps. No reading, cycle or master data.
+- moldlab_api only reads: what the API serves.
+- moldlab_workspace writes only what the engineer workspace does, for the API (its
+  MOLDLAB_API_WRITER_DATABASE_URL): users' logins and sessions, alert acknowledgements, and
+  the performance rollup it keeps. No reading, cycle or master data.
 - moldlab_scorer writes maintenance models, predictions and alerts.
 """
 
@@ -25,7 +27,8 @@ WRITES: Mapping[str, tuple[str, ...]] = {
         "rejected_message", "latest_value", "machine", "signal", "machine_signal",
         "gateway_machine", "performance_dirty",
     ),
-    "moldlab_api": (
+    "moldlab_api": (),
+    "moldlab_workspace": (
         "app_user", "app_session", "pdm_alert", "performance_slice", "performance_dirty",
     ),
     "moldlab_scorer": ("pdm_model", "pdm_prediction", "pdm_prediction_latest", "pdm_alert"),
@@ -59,6 +62,8 @@ def grant_roles(conn: psycopg.Connection, passwords: Mapping[str, str]) -> None:
             ):
                 conn.execute(sql.SQL(statement).format(db=sql.Identifier(database[0]), role=name))
             tables = [t for t in writes if _exists(conn, t)]
+            if not tables:
+                continue
             conn.execute(
                 sql.SQL("GRANT INSERT, UPDATE, DELETE ON {} TO {}").format(
                     sql.SQL(", ").join(map(sql.Identifier, tables)), name

@@ -22,7 +22,7 @@ from dashboard_api.auth import (
     current_session,
     token_hash,
 )
-from dashboard_api.deps import Pool, Settings
+from dashboard_api.deps import Settings, Writer
 from dashboard_api.problems import UNAVAILABLE, Problem
 from store.sessions import Session, close_session, open_session
 from store.users import Role
@@ -71,7 +71,7 @@ async def login(
     body: LoginBody,
     request: Request,
     response: Response,
-    pool: Pool,
+    writer: Writer,
     settings: Settings,
     limiter: Annotated[LoginLimiter, Depends(_limiter)],
 ) -> SessionInfo:
@@ -84,7 +84,7 @@ async def login(
             f"too many failed logins: try again in {wait} s",
             headers={"Retry-After": str(wait)},
         )
-    async with pool.connection() as conn:
+    async with writer.connection() as conn:
         user = await authenticate(conn, body.name, body.password)
         if user is None:
             limiter.failed(address, name)
@@ -127,8 +127,8 @@ async def get_session(
     description=f"Ends the session and clears its cookie; needs the {CSRF_HEADER} header.",
     responses={**UNAUTHORISED, **NO_CSRF, **UNAVAILABLE},
 )
-async def logout(user: Engineer, request: Request, pool: Pool) -> Response:
-    async with pool.connection() as conn:
+async def logout(user: Engineer, request: Request, writer: Writer) -> Response:
+    async with writer.connection() as conn:
         await close_session(conn, token_hash(request.cookies[COOKIE]))
     log.info("logout: %s", user.name)
     response = Response(status_code=204)

@@ -14,7 +14,7 @@ from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, Field
 
 from dashboard_api.auth import ENGINEER_ONLY, NO_CSRF, UNAUTHORISED, Engineer
-from dashboard_api.deps import Pool
+from dashboard_api.deps import Pool, Writer
 from dashboard_api.problems import UNAVAILABLE, Problem
 from dashboard_api.routes.performance import PLACE_PREFIX_PATTERN
 from store.maintenance import (
@@ -222,9 +222,9 @@ def _alert(a: AlertRow) -> Alert:
 async def acknowledge_alert(
     alert_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="the alert's id")],
     user: Engineer,
-    pool: Pool,
+    writer: Writer,
 ) -> Alert:
-    async with pool.connection() as conn:
+    async with writer.connection() as conn:
         try:
             alert = await acknowledge(conn, alert_id, user.name)
         except AckError as exc:

@@ -112,6 +112,7 @@ def test_each_moldlab_service_is_accepted_by_its_settings(
         elif command == ["api"]:
             api = ApiSettings()  # type: ignore[call-arg]  # from the environment
             assert api.database_url.startswith("postgresql://moldlab_api:")
+            assert api.writer_database_url.startswith("postgresql://moldlab_workspace:")
         elif command[:2] == ["pdm", "score"]:
             assert env["MOLDLAB_DATABASE_URL"].startswith("postgresql://moldlab_scorer:")
         elif command[0] == "sim":

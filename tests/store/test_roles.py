@@ -43,11 +43,11 @@ def roles(database_url: str, tmp_path: Path) -> dict[str, str]:
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert "granted moldlab_ingest, moldlab_api, moldlab_scorer" in done.stdout
+    assert "granted moldlab_ingest, moldlab_api, moldlab_workspace, moldlab_scorer" in done.stdout
     assert oct((tmp_path / "roles" / "moldlab_api").stat().st_mode & 0o777) == "0o600"
     return {
         role: _as(database_url, role, (tmp_path / "roles" / role).read_text().strip())
-        for role in ("moldlab_ingest", "moldlab_api", "moldlab_scorer")
+        for role in ("moldlab_ingest", "moldlab_api", "moldlab_workspace", "moldlab_scorer")
     }
 
 
@@ -95,17 +95,19 @@ async def test_ingest_writes_what_arrives_and_nothing_of_the_workspace(
     _denied(url, "CREATE TABLE intruder (x int)")
 
 
-async def test_the_api_serves_the_workspace_keeps_its_rollup_and_writes_no_data(
+async def test_the_api_reads_with_a_role_that_only_reads_and_writes_the_workspace_apart(
     database_url: str, roles: dict[str, str]
 ) -> None:
     await _write_as_ingest(roles["moldlab_ingest"])
-    url = roles["moldlab_api"]
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+    reader, writer = roles["moldlab_api"], roles["moldlab_workspace"]
+    async with await psycopg.AsyncConnection.connect(writer, autocommit=True) as conn:
         done = await refresh(conn, micro_stop_s=300)  # the pass the API runs every 30 s
     assert done.ran
     assert done.marks > 0  # it took the stale marks ingest left
     headers = login_headers(database_url, csrf=True)  # a user made by the schema's owner
-    settings = ApiSettings(database_url=url, api_performance_refresh_s=0)
+    settings = ApiSettings(
+        database_url=reader, api_writer_database_url=writer, api_performance_refresh_s=0
+    )
     day = datetime.now(UTC).date()
     oee = f"/api/v1/performance/roles/oee?from={day}T00:00Z&to={day + timedelta(days=1)}T00:00Z"
     async with (
@@ -116,12 +118,20 @@ async def test_the_api_serves_the_workspace_keeps_its_rollup_and_writes_no_data(
             answer = await http.get(path)
             assert answer.status_code == 200, (path, answer.text)
         out = await http.post("/api/v1/auth/logout", headers={CSRF_HEADER: headers[CSRF_HEADER]})
-        assert out.status_code in (200, 204), out.text  # its session deleted
+        assert out.status_code in (200, 204), out.text  # its session deleted, as the writer
+    for statement in (
+        "INSERT INTO app_session (token_hash, user_id, csrf_token, expires_at)"
+        " VALUES ('x', 1, 'x', now())",
+        "UPDATE pdm_alert SET status = 'closed'",
+        "DELETE FROM performance_slice",
+        "INSERT INTO telemetry (time, machine_id, signal_id, value) VALUES (now(), 1, 1, 0)",
+    ):
+        _denied(reader, statement)  # the API's reading role writes nothing at all
     for statement in (
         "INSERT INTO telemetry (time, machine_id, signal_id, value) VALUES (now(), 1, 1, 0)",
         "DELETE FROM message_log",
         "UPDATE machine SET last_seen = now()",
         "DELETE FROM plant_site",
     ):
-        _denied(url, statement)
+        _denied(writer, statement)  # nor the workspace's anything but its own
     _denied(roles["moldlab_scorer"], "DELETE FROM cycle")
