@@ -46,24 +46,23 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        pool = AsyncConnectionPool(
-            settings.database_url, min_size=1, max_size=8, open=False,
-            timeout=settings.api_statement_timeout_s, configure=configure,
-            # A connection a database restart killed is found and replaced before a request
-            # gets it (one round trip each time): else the first requests after the restart
-            # answered 503, or 500 (AdminShutdown).
-            check=AsyncConnectionPool.check_connection,
-        )  # fmt: skip
-        # Not waiting: the API starts (and /health says why) while the database is down.
-        await pool.open(wait=False)
-        writer = pool
-        if settings.api_writer_database_url is not None:
-            writer = AsyncConnectionPool(
-                settings.api_writer_database_url, min_size=1, max_size=2, open=False,
+        async def opened(url: str, max_size: int) -> AsyncConnectionPool:
+            pool = AsyncConnectionPool(
+                url, min_size=1, max_size=max_size, open=False,
                 timeout=settings.api_statement_timeout_s, configure=configure,
+                # A connection a database restart killed is found and replaced before a
+                # request gets it (one round trip each time): else the first requests after
+                # the restart answered 503, or 500 (AdminShutdown).
                 check=AsyncConnectionPool.check_connection,
             )  # fmt: skip
-            await writer.open(wait=False)
+            # Not waiting: the API starts (and /health says why) while the database is down.
+            await pool.open(wait=False)
+            return pool
+
+        pool = await opened(settings.database_url, 8)
+        writer = pool  # the workspace's own writes: logins, sessions, acknowledgements
+        if settings.api_writer_database_url is not None:
+            writer = await opened(settings.api_writer_database_url, 2)
         hub = LiveHub(
             pool, settings.live_interval_s,
             max_machines=settings.live_max_machines,
