@@ -24,10 +24,12 @@ from dashboard_api.deps import StorageBackend
 from dashboard_api.errors import install_error_handlers
 from dashboard_api.kiosk import KioskFeed
 from dashboard_api.live import LiveHub
+from dashboard_api.metrics import ApiMetrics, CountRequests
 from dashboard_api.rollup import PerformanceRollup
 from dashboard_api.routes import auth, health, kiosk, live, machines, maintenance, performance, spc
 from dashboard_api.security import SecurityHeaders
 from dashboard_api.settings import ApiSettings
+from store.metrics import Reading, serve_registry
 
 _STATIC = files("dashboard_api") / "static"
 log = logging.getLogger("moldlab.api")
@@ -43,6 +45,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         await conn.commit()
 
     limiter = LoginLimiter(settings.api_login_max_failures, settings.api_login_window_s)
+    metrics = ApiMetrics()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -78,15 +81,29 @@ def create_app(settings: ApiSettings) -> FastAPI:
             settings.writer_database_url, settings.api_performance_refresh_s,
             settings.micro_stop_s,
         )  # fmt: skip
+        metrics.read([
+            Reading("moldlab_api_kiosk_clients", "kiosk sockets open", lambda: feed.watchers),
+            Reading("moldlab_api_live_clients", "engineers' live sockets open", hub.clients),
+            Reading("moldlab_api_rollup_passes", "performance rollup passes tried",
+                    lambda: rollup.passes, counter=True),
+            Reading("moldlab_api_rollup_failures", "performance rollup passes that failed",
+                    lambda: rollup.failures, counter=True),
+            Reading("moldlab_api_database_connections", "connections of the reading pool",
+                    lambda: pool.get_stats().get("pool_size", 0)),
+        ])  # fmt: skip
         # What start-up allocated lives as long as the process: full garbage collections
         # need not walk it again (they cost 45 ms a request in `moldlab bench analytics`).
         gc.freeze()
+        serving = serve_registry(
+            metrics.registry, settings.api_metrics_host, settings.api_metrics_port
+        )
         try:
-            yield {
-                "pool": pool, "writer": writer, "hub": hub, "storage": StorageBackend(),
-                "settings": settings,
-                "login_limiter": limiter, "kiosk": feed,
-            }  # fmt: skip
+            async with serving:
+                yield {
+                    "pool": pool, "writer": writer, "hub": hub, "storage": StorageBackend(),
+                    "settings": settings,
+                    "login_limiter": limiter, "kiosk": feed,
+                }  # fmt: skip
         finally:
             for task in (poller, kiosk_task):
                 task.cancel()
@@ -120,6 +137,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(SecurityHeaders)
+    app.add_middleware(CountRequests, metrics=metrics)
     install_error_handlers(app, settings.api_statement_timeout_s)
     app.include_router(health.router, prefix="/api/v1")
     app.include_router(machines.router, prefix="/api/v1")

@@ -52,6 +52,10 @@ class LiveHub:
         self._clients.add(queue)
         return queue
 
+    def clients(self) -> int:
+        """Live sockets open."""
+        return len(self._clients)
+
     def unsubscribe(self, queue: asyncio.Queue[str]) -> None:
         self._clients.discard(queue)
 

@@ -62,6 +62,13 @@ class ApiSettings(PerformanceEnv):
 
     api_host: str = Field(default="127.0.0.1", description="address to listen on")
     api_port: int = Field(default=8000, ge=1, le=65535)
+    api_metrics_host: str = Field(
+        default="127.0.0.1", description="where Prometheus reads the API's metrics"
+    )
+    api_metrics_port: int = Field(
+        default=9110, ge=0, le=65535,
+        description="the API's metrics port, never the public one; 0: none",
+    )  # fmt: skip
     api_statement_timeout_s: float = Field(
         default=5.0,
         gt=0,

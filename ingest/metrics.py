@@ -12,7 +12,6 @@ batch of 500 messages, against ~200 ms to validate it).
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import contextlib
 import logging
@@ -21,9 +20,9 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
-from prometheus_client.exposition import start_http_server
 
 from ingest.clocks import Clocks
+from store.metrics import serve_registry
 
 if TYPE_CHECKING:
     from ingest.writer import BatchResult, Prepared
@@ -190,28 +189,7 @@ class IngestMetrics:
 async def serve_metrics(
     metrics: IngestMetrics, host: str, port: int
 ) -> AsyncIterator[tuple[str, int] | None]:
-    """Serve the metrics at http://host:port/metrics while inside; yields the bound address.
-
-    Port 0 serves nothing (yields None). A port that is taken is logged as an error and
-    ingest goes on without its metrics: the data path matters more than its gauges.
-    """
-    if port == 0:
-        yield None
-        return
-    try:
-        # prometheus_client's threaded server: a scrape renders in its own thread, so a slow
-        # scraper never holds up the event loop.
-        server, thread = start_http_server(port, addr=host, registry=metrics.registry)
-    except OSError as exc:
-        log.error("cannot serve metrics on %s:%d (%s); running without them", host, port, exc)
-        yield None
-        return
-    bound = server.server_address
-    address = (str(bound[0]), int(bound[1]))
-    log.info("metrics at http://%s:%d/metrics", host, address[1])
-    try:
+    """Serve the metrics at http://host:port/metrics while inside (store.metrics); port 0:
+    none; a port that is taken is logged and ingest goes on without them."""
+    async with serve_registry(metrics.registry, host, port) as address:
         yield address
-    finally:
-        await asyncio.to_thread(server.shutdown)
-        server.server_close()
-        thread.join()

@@ -6,14 +6,20 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from moldlab.dbargs import UsageError as _Usage
 from moldlab.dbargs import add_database_option as _database
 from moldlab.dbargs import database_url
 from moldlab.runner import ENV_HELP
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from analytics.pdm.scorer import Scorer
 
 log = logging.getLogger("moldlab.pdm")
 
@@ -73,6 +79,17 @@ def add_parsers(pdm_sub: Any) -> None:
         "--max-machines", type=int, default=1000,
         help="score at most this many machines per pass; beyond it, those followed before "
         "first and one log line saying how many were left out (default 1000)",
+    )  # fmt: skip
+    score.add_argument(
+        "--metrics-host", default=os.environ.get("MOLDLAB_PDM_METRICS_HOST", "127.0.0.1"),
+        help="where Prometheus reads the scorer's metrics (MOLDLAB_PDM_METRICS_HOST, "
+        "default 127.0.0.1)",
+    )  # fmt: skip
+    score.add_argument(
+        "--metrics-port", type=int, default=int(os.environ.get("MOLDLAB_PDM_METRICS_PORT", 9111)),
+        help="the metrics port (MOLDLAB_PDM_METRICS_PORT, default 9111; 0: none): passes, "
+        "failed passes, predictions, alerts opened and closed, machines scored, database "
+        "connected",
     )  # fmt: skip
     _database(score)
     alerts = pdm_sub.add_parser(
@@ -207,7 +224,39 @@ def _score(args: argparse.Namespace, url: str) -> int:
         model.name, settings.interval_s, len(model.components),
     )  # fmt: skip
     scorer = Scorer(model, settings)
-    return run_until_signalled(lambda stop: scorer.run(url, stop))
+
+    from store.metrics import serve_registry
+
+    async def serve(stop: asyncio.Event) -> None:
+        async with serve_registry(_metrics(scorer), args.metrics_host, args.metrics_port):
+            await scorer.run(url, stop)
+
+    return run_until_signalled(serve)
+
+
+def _metrics(scorer: Scorer) -> CollectorRegistry:
+    from prometheus_client import CollectorRegistry
+
+    from store.metrics import Callbacks, Reading
+
+    c = scorer.counts
+    registry = CollectorRegistry()
+    registry.register(Callbacks([
+        Reading("moldlab_pdm_passes", "scoring passes written", lambda: c.passes, counter=True),
+        Reading("moldlab_pdm_failed_passes", "passes that failed (database lost or refused)",
+                lambda: c.failed_passes, counter=True),
+        Reading("moldlab_pdm_predictions", "predictions written", lambda: c.predictions,
+                counter=True),
+        Reading("moldlab_pdm_alerts_opened", "alerts opened", lambda: c.alerts_opened,
+                counter=True),
+        Reading("moldlab_pdm_alerts_closed", "alerts closed", lambda: c.alerts_closed,
+                counter=True),
+        Reading("moldlab_pdm_machines_scored", "machines scored in the last pass",
+                lambda: c.machines),
+        Reading("moldlab_pdm_database_connected", "1 while the database is connected",
+                lambda: float(c.database_connected)),
+    ]))  # fmt: skip
+    return registry
 
 
 async def _alerts(args: argparse.Namespace, url: str) -> int:

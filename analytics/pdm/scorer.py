@@ -147,6 +147,19 @@ class PassResult:
     left_out: int = 0  # machines with recent cycles beyond max_machines
 
 
+@dataclass(slots=True)
+class ScorerCounts:
+    """What the scorer has done since it started (its Prometheus metrics read these)."""
+
+    passes: int = 0
+    failed_passes: int = 0
+    predictions: int = 0
+    alerts_opened: int = 0
+    alerts_closed: int = 0
+    machines: int = 0  # scored in the last pass
+    database_connected: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class _Event:
     """An alert event, logged once its transaction committed."""
@@ -250,6 +263,7 @@ class Scorer:
         self._trouble: dict[int, str] = {}  # machine id -> what is wrong, logged once
         self._left_out = 0  # machines beyond max_machines at the last pass, logged on change
         self._known: frozenset[int] = frozenset()  # machines with a prediction history at start
+        self.counts = ScorerCounts()  # since start, for the scorer's metrics
 
     async def start(self, conn: AsyncConnection[Any]) -> None:
         """Make this scorer's model the one in force; pick up where the history stopped."""
@@ -316,7 +330,7 @@ class Scorer:
         events = await self._write(conn, work, now)
         for event in events:
             log.info("%s", event.text)
-        return PassResult(
+        result = PassResult(
             at=now,
             machines=scored,
             predictions=len(work.latest),
@@ -327,6 +341,16 @@ class Scorer:
             skipped=tuple(skipped),
             left_out=self._left_out,
         )
+        self._count(result)
+        return result
+
+    def _count(self, result: PassResult) -> None:
+        counts = self.counts
+        counts.passes += 1
+        counts.predictions += result.predictions
+        counts.alerts_opened += len(result.opened)
+        counts.alerts_closed += len(result.closed)
+        counts.machines = result.machines
 
     def _cap(self, followed: list[tuple[int, str, datetime]]) -> list[tuple[int, str, datetime]]:
         """At most max_machines: those followed, then those known, then new ones, by place."""
@@ -457,6 +481,7 @@ class Scorer:
                     database_url, autocommit=True, connect_timeout=5
                 ) as conn:
                     await self.start(conn)
+                    self.counts.database_connected = True
                     if lost_at is not None:
                         log.warning(
                             "database back after %.0f s: scoring again",
@@ -488,6 +513,8 @@ class Scorer:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(stop.wait(), max(wait_s, 0.0))
             except psycopg.OperationalError as exc:
+                self.counts.database_connected = False
+                self.counts.failed_passes += 1
                 if lost_at is None:
                     log.warning(
                         "database lost: %s; retrying with backoff (0.5 s doubling to 30 s)",
@@ -496,6 +523,7 @@ class Scorer:
                     lost_at = time.monotonic()
                 await backoff.wait(stop)
             except psycopg.Error as exc:  # refused, not lost: nothing of the pass was written
+                self.counts.failed_passes += 1
                 if refused is None:
                     why = f"{type(exc).__name__}: {exc}"
                     log.error("%s", _short(

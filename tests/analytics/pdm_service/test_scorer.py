@@ -145,3 +145,27 @@ async def test_a_machine_without_recent_cycles_is_not_scored_and_keeps_its_alert
     assert press.place not in {m for m, _ in model.scored}
     assert result.machines >= 0
     assert [a[2] for a in await _alerts(db, press)] == ["open"]
+
+
+async def test_the_scorers_metrics_count_its_passes_predictions_and_alerts(
+    db: AsyncConnection[Any],
+) -> None:
+    from prometheus_client import generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from moldlab.pdm_score_cli import _metrics
+
+    T0 = fresh_t0()
+    await running_press(db, T0, hours=3, cushion=5.0)
+    scorer = _scorer()
+    registry = _metrics(scorer)
+    await scorer.score(db, T0 + 2 * H)
+    await scorer.score(db, T0 + 2.5 * H)
+    text = generate_latest(registry).decode()
+    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    assert values["moldlab_pdm_passes_total"] == 2
+    assert values["moldlab_pdm_predictions_total"] >= 2  # a component a pass at least
+    assert values["moldlab_pdm_machines_scored"] >= 1
+    assert values["moldlab_pdm_alerts_opened_total"] == 0
+    assert values["moldlab_pdm_failed_passes_total"] == 0
+    assert "moldlab_pdm_database_connected" in values
