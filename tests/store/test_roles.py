@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -13,6 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 import psycopg
 import pytest
+from databases import migrated_database
 from logins import login_headers
 from places import serve_api
 
@@ -35,8 +37,17 @@ def _as(database_url: str, role: str, password: str) -> str:
 
 
 @pytest.fixture
-def roles(database_url: str, tmp_path: Path) -> dict[str, str]:
-    """`moldlab db roles` run on the test database: each role's URL."""
+def own_database(database_server_url: str) -> Iterator[str]:
+    """A database of this test's own: the session's holds other tests' hostile rows (a state
+    at -infinity, say), which are not what these tests are about."""
+    with migrated_database(database_server_url, "moldlab_roles") as url:
+        yield url
+
+
+@pytest.fixture
+def roles(own_database: str, tmp_path: Path) -> dict[str, str]:
+    """`moldlab db roles` run on the test's database: each role's URL."""
+    database_url = own_database
     done = subprocess.run(
         [sys.executable, "-m", "moldlab", "db", "roles", "--database-url", database_url,
          "--passwords", str(tmp_path / "roles")],
@@ -96,7 +107,7 @@ async def test_ingest_writes_what_arrives_and_nothing_of_the_workspace(
 
 
 async def test_the_api_reads_with_a_role_that_only_reads_and_writes_the_workspace_apart(
-    database_url: str, roles: dict[str, str]
+    own_database: str, roles: dict[str, str]
 ) -> None:
     await _write_as_ingest(roles["moldlab_ingest"])
     reader, writer = roles["moldlab_api"], roles["moldlab_workspace"]
@@ -104,7 +115,7 @@ async def test_the_api_reads_with_a_role_that_only_reads_and_writes_the_workspac
         done = await refresh(conn, micro_stop_s=300)  # the pass the API runs every 30 s
     assert done.ran
     assert done.marks > 0  # it took the stale marks ingest left
-    headers = login_headers(database_url, csrf=True)  # a user made by the schema's owner
+    headers = login_headers(own_database, csrf=True)  # a user made by the schema's owner
     settings = ApiSettings(
         database_url=reader, api_writer_database_url=writer, api_performance_refresh_s=0
     )
