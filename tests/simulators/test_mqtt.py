@@ -65,12 +65,14 @@ async def _collect(
 
 
 def _mid_morning_shift() -> datetime:
-    """The latest 08:00 in Rome: inside the demo floor's morning shift, two hours from its
-    break (a run from now at 18:27 fell into the 18:00-18:30 break and made no cycle)."""
+    """The latest 08:00 in Rome an hour ago or more: inside the demo floor's morning shift,
+    two hours from its break (a run from now at 18:27 fell into the 18:00-18:30 break and made
+    no cycle), and far enough back for the sped-up run (one at 08:00:28 Rome started at now,
+    and the simulator publishes nothing ahead of the wall clock)."""
     rome = ZoneInfo("Europe/Rome")
     local = datetime.now(rome)
     at = local.replace(hour=8, minute=0, second=0, microsecond=0)
-    return (at if at <= local else at - timedelta(days=1)).astimezone(UTC)
+    return (at if at <= local - timedelta(hours=1) else at - timedelta(days=1)).astimezone(UTC)
 
 
 async def test_sped_up_machines_sample_once_per_simulated_interval(mqtt_url: str) -> None:
