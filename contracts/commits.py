@@ -31,7 +31,7 @@ PREFIX = "moldlab/commit/v1"
 SUBSCRIBED_TOPIC = f"{PREFIX}/subscribed"
 MAX_SOURCES = 10_000  # in one commit message
 MAX_RANGES = 100_000  # in one commit message, over all its sources
-_SEQ_END = 2**63  # sequence numbers are below this (contracts.messages)
+SEQ_END = 2**63  # sequence numbers are below this (contracts.messages)
 _SOURCE = re.compile(SOURCE_PATTERN)
 
 
@@ -104,7 +104,7 @@ def _span(source: str, span: object) -> tuple[int, int]:
     if (
         isinstance(span, list)
         and len(span) == 2
-        and all(type(n) is int and 0 <= n < _SEQ_END for n in span)
+        and all(type(n) is int and 0 <= n < SEQ_END for n in span)
         and span[0] <= span[1]
     ):
         return span[0], span[1]

@@ -203,6 +203,11 @@ def _metrics(
         lambda: outbox.sent,
     )
     m.counter_fn(
+        "moldlab_edge_messages_resent",
+        "messages sent again because the database had not confirmed them",
+        lambda: publisher.resent,
+    )
+    m.counter_fn(
         "moldlab_edge_messages_confirmed",
         "messages ingest confirmed the database has, and the outbox let go",
         lambda: outbox.confirmed,

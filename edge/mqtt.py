@@ -197,14 +197,26 @@ class MqttPublisher:
                 continue
             for row in rows:
                 sent += 1
-                if rate_per_s:
-                    # The first at once, then one per 1/rate s.
-                    await asyncio.sleep(
-                        max(0.0, began + (sent - 1) / rate_per_s - time.monotonic())
-                    )
-                await self._window.acquire()
-                self._track(tasks.create_task(self._publish(client, row)))
+                # The first at once, then one per 1/rate s.
+                not_before = began + (sent - 1) / rate_per_s if rate_per_s else None
+                await self._put(client, tasks, row, not_before)
                 last = row.id
+
+    async def _put(
+        self,
+        client: aiomqtt.Client,
+        tasks: asyncio.TaskGroup,
+        row: Queued,
+        not_before: float | None = None,
+    ) -> None:
+        """Publish `row`, not before `not_before` (monotonic), once the window has room; its
+        PUBACK is awaited in a task of `tasks`."""
+        if not_before is not None:
+            await asyncio.sleep(max(0.0, not_before - time.monotonic()))
+        await self._window.acquire()
+        task = tasks.create_task(self._publish(client, row))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
 
     async def _publish(self, client: aiomqtt.Client, row: Queued) -> None:
         try:
@@ -215,10 +227,6 @@ class MqttPublisher:
         finally:
             self._window.release()
         self._outbox.ack(row)
-
-    def _track(self, task: asyncio.Task[None]) -> None:
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
 
     async def _subscribe_commits(self, client: aiomqtt.Client) -> None:
         """Subscribe to this gateway's commit confirmations and to ingest's hellos."""
@@ -282,14 +290,10 @@ class MqttPublisher:
     ) -> int:
         last, sent, began = 0, 0, time.monotonic()
         upto = self._outbox.last_id
-        while rows := self._outbox.due(last, upto, acked_by, _READ):
+        while rows := self._outbox.after(last, _READ, upto, acked_by=acked_by):
             for row in rows:
                 sent += 1
-                await asyncio.sleep(
-                    max(0.0, began + (sent - 1) / self.drain_rate_per_s - time.monotonic())
-                )
-                await self._window.acquire()
-                self._track(tasks.create_task(self._publish(client, row)))
+                await self._put(client, tasks, row, began + (sent - 1) / self.drain_rate_per_s)
                 last = row.id
         self.resent += sent
         return sent

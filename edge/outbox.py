@@ -225,12 +225,17 @@ class Outbox:
         row = self._db.execute("SELECT made FROM message ORDER BY id LIMIT 1").fetchone()
         return row[0] if row else None
 
-    def after(self, last_id: int, limit: int, upto: int | None = None) -> list[Queued]:
-        """Up to `limit` waiting messages made after message `last_id` (and up to `upto`)."""
+    def after(
+        self, last_id: int, limit: int, upto: int | None = None, *, acked_by: float | None = None
+    ) -> list[Queued]:
+        """Up to `limit` waiting messages made after message `last_id` (and up to `upto`); with
+        `acked_by`, only those the broker acknowledged at that unix time or before."""
+        if acked_by is not None:
+            self.flush()  # the acknowledgements of the last half second
         rows = self._db.execute(
             "SELECT id, topic, payload, made FROM message WHERE id > ? AND id <= ?"
-            " ORDER BY id LIMIT ?",
-            (last_id, upto if upto is not None else 2**63 - 1, limit),
+            " AND (? IS NULL OR acked <= ?) ORDER BY id LIMIT ?",
+            (last_id, upto if upto is not None else 2**63 - 1, acked_by, acked_by, limit),
         )
         newest = self._newest
         return [
@@ -245,19 +250,8 @@ class Outbox:
             await self._changed.wait()
 
     def due(self, last_id: int, upto: int, acked_by: float, limit: int) -> list[Queued]:
-        """Up to `limit` messages after `last_id` (up to `upto`) that the broker acknowledged
-        at `acked_by` (unix time) or before and that are not confirmed yet."""
-        self.flush()
-        rows = self._db.execute(
-            "SELECT id, topic, payload, made FROM message WHERE id > ? AND id <= ?"
-            " AND acked <= ? ORDER BY id LIMIT ?",
-            (last_id, upto, acked_by, limit),
-        )
-        newest = self._newest
-        return [
-            Queued(row_id, topic, payload, made, newest.get(topic) == row_id)
-            for row_id, topic, payload, made in rows
-        ]
+        """What the broker acknowledged by `acked_by` and nobody confirmed: `after`'s rows."""
+        return self.after(last_id, limit, upto, acked_by=acked_by)
 
     def ack(self, item: Queued) -> None:
         """The broker has `item`: with keep_until="acknowledged" it is deleted soon (sent

@@ -6,11 +6,8 @@ import json
 from collections import defaultdict
 
 from contracts import Topic, TopicError
-from contracts.commits import commit_topic, encode_commits, gateway_of, is_source
+from contracts.commits import SEQ_END, commit_topic, encode_commits, gateway_of, is_source
 from ingest.writer import Prepared
-
-_SEQ_END = 2**63
-
 
 _SOURCES_PER_MESSAGE = 1_000  # well within what a gateway reads (contracts.commits)
 _SEQS_PER_MESSAGE = 10_000
@@ -78,6 +75,6 @@ def _source_seq(payload: bytes) -> tuple[str, int] | None:
     if not isinstance(data, dict):
         return None
     source, seq = data.get("source"), data.get("seq")
-    if isinstance(source, str) and is_source(source) and type(seq) is int and 0 <= seq < _SEQ_END:
+    if isinstance(source, str) and is_source(source) and type(seq) is int and 0 <= seq < SEQ_END:
         return source, seq
     return None

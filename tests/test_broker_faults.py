@@ -22,8 +22,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
+from databases import logged_seqs
 from gateway_config import gateway_config
 from ingest_task import running_ingest
 
@@ -34,14 +34,6 @@ from moldlab.servers import LocalMosquitto
 from simulators.modbus import ModbusMachineServer, load_register_map
 
 pytestmark = [pytest.mark.infra, pytest.mark.slow]
-
-
-def _committed(database_url: str, source: str) -> list[int]:
-    with psycopg.connect(database_url) as conn:
-        rows = conn.execute(
-            "SELECT seq FROM message_log WHERE source = %s ORDER BY seq", (source,)
-        ).fetchall()
-    return [int(seq) for (seq,) in rows]
 
 
 def _outbox_rows(path: Path, where: str = "true", *args: object) -> int:
@@ -73,7 +65,7 @@ class _Floor:
         return f"{self.config.gateway_id}:imm-01"
 
     def committed(self) -> list[int]:
-        return _committed(self.database_url, self.source)
+        return logged_seqs(self.database_url, self.source)
 
     def complete(self, at_least: int = 1) -> bool:
         """Whether `at_least` of the source's messages are committed, without a gap."""

@@ -16,10 +16,10 @@ import time
 from pathlib import Path
 
 import aiomqtt
-import psycopg
 import pytest
 import yaml
 from aiomqtt.exceptions import MqttCodeError
+from databases import logged_seqs
 from gateway_config import gateway_config
 from ingest_task import running_ingest
 
@@ -51,14 +51,6 @@ def _plant(path: Path, site: str, gateway: str) -> Path:
     data["gateways"] = [{"id": gateway, "site": site, "area": "hall-a", "line": "line-1"}]
     path.write_text(yaml.safe_dump(data))
     return path
-
-
-def _committed(database_url: str, source: str) -> list[int]:
-    with psycopg.connect(database_url) as conn:
-        rows = conn.execute(
-            "SELECT seq FROM message_log WHERE source = %s ORDER BY seq", (source,)
-        ).fetchall()
-    return [int(seq) for (seq,) in rows]
 
 
 def _waiting(path: Path) -> int:
@@ -119,7 +111,7 @@ async def test_a_gateway_and_two_workers_through_a_broker_with_tls_users_and_acl
     try:
         async with running_ingest(workers[0]), running_ingest(workers[1]):
             edge = asyncio.create_task(run_edge(config, stop))
-            await _until(lambda: len(_committed(database_url, source)) >= 10, 30, "data")
+            await _until(lambda: len(logged_seqs(database_url, source)) >= 10, 30, "data")
             await _until(lambda: _waiting(config.outbox.path) <= 3, 20, "commits confirmed")
             # An intruder on the plant network: no user, or no TLS, gets nothing.
             trusted = ssl.create_default_context(cafile=str(certs / "ca.crt"))
@@ -131,7 +123,7 @@ async def test_a_gateway_and_two_workers_through_a_broker_with_tls_users_and_acl
                     pass
             stop.set()
             await asyncio.wait_for(edge, 20)
-        seqs = _committed(database_url, source)
+        seqs = logged_seqs(database_url, source)
         assert seqs == list(range(seqs[0], seqs[-1] + 1))
     finally:
         stop.set()

@@ -39,3 +39,14 @@ def own_server(scratch_dir: Path) -> Iterator[tuple[LocalPostgres, str]]:
         database_url = create_database(server.url, "moldlab")
         upgrade(database_url)
         yield server, database_url
+
+
+def logged_seqs(database_url: str, source: str) -> list[int]:
+    """The sequence numbers of `source` in message_log, in order: what was committed."""
+    import psycopg
+
+    with psycopg.connect(database_url) as conn:
+        rows = conn.execute(
+            "SELECT seq FROM message_log WHERE source = %s ORDER BY seq", (source,)
+        ).fetchall()
+    return [int(seq) for (seq,) in rows]
