@@ -352,7 +352,7 @@ def _db_roles(database_url: str, directory: Path) -> int:
         with psycopg.connect(database_url, autocommit=True) as conn:
             grant_roles(conn, passwords)
     except psycopg.Error as exc:
-        print(f"moldlab db roles: {str(exc).strip()[:300]}", file=sys.stderr)
+        print(f"moldlab db roles: {' '.join(str(exc).split())[:300]}", file=sys.stderr)
         return 1
     print(f"granted {', '.join(ROLES)}")
     return 0

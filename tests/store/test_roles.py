@@ -146,3 +146,14 @@ async def test_the_api_reads_with_a_role_that_only_reads_and_writes_the_workspac
     ):
         _denied(writer, statement)  # nor the workspace's anything but its own
     _denied(roles["moldlab_scorer"], "DELETE FROM cycle")
+
+
+def test_a_database_that_is_not_there_is_one_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "moldlab", "db", "roles", "--passwords", str(tmp_path / "r"),
+         "--database-url", "postgresql://x:Strong-Passw0rd-123@127.0.0.1:1/x"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1
+    assert done.stderr.startswith("moldlab db roles: connection failed")
